@@ -1,0 +1,1 @@
+"""NIR export/import, lowering passes, the integer IR, hardware targets and reports."""

@@ -1,0 +1,88 @@
+"""Integrate-and-fire neurons with surrogate gradients (DESIGN §3).
+
+Forward (exact, what every backend must reproduce):
+    v[t] = v[t-1] + y[t];  s[t] = (v[t] > theta);  v[t] = 0 where s[t]   (v[-1] = 0)
+Backward: the Heaviside step is replaced by the derivative of a smooth surrogate.
+Tensors are time-major and time-folded: (T*B, ...) with the T steps of one batch stacked,
+so synaptic layers run once over all steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SURROGATES = ("sigmoid", "arctan")
+
+
+class _SpikeFn(torch.autograd.Function):
+    """Heaviside(x > 0) forward, surrogate derivative backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kind: int, slope: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.kind, ctx.slope = kind, slope
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        a = ctx.slope
+        if ctx.kind == 0:  # sigmoid: d/dx sigmoid(a x) = a s (1 - s)
+            s = torch.sigmoid(a * x)
+            g = a * s * (1.0 - s)
+        else:  # arctan: d/dx (1/pi) atan(pi/2 a x) = (a/2) / (1 + (pi/2 a x)^2)
+            g = (a / 2.0) / (1.0 + (math.pi / 2.0 * a * x) ** 2)
+        return grad * g, None, None
+
+
+def spike(x: torch.Tensor, surrogate: str = "sigmoid", slope: float = 4.0) -> torch.Tensor:
+    """Heaviside of `x` (strictly > 0) with the named surrogate gradient."""
+    if surrogate not in SURROGATES:
+        raise ValueError(f"unknown surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
+    return _SpikeFn.apply(x, SURROGATES.index(surrogate), float(slope))
+
+
+class IFNeuron(nn.Module):
+    """Multi-step IF neuron, hard reset to zero, strict threshold.
+
+    Input and output are time-folded tensors of shape (T*B, ...); `T` is set by the owning
+    network before each forward (`net.set_time_steps`). With `record=True` the last
+    forward's spikes stay in `self.last_spikes` (T, B, ...) for inspection.
+    """
+
+    def __init__(self, theta: float = 1.0, surrogate: str = "sigmoid", slope: float = 4.0,
+                 detach_reset: bool = True) -> None:
+        super().__init__()
+        if surrogate not in SURROGATES:
+            raise ValueError(f"unknown surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
+        self.theta = float(theta)
+        self.surrogate = surrogate
+        self.slope = float(slope)
+        self.detach_reset = detach_reset
+        self.T = 1
+        self.record = False
+        self.last_spikes: torch.Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return f"theta={self.theta}, surrogate={self.surrogate}, slope={self.slope}"
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        T = self.T
+        if y.shape[0] % T:
+            raise ValueError(f"IFNeuron: leading dim {y.shape[0]} is not a multiple of T={T}")
+        ys = y.reshape(T, y.shape[0] // T, *y.shape[1:])
+        v = torch.zeros_like(ys[0])
+        out = []
+        for t in range(T):
+            v = v + ys[t]
+            s = spike(v - self.theta, self.surrogate, self.slope)
+            keep = 1.0 - (s.detach() if self.detach_reset else s)
+            v = v * keep
+            out.append(s)
+        spikes = torch.stack(out)
+        if self.record:
+            self.last_spikes = spikes.detach()
+        return spikes.reshape(y.shape)
