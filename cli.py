@@ -29,7 +29,66 @@ def cli() -> None:
 
 
 # ---------------------------------------------------------------- training (kdsnn/train.py)
-# distill, train-teacher and evaluate are registered by kdsnn.commands (see bottom).
+# OWNER: training helper. Add options here; the body calls kdsnn.train.
+@cli.command()
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Output folder (student.pt, best.pt, metrics.jsonl).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def distill(**opts) -> None:
+    """Train a spiking student with knowledge distilled from an ANN teacher."""
+    from kdsnn.train import distill_command
+
+    distill_command(**opts)
+
+
+@cli.command("train-teacher")
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Output folder (teacher.pt, metrics.jsonl).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def train_teacher(**opts) -> None:
+    """Train an ANN teacher from the model zoo."""
+    from kdsnn.train import train_teacher_command
+
+    train_teacher_command(**opts)
+
+
+# OWNERS: float path -> kdsnn/evaluate.py (training helper; noise: teachers/robustness helper);
+#         --target intsim -> backends/evaluate.py (intsim helper).
+@cli.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Choice(["float", "intsim"]), default="float", show_default=True,
+              help="float: the PyTorch model; intsim: the compiled integer model.")
+@click.option("--noise", "noise", multiple=True,
+              help="Noise as TYPE:LEVEL (gaussian:0.1, salt_pepper:0.05, uniform:0.2); repeatable.")
+@click.option("--dataset", default=None, help="Override the checkpoint's dataset.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--download", is_flag=True)
+@click.option("--samples", type=int, default=None, help="Evaluate on the first N test samples.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
+              help="Folder for robustness.json and the accuracy-vs-noise plot.")
+@click.option("-q", "--quiet", is_flag=True)
+def evaluate(**opts) -> None:
+    """Test accuracy of teacher or student checkpoints, clean and under noise.
+
+    \b
+    Examples:
+      kdsnn evaluate runs/demo/student.pt
+      kdsnn evaluate teacher.pt student_kd.pt student_nokd.pt --noise gaussian:0.2 -o rob/
+      kdsnn evaluate runs/demo/student.pt --target intsim
+    """
+    if opts["target"] == "intsim":
+        from backends.evaluate import evaluate_deployed
+
+        evaluate_deployed(**opts)
+    else:
+        from kdsnn.evaluate import evaluate_command
+
+        evaluate_command(**opts)
+
 
 # ---------------------------------------------------------------- deployment (backends/flow.py)
 @cli.command()
@@ -102,23 +161,17 @@ def targets(as_json: bool) -> None:
     targets_command(as_json)
 
 
-def _register_optional() -> None:
-    """Commands whose modules are owned by other parts of the code base."""
-    try:
-        from kdsnn.commands import register as reg_train
-    except ImportError:  # pragma: no cover - during bring-up only
-        reg_train = None
-    if reg_train:
-        reg_train(cli)
-    try:
-        from compiler.report_cli import register as reg_report
-    except ImportError:  # pragma: no cover
-        reg_report = None
-    if reg_report:
-        reg_report(cli)
+# ---------------------------------------------------------------- reports (compiler/report.py)
+# OWNER: profiler helper.
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,
+              help="Another export folder to put side by side.")
+def report(**opts) -> None:
+    """Print (and re-render) the operations, memory and energy report of an export folder."""
+    from compiler.report import report_command
 
-
-_register_optional()
+    report_command(**opts)
 
 
 def main() -> None:
