@@ -74,15 +74,65 @@ class IFNeuron(nn.Module):
         if y.shape[0] % T:
             raise ValueError(f"IFNeuron: leading dim {y.shape[0]} is not a multiple of T={T}")
         ys = y.reshape(T, y.shape[0] // T, *y.shape[1:])
+        if self.detach_reset:
+            spikes = _IFMultiStep.apply(ys, self.theta, SURROGATES.index(self.surrogate), self.slope)
+        else:
+            spikes = self._forward_autograd(ys)
+        if self.record:
+            self.last_spikes = spikes.detach()
+        return spikes.reshape(y.shape)
+
+    def _forward_autograd(self, ys: torch.Tensor) -> torch.Tensor:
+        """Step-by-step version through autograd (also used when the reset is not detached)."""
         v = torch.zeros_like(ys[0])
         out = []
-        for t in range(T):
+        for t in range(ys.shape[0]):
             v = v + ys[t]
             s = spike(v - self.theta, self.surrogate, self.slope)
             keep = 1.0 - (s.detach() if self.detach_reset else s)
             v = v * keep
             out.append(s)
-        spikes = torch.stack(out)
-        if self.record:
-            self.last_spikes = spikes.detach()
-        return spikes.reshape(y.shape)
+        return torch.stack(out)
+
+
+def _surrogate_grad(x: torch.Tensor, kind: int, a: float) -> torch.Tensor:
+    """Derivative of the smooth surrogate of Heaviside(x) (see `_SpikeFn.backward`)."""
+    if kind == 0:
+        s = torch.sigmoid(a * x)
+        return a * s * (1.0 - s)
+    return (a / 2.0) / (1.0 + (math.pi / 2.0 * a * x) ** 2)
+
+
+class _IFMultiStep(torch.autograd.Function):
+    """All T steps of the IF neuron in one autograd node (detached reset).
+
+    Same numbers as the step-by-step version, without T small autograd graphs: forward
+    keeps the pre-reset potentials; backward runs the recurrence
+        g[t] = dL/ds[t] * sg(v[t] - theta) + g[t+1] * (1 - s[t]),   dL/dy[t] = g[t].
+    """
+
+    @staticmethod
+    def forward(ctx, ys: torch.Tensor, theta: float, kind: int, slope: float) -> torch.Tensor:  # type: ignore[override]
+        vpre = torch.empty_like(ys)
+        v = torch.zeros_like(ys[0])
+        for t in range(ys.shape[0]):
+            v = v + ys[t]
+            vpre[t] = v
+            v = v.masked_fill(v > theta, 0.0)
+        ctx.save_for_backward(vpre)
+        ctx.theta, ctx.kind, ctx.slope = theta, kind, slope
+        return (vpre > theta).to(ys.dtype)
+
+    @staticmethod
+    def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
+        (vpre,) = ctx.saved_tensors
+        x = vpre - ctx.theta
+        a = gs * _surrogate_grad(x, ctx.kind, ctx.slope)
+        keep = (x <= 0).to(gs.dtype)
+        gy = torch.empty_like(a)
+        g = a[-1]
+        gy[-1] = g
+        for t in range(a.shape[0] - 2, -1, -1):
+            g = a[t] + g * keep[t]
+            gy[t] = g
+        return gy, None, None, None

@@ -1,0 +1,103 @@
+"""Checkpoints: one `.pt` file that carries a model's weights and its whole configuration.
+
+Layout of the dict saved with `torch.save` (atomically, through kdsnn.io):
+    format      "kdsnn-checkpoint"       (anything else is refused as "not a kdsnn checkpoint")
+    version     CHECKPOINT_VERSION
+    config      kind ("student"|"teacher"), arch, width, num_classes, input_shape, T,
+                neuron {theta, surrogate, slope}, dataset, mean, std, class_names, kd,
+                kdsnn_version, train {...hyper-parameters}, teacher (spec or None)
+    model       the GraphNet state_dict (the exportable network only)
+    connectors  state_dict of the training-only feature connectors, or None (never exported)
+    epoch, metrics, best_acc
+    optimizer, scheduler, scaler, rng   (only in the resumable `last.pt`)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdsnn.errors import KdsnnError
+from kdsnn.io import atomic_path
+
+FORMAT = "kdsnn-checkpoint"
+CHECKPOINT_VERSION = 1
+KINDS = ("student", "teacher")
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
+    """Write `ckpt` (format and version are added) atomically to `path`."""
+    data = {"format": FORMAT, "version": CHECKPOINT_VERSION, **ckpt}
+    with atomic_path(path, suffix=".pt") as tmp:
+        try:
+            torch.save(data, tmp)
+        except OSError as e:
+            raise KdsnnError(f"cannot write checkpoint {path}: {e.strerror}") from None
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a kdsnn checkpoint; `kind` ("student"/"teacher") refuses the other kind.
+
+    Every failure a user can cause (missing, unreadable, truncated, not ours, wrong kind)
+    becomes a one-line KdsnnError.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise KdsnnError(f"checkpoint {p} does not exist")
+    if p.is_dir():
+        raise KdsnnError(f"checkpoint {p} is a folder; give the .pt file inside it (e.g. {p / 'student.pt'})")
+    try:
+        data = torch.load(p, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise KdsnnError(f"checkpoint {p} is corrupt or not a PyTorch file ({msg[:120]})") from None
+    except OSError as e:
+        raise KdsnnError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise KdsnnError(f"{p} is not a kdsnn checkpoint (made by `kdsnn distill` or `kdsnn train-teacher`)")
+    if int(data.get("version", 0)) > CHECKPOINT_VERSION:
+        raise KdsnnError(f"checkpoint {p} has format version {data.get('version')}; this kdsnn reads "
+                         f"up to {CHECKPOINT_VERSION}, upgrade kdsnn")
+    cfg = data.get("config")
+    if not isinstance(cfg, dict) or "model" not in data or cfg.get("kind") not in KINDS:
+        raise KdsnnError(f"checkpoint {p} is incomplete (no config/model); it is corrupt")
+    if kind is not None and cfg["kind"] != kind:
+        what = {"student": "a spiking student (from `kdsnn distill`)",
+                "teacher": "an ANN teacher (from `kdsnn train-teacher`)"}[kind]
+        raise KdsnnError(f"{p} is a {cfg['kind']} checkpoint; {what} is expected here")
+    return data
+
+
+def build_from_config(config: dict[str, Any]):
+    """The GraphNet described by a checkpoint config (weights not loaded)."""
+    from kdsnn.zoo import build
+
+    return build(config["arch"], spiking=config["kind"] == "student",
+                 num_classes=int(config["num_classes"]), input_shape=tuple(config["input_shape"]),
+                 T=int(config.get("T", 1) or 1), neuron=config.get("neuron"),
+                 width=float(config.get("width", 1.0)))
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+               kind: str | None = None):
+    """(GraphNet in eval mode on `device`, config dict) from a checkpoint file."""
+    data = load_checkpoint(path, kind=kind)
+    cfg = data["config"]
+    try:
+        model = build_from_config(cfg)
+        model.load_state_dict(data["model"])
+    except KdsnnError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        msg = str(e).splitlines()[0]
+        raise KdsnnError(f"checkpoint {path} does not match its own config ({msg[:160]}); it is corrupt") from None
+    model.to(device).eval()
+    return model, cfg
