@@ -1,0 +1,438 @@
+"""Distributed training and evaluation on PyTorch's own engine (torchrun + DDP).
+
+One code path serves both launches: under `torchrun` (env vars RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT) `init()` joins the process group (gloo on CPU,
+nccl on CUDA); a plain `python -m kdsnn ...` has no group and every helper below reduces
+to the single-process answer (rank 0 of a world of 1). So training code calls these
+helpers unconditionally and needs no `if distributed:` branches.
+
+Conventions:
+- `--batch-size` is the *global* batch; each rank loads `local_batch_size(global)` samples,
+  so the same command line trains the same optimisation problem with or without torchrun.
+- Only rank 0 writes files and shows progress bars (`is_main()`).
+- Evaluation shards the test set into contiguous, disjoint slices (`shard_indices`) with no
+  padding or duplicates, and sums exact int64 totals (`gather_totals`), so the accuracy is
+  the same number a single process computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from kdsnn.errors import KdsnnError
+
+ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+# ----------------------------------------------------------------------------- process group
+def launched() -> bool:
+    """True when this process was started by torchrun (or an equivalent launcher)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def is_dist() -> bool:
+    """True inside an initialized process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0")) if launched() else 0
+
+
+def is_main() -> bool:
+    """Rank 0 writes checkpoints, logs and progress bars; the others stay silent."""
+    return rank() == 0
+
+
+def init(device: str | torch.device = "cpu", timeout_s: float = 1800.0) -> torch.device:
+    """Join the torchrun process group if launched by torchrun; return this rank's device.
+
+    CUDA ranks use `cuda:LOCAL_RANK` with nccl; CPU ranks use gloo. Without torchrun (or
+    with a world of 1) nothing is initialized and `device` is returned as given.
+    Idempotent: a second call returns the device again.
+    """
+    dev = torch.device(device)
+    if not launched():
+        return dev
+    try:
+        ws = int(os.environ["WORLD_SIZE"])
+        lr = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise KdsnnError("torchrun environment variables WORLD_SIZE/LOCAL_RANK are not integers; "
+                         "start kdsnn with `torchrun --nproc_per_node N -m kdsnn ...`") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise KdsnnError("--device cuda was given but no CUDA device is visible on this node; "
+                             "use --device cpu (gloo) or check CUDA_VISIBLE_DEVICES")
+        if lr >= torch.cuda.device_count():
+            raise KdsnnError(f"LOCAL_RANK {lr} has no GPU: this node has {torch.cuda.device_count()}; "
+                             "use --nproc_per_node <= the number of GPUs per node")
+        dev = torch.device("cuda", lr)
+        torch.cuda.set_device(dev)
+    if ws <= 1 or (dist.is_available() and dist.is_initialized()):
+        return dev
+    if not dist.is_available():
+        raise KdsnnError("this PyTorch build has no torch.distributed; run without torchrun")
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise KdsnnError(f"torchrun environment incomplete (missing {', '.join(missing)}); "
+                         "start kdsnn with `torchrun --nproc_per_node N -m kdsnn ...`")
+    kwargs: dict[str, Any] = {"backend": backend, "timeout": datetime.timedelta(seconds=timeout_s)}
+    if dev.type == "cuda":
+        kwargs["device_id"] = dev
+    dist.init_process_group(**kwargs)
+    return dev
+
+
+def cleanup() -> None:
+    """Leave the process group (safe to call when none exists)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def session(device: str | torch.device = "cpu") -> Iterator[torch.device]:
+    """`with session(device) as dev:` joins the group (if launched) and always leaves it."""
+    owned = not (dist.is_available() and dist.is_initialized())
+    dev = init(device)
+    try:
+        yield dev
+    finally:
+        if owned:
+            cleanup()
+
+
+def barrier() -> None:
+    if is_dist():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def _comm_device() -> torch.device:
+    """Tensors given to collectives must live on the backend's device."""
+    if is_dist() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- reductions
+def all_reduce_sum(value: Any) -> Any:
+    """Sum over ranks of a number, tensor or {name: number} (identity in one process).
+
+    Floats are reduced in float64, ints in int64 (exact); a tensor keeps its dtype/device.
+    """
+    if isinstance(value, Mapping):
+        keys = list(value)
+        vals = [value[k] for k in keys]
+        if all(isinstance(v, (int, np.integer, bool)) for v in vals):
+            out = all_reduce_sum(torch.tensor([int(v) for v in vals], dtype=torch.int64))
+            return {k: int(v) for k, v in zip(keys, out.tolist(), strict=True)}
+        out = all_reduce_sum(torch.tensor([float(_item(v)) for v in vals], dtype=torch.float64))
+        return dict(zip(keys, out.tolist(), strict=True))
+    if isinstance(value, torch.Tensor):
+        if not is_dist():
+            return value
+        t = value.detach().to(_comm_device()).clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.to(value.device)
+    if isinstance(value, (int, np.integer, bool)):
+        return int(all_reduce_sum(torch.tensor([int(value)], dtype=torch.int64)).item())
+    return float(all_reduce_sum(torch.tensor([float(_item(value))], dtype=torch.float64)).item())
+
+
+def all_reduce_mean(value: Any) -> Any:
+    """Unweighted mean over ranks (use `weighted_means` for per-sample averages)."""
+    s = all_reduce_sum(value)
+    w = world_size()
+    if isinstance(s, Mapping):
+        return {k: v / w for k, v in s.items()}
+    return s / w
+
+
+def weighted_means(sums: Mapping[str, float], count: int | float) -> dict[str, float]:
+    """Global per-sample means from each rank's sums and its sample count.
+
+    Ranks may hold different numbers of samples (uneven shards, last batch): averaging the
+    ranks' means would be wrong, summing then dividing by the global count is exact.
+    """
+    keys = list(sums)
+    tot = all_reduce_sum(torch.tensor([float(_item(sums[k])) for k in keys] + [float(count)],
+                                      dtype=torch.float64)).tolist()
+    n = tot[-1]
+    return {k: (v / n if n else float("nan")) for k, v in zip(keys, tot[:-1], strict=True)}
+
+
+def _item(v: Any) -> float:
+    return v.item() if isinstance(v, torch.Tensor) else v
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank `src`'s Python object on every rank (e.g. a path rank 0 decided)."""
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, device=_comm_device())
+    return box[0]
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's object, in rank order."""
+    if not is_dist():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if it is true on any rank (e.g. a NaN loss seen by one rank)."""
+    return bool(all_reduce_sum(int(bool(flag))))
+
+
+# ----------------------------------------------------------------------------- data
+def local_batch_size(global_batch: int) -> int:
+    """Per-rank batch for a global `--batch-size` (must divide evenly)."""
+    w = world_size()
+    if global_batch % w:
+        raise KdsnnError(f"--batch-size {global_batch} is the global batch and must be divisible by "
+                         f"the {w} processes; use a multiple of {w}")
+    return global_batch // w
+
+
+def make_sampler(dataset: Sequence, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False) -> torch.utils.data.DistributedSampler | None:
+    """A DistributedSampler for training under torchrun, None in one process.
+
+    Call `set_epoch(sampler, epoch)` at the start of every epoch so each epoch shuffles
+    differently (and identically on every rank).
+    """
+    if not is_dist():
+        return None
+    from torch.utils.data.distributed import DistributedSampler
+
+    return DistributedSampler(dataset, num_replicas=world_size(), rank=rank(), shuffle=shuffle,
+                              seed=seed, drop_last=drop_last)
+
+
+def set_epoch(sampler: Any, epoch: int) -> None:
+    if sampler is not None and hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def shard_indices(n: int, rank_: int | None = None, world: int | None = None) -> range:
+    """This rank's contiguous slice of range(n): disjoint, covering, no padding.
+
+    Sizes differ by at most one; concatenating the shards in rank order gives range(n), so
+    gathered predictions come back in the original order.
+    """
+    r = rank() if rank_ is None else rank_
+    w = world_size() if world is None else world
+    if n < 0 or w < 1 or not 0 <= r < w:
+        raise ValueError(f"shard_indices: bad n={n}, rank={r}, world={w}")
+    return range(n * r // w, n * (r + 1) // w)
+
+
+def shard(data: Any) -> Any:
+    """This rank's contiguous slice of an array, tensor, list or Dataset."""
+    idx = shard_indices(len(data))
+    if isinstance(data, (np.ndarray, torch.Tensor, list, tuple, range)):
+        return data[idx.start:idx.stop]
+    return torch.utils.data.Subset(data, list(idx))
+
+
+def gather_totals(totals: Mapping[str, int]) -> dict[str, int]:
+    """Exact global totals (int64 sums) of per-rank counts such as correct / total."""
+    for k, v in totals.items():
+        if not isinstance(v, (int, np.integer, bool)) and not (
+                isinstance(v, torch.Tensor) and not v.is_floating_point()):
+            raise TypeError(f"gather_totals: {k} must be an integer count, got {type(v).__name__}")
+    return all_reduce_sum({k: int(_item(v)) for k, v in totals.items()})
+
+
+def gather_concat(local: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Concatenate every rank's shard result (axis 0) in rank order, on every rank."""
+    arr = local.detach().cpu().numpy() if isinstance(local, torch.Tensor) else np.asarray(local)
+    parts = all_gather_objects(arr)
+    return np.concatenate(parts, axis=0) if parts else arr
+
+
+# ----------------------------------------------------------------------------- models
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce: the gradient of a summed statistic is summed back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        return x
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        g = g.clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        return g
+
+
+class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm with global-batch statistics over all ranks, for CPU (gloo) processes.
+
+    PyTorch's `nn.SyncBatchNorm` refuses CPU tensors; this is the same computation
+    (two-pass mean/variance over the global batch, gradients through the reduction) in
+    plain autograd. Outside a process group, or in eval mode, it is an ordinary BatchNorm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_dist()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        n_local = x.numel() // x.shape[1]
+        cnt_sum = _AllReduceSum.apply(torch.cat([x.new_tensor([float(n_local)]), x.sum(dims)]))
+        n, mean = cnt_sum[0].detach(), cnt_sum[1:] / cnt_sum[0].detach()
+        xc = x - mean.reshape(shape)
+        var = _AllReduceSum.apply((xc * xc).sum(dims)) / n
+        y = xc * torch.rsqrt(var + self.eps).reshape(shape)
+        if self.affine:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                     else self.momentum)
+                unbiased = var.detach() * (n / (n - 1)) if n > 1 else var.detach()
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """Replace every BatchNorm by its synchronized form: nn.SyncBatchNorm on GPUs,
+    GlooSyncBatchNorm on CPU (same parameters and buffers). A no-op in one process."""
+    if not is_dist():
+        return module
+    dev = torch.device(device) if device is not None else next(
+        (p.device for p in module.parameters()), torch.device("cpu"))
+    cls = GlooSyncBatchNorm if dev.type == "cpu" else nn.SyncBatchNorm
+    return _swap_bn(module, lambda m: cls if not isinstance(m, (nn.SyncBatchNorm, GlooSyncBatchNorm)) else None)
+
+
+def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Back to plain BatchNorm1d/2d (same parameters and buffers), so a model saved or
+    reused after training does not depend on how it was trained."""
+    def plain(m: nn.Module) -> type | None:
+        if not isinstance(m, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
+            return None
+        return nn.BatchNorm1d if getattr(m, "_kdsnn_dims", 2) == 1 else nn.BatchNorm2d
+
+    return _swap_bn(module, plain)
+
+
+def _swap_bn(module: nn.Module, choose) -> nn.Module:
+    """Rebuild every BatchNorm for which `choose(m)` gives a class, sharing its tensors."""
+    out = module
+    cls = choose(module) if isinstance(module, nn.modules.batchnorm._BatchNorm) else None
+    if cls is not None:
+        out = cls(module.num_features, module.eps, module.momentum, module.affine,
+                  module.track_running_stats)
+        if module.affine:
+            out.weight = module.weight
+            out.bias = module.bias
+        out.running_mean = module.running_mean
+        out.running_var = module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.training = module.training
+        out._kdsnn_dims = getattr(module, "_kdsnn_dims",  # type: ignore[attr-defined]
+                                  1 if isinstance(module, nn.BatchNorm1d) else 2)
+    for name, child in module.named_children():
+        out.add_module(name, _swap_bn(child, choose))
+    return out
+
+
+def wrap_ddp(module: nn.Module, device: torch.device | str | None = None,
+             sync_bn: bool = True, find_unused_parameters: bool = False) -> nn.Module:
+    """DDP-wrap a trainable module (already on `device`) with synchronized BatchNorm.
+
+    In one process the module is returned unchanged. Get the bare model back with
+    `unwrap()` to save it or call its own methods (its state_dict keys are the plain ones).
+    """
+    if not is_dist():
+        return module
+    dev = torch.device(device) if device is not None else next(
+        (p.device for p in module.parameters()), torch.device("cpu"))
+    if sync_bn:
+        module = convert_sync_batchnorm(module, dev)
+    if not any(p.requires_grad for p in module.parameters()):
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+    return DDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The bare module inside a DDP wrapper (or the module itself)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return module.module if isinstance(module, DDP) else module
+
+
+def bare_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict with the keys of the plain (unwrapped, unsynchronized) model."""
+    return unwrap(module).state_dict()
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+                     device: torch.device | str = "cpu",
+                     return_predictions: bool = False) -> dict[str, Any]:
+    """Accuracy of `model` on (x, y), each rank running only its shard; exact totals.
+
+    Returns {"correct", "total", "accuracy"} (and "predictions", the full int64 array in
+    the original order, with `return_predictions`) — identical on every rank and identical
+    to what one process computes on the whole set.
+    """
+    m = unwrap(model)
+    was = m.training
+    m.eval()
+    idx = shard_indices(len(x))
+    xs, ys = x[idx.start:idx.stop], y[idx.start:idx.stop]
+    preds = []
+    correct = 0
+    for i in range(0, len(xs), batch_size):
+        xb = xs[i:i + batch_size].to(device)
+        p = m(xb).argmax(1).cpu()
+        preds.append(p)
+        correct += int((p == ys[i:i + batch_size].cpu()).sum())
+    m.train(was)
+    tot = gather_totals({"correct": correct, "total": len(xs)})
+    out: dict[str, Any] = {**tot, "accuracy": tot["correct"] / tot["total"] if tot["total"] else float("nan")}
+    if return_predictions:
+        local = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+        out["predictions"] = gather_concat(local.astype(np.int64))
+    return out

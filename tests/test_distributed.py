@@ -1,0 +1,83 @@
+"""kdsnn.distributed in one process: sharding arithmetic and the single-process fallbacks
+that let the same training code run with and without torchrun."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from kdsnn import distributed as D
+from kdsnn.errors import KdsnnError
+
+
+@given(n=st.integers(0, 10_000), world=st.integers(1, 64))
+def test_shards_partition_range_without_padding(n: int, world: int) -> None:
+    shards = [D.shard_indices(n, r, world) for r in range(world)]
+    assert [i for s in shards for i in s] == list(range(n))  # disjoint, covering, in order
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_shard_indices_rejects_bad_rank() -> None:
+    with pytest.raises(ValueError):
+        D.shard_indices(10, 2, 2)
+    with pytest.raises(ValueError):
+        D.shard_indices(-1, 0, 1)
+
+
+def test_single_process_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for v in D.ENV_VARS:
+        monkeypatch.delenv(v, raising=False)
+    assert not D.launched()
+    assert D.init("cpu") == torch.device("cpu")
+    assert not torch.distributed.is_initialized()
+    assert (D.rank(), D.world_size(), D.local_rank(), D.is_main(), D.is_dist()) == (0, 1, 0, True, False)
+    assert D.all_reduce_sum(3) == 3 and isinstance(D.all_reduce_sum(3), int)
+    assert D.all_reduce_sum({"a": 1.5}) == {"a": 1.5}
+    assert D.weighted_means({"loss": 6.0}, 3) == {"loss": 2.0}
+    assert D.gather_totals({"correct": 7, "total": torch.tensor(9)}) == {"correct": 7, "total": 9}
+    with pytest.raises(TypeError):
+        D.gather_totals({"correct": 0.5})
+    assert D.make_sampler(list(range(10))) is None
+    D.set_epoch(None, 3)
+    assert D.local_batch_size(33) == 33
+    assert D.broadcast_object({"x": 1}) == {"x": 1}
+    assert list(D.shard(torch.arange(5))) == [0, 1, 2, 3, 4]
+    m = nn.Linear(2, 2)
+    assert D.wrap_ddp(m) is m and D.unwrap(m) is m
+    D.barrier()
+    D.cleanup()
+
+
+def test_evaluate_sharded_single_process_counts() -> None:
+    torch.manual_seed(0)
+    m = nn.Linear(4, 3)
+    x, y = torch.randn(11, 4), torch.randint(0, 3, (11,))
+    with torch.no_grad():
+        p = m(x).argmax(1)
+    r = D.evaluate_sharded(m, x, y, batch_size=4, return_predictions=True)
+    assert r["correct"] == int((p == y).sum()) and r["total"] == 11
+    assert torch.equal(torch.from_numpy(r["predictions"]), p)
+
+
+def test_incomplete_torchrun_env_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    with pytest.raises(KdsnnError, match="MASTER_ADDR"):
+        D.init("cpu")
+
+
+def test_gloo_sync_bn_is_plain_bn_outside_a_group() -> None:
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(3)
+    sbn = D.GlooSyncBatchNorm(3)
+    sbn.load_state_dict(bn.state_dict())
+    x = torch.randn(5, 3, 4, 4)
+    torch.testing.assert_close(sbn(x), bn(x))
+    torch.testing.assert_close(sbn.running_var, bn.running_var)
