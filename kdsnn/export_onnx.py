@@ -2,7 +2,9 @@
 
 The file has one input `input` (B, C, H, W) with a dynamic batch, the logits as first
 output `logits`, and each feature point (act1, act2, ...) as a further named output, so
-`--teacher-features act1,act2` picks them. kdsnn metadata (dataset, normalization, class
+`--teacher-features act1,act2` picks them (by default, and by default OnnxTeacher uses
+them all). Features are pre-activation (the ReLU's input), as kdsnn's own checkpoint
+teacher gives them to the one-sided feature loss, so an exported teacher distils the same. kdsnn metadata (dataset, normalization, class
 names, feature points) travels in the model's metadata_props; OnnxTeacher checks it
 against the dataset before training. The export is verified with onnxruntime.
 """
@@ -30,22 +32,27 @@ META_KEYS = ("dataset", "arch", "mean", "std", "class_names", "input_shape", "nu
 class _Outputs(nn.Module):
     """Logits followed by the named feature points, as a flat tuple ONNX can name."""
 
-    def __init__(self, model: GraphNet, names: list[str]) -> None:
+    def __init__(self, model: GraphNet, names: list[str], features: str) -> None:
         super().__init__()
-        self.model, self.names = model, names
+        self.model, self.names, self.mode = model, names, features
 
     def forward(self, x: torch.Tensor):
-        logits, feats = self.model(x, return_features=True)
+        logits, feats = self.model(x, return_features="pre" if self.mode == "pre" else True)
         return (logits, *[feats[n] for n in self.names])
 
 
 def export_onnx(model: GraphNet, path: str | os.PathLike, feature_names: list[str] | None = None,
-                config: dict[str, Any] | None = None, opset: int = 17, verify: bool = True) -> Path:
+                config: dict[str, Any] | None = None, features: str = "pre", opset: int = 17,
+                verify: bool = True) -> Path:
     """Export an ANN GraphNet to `path` (written atomically) and return the path.
 
     feature_names: nodes to expose as outputs (default: the model's feature points).
     config: checkpoint config; its dataset/normalization/class names go into metadata.
+    features: "pre" exports each feature point's activation input (pre-ReLU, what
+    kdsnn.teachers.CheckpointTeacher distils from), "post" its output.
     """
+    if features not in ("pre", "post"):
+        raise ValueError(f"features must be 'pre' or 'post', not {features!r}")
     if model.spiking:
         raise KdsnnError("export_onnx writes ANN teachers; this model is a spiking student "
                          "(export students with `kdsnn export`, which writes NIR)")
@@ -66,25 +73,27 @@ def export_onnx(model: GraphNet, path: str | os.PathLike, feature_names: list[st
         model.feature_points = names
         with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Outputs(model, names).eval(), (x,), str(tmp), input_names=["input"],
+            torch.onnx.export(_Outputs(model, names, features).eval(), (x,), str(tmp), input_names=["input"],
                               output_names=out_names, opset_version=opset, dynamo=False,
                               dynamic_axes={n: {0: "batch"} for n in ["input", *out_names]})
-            _add_metadata(tmp, model, names, config or {})
+            _add_metadata(tmp, model, names, config or {}, features)
             if verify:
-                _verify(tmp, model, names)
+                _verify(tmp, model, names, features)
     finally:
         model.feature_points = saved_points
         model.train(was_training)
     return Path(path)
 
 
-def _add_metadata(path: Path, model: GraphNet, names: list[str], config: dict[str, Any]) -> None:
+def _add_metadata(path: Path, model: GraphNet, names: list[str], config: dict[str, Any],
+                  features: str) -> None:
     import onnx
 
     m = onnx.load(str(path))
     meta = {"kdsnn.version": __version__, "kdsnn.feature_points": json.dumps(names),
             "kdsnn.input_shape": json.dumps(list(model.input_shape)),
-            "kdsnn.num_classes": json.dumps(model.num_classes), "kdsnn.arch": json.dumps(model.arch)}
+            "kdsnn.num_classes": json.dumps(model.num_classes), "kdsnn.arch": json.dumps(model.arch),
+            "kdsnn.features": features}
     for k in META_KEYS:
         if config.get(k) is not None:
             meta[f"kdsnn.{k}"] = json.dumps(list(config[k]) if isinstance(config[k], tuple) else config[k])
@@ -96,7 +105,7 @@ def _add_metadata(path: Path, model: GraphNet, names: list[str], config: dict[st
     onnx.save(m, str(path))
 
 
-def _verify(path: Path, model: GraphNet, names: list[str]) -> None:
+def _verify(path: Path, model: GraphNet, names: list[str], features: str) -> None:
     """Run the file under onnxruntime on random inputs; it must match PyTorch."""
     import onnxruntime as ort
 
@@ -104,7 +113,8 @@ def _verify(path: Path, model: GraphNet, names: list[str]) -> None:
     x = torch.randn(3, *model.input_shape, generator=g)
     model.eval()
     with torch.no_grad():
-        ref_logits, ref_feats = model(x.to(next(model.parameters()).device), return_features=True)
+        ref_logits, ref_feats = model(x.to(next(model.parameters()).device),
+                                      return_features="pre" if features == "pre" else True)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     outs = sess.run(None, {"input": x.numpy()})
     refs = [ref_logits, *[ref_feats[n] for n in names]]

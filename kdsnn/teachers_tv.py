@@ -172,9 +172,18 @@ class TorchvisionTeacher:
                              "give a state_dict saved from this torchvision architecture")
         model.load_state_dict(state, strict=False)  # checked above, with clearer messages
 
+    def check(self, input_shape: tuple[int, ...], num_classes: int,
+              mean: list[float] | None = None, std: list[float] | None = None) -> None:
+        """Fail before training if this teacher does not fit the dataset (the head and stem
+        were built for the shape and classes given at construction)."""
+        if tuple(input_shape) != self.input_shape or int(num_classes) != self.num_classes:
+            raise KdsnnError(f"{self.spec} was built for inputs {self.input_shape} and {self.num_classes} classes; "
+                             f"the dataset gives {tuple(input_shape)} and {num_classes} classes")
+        self._dry_run()
+
     def _dry_run(self) -> None:
         try:
-            logits, _ = self(torch.zeros(2, *self.input_shape, device=self.device))
+            logits, feats = self(torch.zeros(2, *self.input_shape, device=self.device))
         except KdsnnError:
             raise
         except Exception as e:
@@ -182,6 +191,7 @@ class TorchvisionTeacher:
                              f"{str(e).splitlines()[0][:200]}; choose an architecture for this image size") from None
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
             raise KdsnnError(f"{self.spec} gives outputs of shape {tuple(logits.shape)}, expected (B, {self.num_classes})")
+        self.feature_shapes = {k: tuple(v.shape[1:]) for k, v in feats.items()}
 
     # ------------------------------------------------------------------ Teacher protocol
     def _hook(self, name: str):
