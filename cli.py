@@ -30,12 +30,63 @@ def cli() -> None:
 
 # ---------------------------------------------------------------- training (kdsnn/train.py)
 # OWNER: training helper. Add options here; the body calls kdsnn.train.
+def _training_options(fn):
+    """Options shared by `distill` and `train-teacher` (defaults depend on the dataset)."""
+    opts = [
+        click.option("--dataset", default="mnist5k", show_default=True,
+                     help="mnist5k, digits (offline), mnist, fashion-mnist, cifar10, cifar100."),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder of the torchvision datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data)."),
+        click.option("--download", is_flag=True, help="Allow torchvision to download the dataset."),
+        click.option("--arch", default=None,
+                     help="Zoo architecture: cnn, vgg11, vgg16, resnet18, resnet34, wrn16_2, wrn28_4 "
+                          "(default: the dataset's)."),
+        click.option("--width", type=float, default=None, help="Channel width multiplier (default 1)."),
+        click.option("--epochs", type=int, default=None, help="Epochs (default: the dataset's)."),
+        click.option("--batch-size", type=int, default=64, show_default=True),
+        click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="adamw", show_default=True),
+        click.option("--lr", type=float, default=None, help="Peak learning rate (default sgd 0.1, adamw 2e-3); cosine schedule."),
+        click.option("--weight-decay", type=float, default=None, help="Default sgd 5e-4, adamw 1e-2."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights."),
+        click.option("--device", default="cpu", show_default=True, help="cpu or cuda (AMP on CUDA)."),
+        click.option("--limit-train", type=int, default=None, help="Train on the first N samples only."),
+        click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last.pt."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
 @cli.command()
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (student.pt, best.pt, metrics.jsonl).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+              help="Output folder (student.pt, best.pt, last.pt, metrics.jsonl).")
+@_training_options
+@click.option("--kd", type=click.Choice(["none", "response", "feature", "both"]), default="both",
+              show_default=True, help="Distillation: none (baseline), response (logits), feature, both.")
+@click.option("--teacher", default=None,
+              help="Teacher: a kdsnn teacher .pt, a .onnx file, or torchvision:NAME. Default: train "
+                   "the dataset's default teacher first (saved as OUTPUT/teacher.pt).")
+@click.option("--teacher-features", default=None, help="ONNX teacher tensors for feature KD, comma separated.")
+@click.option("--teacher-weights", type=click.Path(dir_okay=False), default=None,
+              help="Weights file of a torchvision:NAME teacher.")
+@click.option("--teacher-epochs", type=int, default=None, help="Epochs of the default teacher.")
+@click.option("-T", "--time-steps", type=int, default=4, show_default=True, help="Time steps per sample.")
+@click.option("--theta", type=float, default=1.0, show_default=True, help="IF threshold.")
+@click.option("--surrogate", type=click.Choice(["sigmoid", "arctan"]), default="sigmoid", show_default=True)
+@click.option("--slope", type=float, default=4.0, show_default=True, help="Surrogate slope.")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="KD weight (response: in [0, 1]).")
+@click.option("--temperature", "--tau", "temperature", type=float, default=4.0, show_default=True,
+              help="Softmax temperature of response KD.")
 def distill(**opts) -> None:
-    """Train a spiking student with knowledge distilled from an ANN teacher."""
+    """Train a spiking student with knowledge distilled from an ANN teacher.
+
+    \b
+    Examples:
+      kdsnn distill --dataset mnist5k --kd both -o runs/kd
+      kdsnn distill --dataset mnist5k --kd none -o runs/nokd
+      kdsnn distill --teacher runs/t/teacher.pt --kd response -T 8 -o runs/r
+    """
     from kdsnn.train import distill_command
 
     distill_command(**opts)
@@ -43,10 +94,16 @@ def distill(**opts) -> None:
 
 @cli.command("train-teacher")
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (teacher.pt, metrics.jsonl).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+              help="Output folder (teacher.pt, best.pt, last.pt, metrics.jsonl).")
+@_training_options
+@click.option("--onnx", is_flag=True, help="Also write the teacher as OUTPUT/teacher.onnx.")
 def train_teacher(**opts) -> None:
-    """Train an ANN teacher from the model zoo."""
+    """Train an ANN teacher from the model zoo.
+
+    \b
+    Example:
+      kdsnn train-teacher --dataset mnist5k --arch cnn -o runs/teacher
+    """
     from kdsnn.train import train_teacher_command
 
     train_teacher_command(**opts)

@@ -80,7 +80,9 @@ class GraphNet(nn.Module):
 
     forward(x) -> logits (B, classes);
     forward(x, return_features=True) -> (logits, {feature point: (B, ...)}) where a spiking
-    feature is the firing rate (spikes averaged over the T steps).
+    feature is the firing rate (spikes averaged over the T steps);
+    forward(x, return_features="pre") gives the activations' inputs instead (pre-ReLU
+    features of a teacher; the time-averaged input current of a student).
     """
 
     def __init__(self, specs: list[NodeSpec], input_shape: tuple[int, ...], num_classes: int,
@@ -126,6 +128,7 @@ class GraphNet(nn.Module):
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         T = self.T
+        pre = return_features == "pre"
         vals: dict[str, tuple[torch.Tensor, bool]] = {"input": (x, True)}  # (tensor, static)
         feats: dict[str, torch.Tensor] = {}
         out = None
@@ -137,6 +140,8 @@ class GraphNet(nn.Module):
                 static = all(st for _, st in ins)
                 h = sum(_expand(t, T) if (st and not static) else t for t, st in ins)
             mod = self.nodes[s.name]
+            if pre and s.name in self.feature_points:
+                feats[s.name] = h if static else h.reshape(T, -1, *h.shape[1:]).mean(0)
             if isinstance(mod, IFNeuron):
                 h, static = mod(_expand(h, T) if static else h), False
             elif isinstance(mod, Readout):
@@ -144,7 +149,7 @@ class GraphNet(nn.Module):
             else:
                 h = mod(h)
             vals[s.name] = (h, static)
-            if return_features and s.name in self.feature_points:
+            if return_features and not pre and s.name in self.feature_points:
                 feats[s.name] = h if static else h.reshape(T, -1, *h.shape[1:]).mean(0)
             out = h
         assert out is not None

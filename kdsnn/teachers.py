@@ -4,9 +4,13 @@ model), distillation only needs its logits and named features for a batch.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from kdsnn.errors import KdsnnError
 
 
 @runtime_checkable
@@ -22,3 +26,90 @@ class Teacher(Protocol):
         ...
 
     def to(self, device: torch.device | str) -> Teacher: ...
+
+
+class CheckpointTeacher:
+    """A kdsnn ANN teacher checkpoint (`kdsnn train-teacher`), frozen, in eval mode.
+
+    Its features are the pre-activation values (the ReLU inputs) at the architecture's
+    feature points: the one-sided feature loss (kdsnn.distill) is built for pre-ReLU teacher
+    features, where a student value below a negative teacher value costs nothing.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu",
+                 features: str = "pre") -> None:
+        from kdsnn.checkpoint import load_model
+
+        self.path = Path(path)
+        self.model, self.config = load_model(self.path, device, kind="teacher")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.num_classes = int(self.config["num_classes"])
+        self.input_shape = tuple(self.config["input_shape"])
+        self.feature_names = list(self.model.feature_points)
+        self.features = features
+        self.feature_shapes: dict[str, tuple[int, ...]] = {}
+
+    def check(self, input_shape: tuple[int, ...], num_classes: int,
+              mean: list[float] | None = None, std: list[float] | None = None) -> None:
+        """Fail before training if this teacher does not fit the dataset."""
+        name = self.path.name
+        if tuple(input_shape) != self.input_shape:
+            raise KdsnnError(f"teacher {name} takes inputs of shape {self.input_shape} but the dataset gives "
+                             f"{tuple(input_shape)}; train the teacher on this dataset")
+        if int(num_classes) != self.num_classes:
+            raise KdsnnError(f"teacher {name} has {self.num_classes} classes but the dataset has {num_classes}; "
+                             "train the teacher on this dataset")
+        tm, ts = self.config.get("mean"), self.config.get("std")
+        if mean is not None and tm is not None and std is not None and ts is not None:
+            if not (torch.allclose(torch.tensor(tm, dtype=torch.float64), torch.tensor(list(mean), dtype=torch.float64), atol=1e-4)
+                    and torch.allclose(torch.tensor(ts, dtype=torch.float64), torch.tensor(list(std), dtype=torch.float64), atol=1e-4)):
+                raise KdsnnError(f"teacher {name} was trained on {self.config.get('dataset')} inputs normalized "
+                                 f"with mean {tm}, std {ts}; the dataset uses mean {list(mean)}, std {list(std)}")
+        dev = next(self.model.parameters()).device
+        _, f = self(torch.zeros(2, *self.input_shape, device=dev))
+        self.feature_shapes = {k: tuple(v.shape[1:]) for k, v in f.items()}
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.model.eval()
+        return self.model(x, return_features=self.features if self.features == "pre" else True)
+
+    def to(self, device: torch.device | str) -> CheckpointTeacher:
+        self.model.to(device)
+        return self
+
+    def eval(self) -> CheckpointTeacher:
+        self.model.eval()
+        return self
+
+    def __repr__(self) -> str:
+        return f"CheckpointTeacher({self.path}, arch={self.config['arch']})"
+
+
+def load_teacher(spec: str, device: torch.device | str = "cpu", feature_names: str | None = None,
+                 **kwargs: Any) -> Teacher:
+    """The teacher named by `spec`, dispatched on its form:
+
+      *.pt / *.pth kdsnn checkpoint    -> CheckpointTeacher
+      *.onnx                           -> kdsnn.teachers_onnx.OnnxTeacher(spec, feature_names)
+      torchvision:NAME                 -> kdsnn.teachers_tv.TorchvisionTeacher(spec, **kwargs)
+                                          (kwargs: weights, num_classes, input_shape, download)
+    Only the torchvision teacher takes kwargs (the others ignore them).
+    Call `teacher.check(input_shape, num_classes, mean, std)` before training.
+    """
+    spec = str(spec)
+    if spec.startswith("torchvision:"):
+        try:
+            from kdsnn.teachers_tv import TorchvisionTeacher
+        except ImportError:
+            raise KdsnnError("torchvision teachers are not available in this kdsnn") from None
+        return TorchvisionTeacher(spec, feature_names=feature_names, device=device, **kwargs)
+    if spec.lower().endswith(".onnx"):
+        from kdsnn.teachers_onnx import OnnxTeacher
+
+        return OnnxTeacher(spec, feature_names=feature_names, device=device)
+    if feature_names:
+        raise KdsnnError("--teacher-features names tensors of an ONNX teacher; a kdsnn checkpoint "
+                         "teacher uses its architecture's feature points")
+    return CheckpointTeacher(spec, device=device)

@@ -1,0 +1,126 @@
+"""Float evaluation of teacher and student checkpoints (`kdsnn evaluate`, the float target).
+
+`evaluate_model` is the one place that runs a model over a test split; the training loop,
+`kdsnn evaluate` and the robustness evaluation (kdsnn.robustness, noise) all call it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from kdsnn.errors import KdsnnError
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device, refusing CUDA where there is none (one clear line)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise KdsnnError(f"unknown device {device!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise KdsnnError("--device cuda asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise KdsnnError(f"unsupported device {device!r}; use cpu or cuda")
+    return dev
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, dataset: str | Dataset,
+                   noise: Any = None, samples: int | None = None, batch_size: int = 256,
+                   device: str | torch.device = "cpu", seed: int = 0,
+                   data_dir: str | os.PathLike | None = None, download: bool = False,
+                   quiet: bool = True) -> dict[str, Any]:
+    """Accuracy of `model` on a test split.
+
+    dataset: a dataset name (its test split is loaded, with `noise` applied to the image
+    before normalization, seeded by `seed`) or a ready torch Dataset. samples: only the
+    first N test samples. Returns {"accuracy" (fraction), "correct", "n", "loss"}.
+    """
+    from tqdm import tqdm
+
+    if isinstance(dataset, str):
+        from kdsnn import data
+
+        ddir = data_dir if data_dir is not None else (config or {}).get("data_dir")
+        ds = data.load_dataset(dataset, "test", data_dir=ddir, download=download, noise=noise, seed=seed)
+    else:
+        if noise:
+            raise ValueError("noise is applied when the dataset is given by name")
+        ds = dataset
+    if samples is not None:
+        if samples <= 0:
+            raise KdsnnError(f"--samples must be positive, got {samples}")
+        ds = Subset(ds, range(min(int(samples), len(ds))))
+    dev = resolve_device(device)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    was = model.training
+    model.eval()
+    correct, n, loss = 0, 0, 0.0
+    for x, y in tqdm(loader, desc="evaluate", leave=False, disable=quiet):
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        z = model(x)
+        z = z[0] if isinstance(z, tuple) else z
+        loss += float(torch.nn.functional.cross_entropy(z.float(), y, reduction="sum"))
+        correct += int((z.argmax(1) == y).sum())
+        n += int(y.numel())
+    model.train(was)
+    return {"accuracy": correct / max(n, 1), "correct": correct, "n": n, "loss": loss / max(n, 1)}
+
+
+def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
+                     noise: tuple[str, ...] = (), dataset: str | None = None,
+                     data_dir: str | None = None, download: bool = False,
+                     samples: int | None = None, batch_size: int = 256, device: str = "cpu",
+                     seed: int = 0, as_json: bool = False, output: str | None = None,
+                     quiet: bool = False, **_: Any) -> list[dict[str, Any]]:
+    """`kdsnn evaluate CKPT...` (float): one line per checkpoint, or JSON with --json."""
+    if noise:
+        try:
+            from kdsnn.robustness import robustness_command
+        except ImportError:
+            raise KdsnnError("--noise is not available in this kdsnn yet") from None
+        return robustness_command(checkpoints=checkpoints, target=target, noise=noise, dataset=dataset,
+                                  data_dir=data_dir, download=download, samples=samples,
+                                  batch_size=batch_size, device=device, seed=seed, as_json=as_json,
+                                  output=output, quiet=quiet)
+    from kdsnn.checkpoint import load_model
+
+    dev = resolve_device(device)
+    if batch_size <= 0:
+        raise KdsnnError(f"--batch-size must be positive, got {batch_size}")
+    models = [(path, *load_model(path, dev)) for path in checkpoints]  # fail early on a bad file
+    rows = []
+    for path, model, cfg in models:
+        ds_name = dataset or cfg.get("dataset")
+        if not ds_name:
+            raise KdsnnError(f"{path} names no dataset; give --dataset")
+        _check_fits(path, cfg, ds_name)
+        r = evaluate_model(model, cfg, ds_name, samples=samples, batch_size=batch_size, device=dev,
+                           seed=seed, data_dir=data_dir, download=download, quiet=quiet or as_json)
+        row = {"checkpoint": str(path), "kind": cfg["kind"], "arch": cfg["arch"], "dataset": ds_name,
+               "T": cfg.get("T") if cfg["kind"] == "student" else None, "kd": cfg.get("kd"), **r}
+        rows.append(row)
+        if not as_json:
+            what = (f"student T={cfg.get('T')} kd={cfg.get('kd')}" if cfg["kind"] == "student"
+                    else "teacher (ANN)")
+            click.echo(f"{path}: {cfg['arch']} {what} on {ds_name} test: accuracy "
+                       f"{100 * r['accuracy']:.2f}% ({r['correct']}/{r['n']})")
+    if as_json:
+        click.echo(json.dumps(rows if len(rows) != 1 else rows[0], indent=2))
+    return rows
+
+
+def _check_fits(path: str, cfg: dict[str, Any], ds_name: str) -> None:
+    """A model evaluated on another dataset must at least take its shapes and classes."""
+    from kdsnn.data import dataset_info
+
+    info = dataset_info(ds_name)
+    if tuple(info.input_shape) != tuple(cfg["input_shape"]) or info.num_classes != int(cfg["num_classes"]):
+        raise KdsnnError(f"{path} was trained for inputs {tuple(cfg['input_shape'])} and {cfg['num_classes']} "
+                         f"classes; {info.name} has {tuple(info.input_shape)} and {info.num_classes}")
