@@ -1,0 +1,205 @@
+"""Hardware target specs: the numbers a neuromorphic chip can hold (DESIGN §4, §7).
+
+The lowering reads a `TargetSpec` to decide weight sets, exponents and state widths; the
+profiler reads the core/chip limits and the energy constants. Built in: `loihi`, Loihi as
+Lava 0.10 models it in its bit-accurate/fixed-point process models. A user describes
+another chip in a JSON file (or TOML where `tomllib`/`tomli` is importable), either
+complete or as overrides of a built-in: {"name": "mychip", "base": "loihi", "vth_bits": 16}.
+
+Sources of the `loihi` numbers
+  - arithmetic: lava-nc 0.10.0 `lava/proc/lif/models.py` (AbstractPyLifModelFixed,
+    PyLifModelBitAcc: 24-bit u/v, 12-bit du/dv, 13-bit signed bias mantissa, 3-bit bias
+    exponent, 17-bit unsigned vth, <<6 MSB alignment of activation and threshold),
+    `lava/proc/dense/models.py` + `lava/utils/weightutils.py` (8-bit weights clipped to
+    [-256, 255] then, for mixed sign, the lowest bit truncated: even values in [-256, 254]),
+    `lava/proc/conv/models.py` (PyConvModelFixed: weights used as given, weight_exp
+    ignored, 24-bit signed wrap of the output).
+  - weight exponent range [-8, 7]: Loihi's 4-bit signed weight exponent (Lava's Dense
+    accepts any integer; we keep the hardware's range).
+  - core and chip: M. Davies et al., "Loihi: A Neuromorphic Manycore Processor with
+    On-Chip Learning", IEEE Micro 38(1), 2018, Table 1: 128 neuromorphic cores per chip,
+    1,024 neural compartments per core, 4,096 fan-in and 4,096 fan-out axons per core,
+    128 KB synaptic memory per core.
+  - energy: ibid. Table 2: 23.6 pJ per synaptic spike operation (min), 52 pJ per inactive
+    and 81 pJ per active neuron update, 1.7 pJ within-tile spike, 3.5 pJ per hop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from kdsnn.errors import KdsnnError
+
+SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What an integer chip can represent and how big it is."""
+
+    name: str
+    description: str = ""
+    # -- synapses ----------------------------------------------------------------------
+    weight_bits: int = 8                   # clip width: mixed [-2^b, 2^b-1], excit. [0, 2^b-1]
+    num_weight_bits: int = 8               # kept bits; mixed drops one more LSB (even values)
+    sign_modes: tuple[str, ...] = SIGN_MODES
+    weight_exp_min: int = -8               # dense weight exponent range
+    weight_exp_max: int = 7
+    conv_weight_exp: bool = False          # False: conv connections must carry weight_exp = 0
+    dense_accum_bits: int = 32             # Lava Dense: int32 dot product / channel
+    conv_accum_bits: int = 24              # Lava Conv: float32 conv, signed 24-bit wrap
+    # -- neurons ------------------------------------------------------------------------
+    state_bits: int = 24                   # u and v
+    act_shift: int = 6                     # a << 6 enters u
+    vth_bits: int = 17                     # unsigned threshold mantissa; fires at v > vth << 6
+    vth_shift: int = 6
+    decay_bits: int = 12                   # du, dv in [0, 4095]
+    bias_mant_bits: int = 13               # signed: [-4096, 4095]
+    bias_exp_min: int = 0
+    bias_exp_max: int = 7
+    # -- spikes -------------------------------------------------------------------------
+    max_message_bits: int = 24             # graded spike payload
+    input_bits: int = 8                    # default graded input width (signed)
+    # -- mapping ------------------------------------------------------------------------
+    neurons_per_core: int = 1024
+    synaptic_memory_bits_per_core: int = 128 * 1024 * 8
+    max_fan_in_per_core: int = 4096        # input axons per core
+    max_fan_out_per_core: int = 4096       # output axons per core
+    cores_per_chip: int = 128
+    # -- energy (picojoules) ------------------------------------------------------------
+    energy_pj: dict[str, float] = field(default_factory=lambda: {
+        "synaptic_op": 23.6, "neuron_update_active": 81.0, "neuron_update_idle": 52.0,
+        "spike_within_tile": 1.7, "spike_per_hop": 3.5})
+    references: tuple[str, ...] = ()
+
+    # -- derived numbers the lowering uses ------------------------------------------------
+    def weight_range(self, sign_mode: str = "mixed") -> tuple[int, int, int]:
+        """(lo, hi, step) of the representable integer weights for a sign mode."""
+        b, keep = self.weight_bits, self.num_weight_bits
+        if sign_mode == "mixed":
+            step = 1 << (b - keep + 1)
+            return -(1 << b), (1 << b) - step, step
+        step = 1 << (b - keep)
+        hi = (1 << b) - step
+        return (0, hi, step) if sign_mode == "excitatory" else (-hi, 0, step)
+
+    @property
+    def state_max(self) -> int:
+        """2^(bits-1): u wraps above it, v clips at +-(it - 1)."""
+        return 1 << (self.state_bits - 1)
+
+    @property
+    def vth_max(self) -> int:
+        return (1 << self.vth_bits) - 1
+
+    @property
+    def bias_mant_max(self) -> int:
+        return (1 << (self.bias_mant_bits - 1)) - 1
+
+    @property
+    def decay_unity(self) -> int:
+        return 1 << self.decay_bits
+
+    def validate(self) -> TargetSpec:
+        for f in ("weight_bits", "num_weight_bits", "state_bits", "vth_bits", "decay_bits",
+                  "bias_mant_bits", "input_bits", "neurons_per_core", "cores_per_chip",
+                  "synaptic_memory_bits_per_core", "max_fan_in_per_core", "dense_accum_bits",
+                  "conv_accum_bits", "max_message_bits"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise KdsnnError(f"target {self.name}: {f} must be a positive integer, got {v!r}")
+        if self.num_weight_bits > self.weight_bits:
+            raise KdsnnError(f"target {self.name}: num_weight_bits {self.num_weight_bits} > weight_bits {self.weight_bits}")
+        if self.weight_exp_min > self.weight_exp_max or self.bias_exp_min > self.bias_exp_max:
+            raise KdsnnError(f"target {self.name}: an exponent range is empty (min > max)")
+        if self.state_bits > 31 or self.vth_bits + self.vth_shift > 31:
+            raise KdsnnError(f"target {self.name}: state_bits and vth_bits + vth_shift must fit 31 bits")
+        if not 2 <= self.input_bits <= self.max_message_bits:
+            raise KdsnnError(f"target {self.name}: input_bits must be in [2, max_message_bits={self.max_message_bits}]")
+        bad = [m for m in self.sign_modes if m not in SIGN_MODES]
+        if bad or "mixed" not in self.sign_modes:
+            raise KdsnnError(f"target {self.name}: sign_modes must include 'mixed' and only {SIGN_MODES}, got {list(self.sign_modes)}")
+        for k, v in self.energy_pj.items():
+            if not isinstance(v, (int, float)) or v < 0:
+                raise KdsnnError(f"target {self.name}: energy_pj[{k!r}] must be a number >= 0, got {v!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LOIHI = TargetSpec(
+    name="loihi",
+    description="Intel Loihi as modelled by lava-nc 0.10 fixed_pt (bit-accurate) process models",
+    references=(
+        "lava-nc 0.10.0: lava/proc/lif/models.py, lava/proc/dense/models.py, "
+        "lava/proc/conv/models.py, lava/utils/weightutils.py",
+        "M. Davies et al., Loihi: A Neuromorphic Manycore Processor with On-Chip Learning, "
+        "IEEE Micro 38(1):82-99, 2018 (Tables 1 and 2)",
+    ),
+).validate()
+
+BUILTIN: dict[str, TargetSpec] = {"loihi": LOIHI}
+
+
+def available_targets() -> list[str]:
+    return sorted(BUILTIN)
+
+
+def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
+    """A built-in target by name, or a user's JSON/TOML spec file."""
+    if isinstance(name_or_path, TargetSpec):
+        return name_or_path.validate()
+    key = str(name_or_path)
+    if key in BUILTIN:
+        return BUILTIN[key]
+    path = Path(key)
+    if not path.is_file():
+        raise KdsnnError(f"unknown target {key!r}: not a built-in ({', '.join(available_targets())}) "
+                         "and no such spec file")
+    data = _read_spec(path)
+    if not isinstance(data, dict):
+        raise KdsnnError(f"target spec {path}: expected a JSON/TOML object at the top level")
+    base_name = data.pop("base", None)
+    if base_name is not None and base_name not in BUILTIN:
+        raise KdsnnError(f"target spec {path}: unknown base {base_name!r}; choose one of {', '.join(available_targets())}")
+    valid = {f.name for f in fields(TargetSpec)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise KdsnnError(f"target spec {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
+    if "name" not in data:
+        data["name"] = path.stem
+    for k in ("sign_modes", "references"):
+        if k in data:
+            data[k] = tuple(data[k])
+    try:
+        spec = replace(BUILTIN[base_name], **data) if base_name else TargetSpec(**data)
+    except TypeError as e:
+        raise KdsnnError(f"target spec {path}: {e}") from None
+    if base_name and "energy_pj" in data:
+        spec = replace(spec, energy_pj={**BUILTIN[base_name].energy_pj, **data["energy_pj"]})
+    return spec.validate()
+
+
+def _read_spec(path: Path) -> Any:
+    text = path.read_text()
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib as toml  # type: ignore[import-not-found]
+        except ModuleNotFoundError:
+            try:
+                import tomli as toml  # type: ignore[import-not-found,no-redef]
+            except ModuleNotFoundError:
+                raise KdsnnError(f"target spec {path}: reading TOML needs Python >= 3.11 or the "
+                                 "'tomli' package; write the spec as JSON instead") from None
+        try:
+            return toml.loads(text)
+        except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+            raise KdsnnError(f"target spec {path} is not valid TOML: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KdsnnError(f"target spec {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
