@@ -236,20 +236,28 @@ def _load_tv_mnist(name: str, split: str, data_dir: Path, download: bool) -> Raw
 
     cls = getattr(tvd, _TV_MNIST[name])
     raw = data_dir / cls.__name__ / "raw"
-    prefix = "train" if split == "train" else "t10k"
-    files = [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
-    # torchvision reads only the extracted files; a folder holding just the .gz files is
-    # extracted once (what torchvision's own download would have done).
+    # torchvision wants all four files of both splits present, extracted.
+    files = [raw / f"{p}-{k}-ubyte" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+    # A folder holding just the .gz files (the official download) is extracted once, which is
+    # what torchvision's own download would have done.
     for f in files:
         gz = f.with_name(f.name + ".gz")
         if not f.exists() and gz.exists():
             from kdsnn.io import atomic_path
 
-            with gzip.open(gz, "rb") as src, atomic_path(f) as tmp:
-                tmp.write_bytes(src.read())
+            try:
+                with gzip.open(gz, "rb") as src, atomic_path(f) as tmp:
+                    tmp.write_bytes(src.read())
+            except (OSError, EOFError, KdsnnError) as e:
+                raise KdsnnError(f"cannot extract {gz} next to itself ({e}); extract it by hand "
+                                 "or use a writable --data-dir") from None
     if download and not all(f.exists() for f in files):
         _download(name, data_dir)
-    if not all(f.exists() for f in files):
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        if len(missing) < len(files):
+            raise KdsnnError(f"dataset {name} in {raw} is incomplete, missing {', '.join(missing)}; "
+                             "add them (or their .gz) or pass --download")
         raise _missing(name, raw, data_dir)
     try:
         ds = cls(str(data_dir), train=(split == "train"), download=False)
@@ -367,7 +375,7 @@ class ImageDataset(Dataset):
                  noise: NoiseSpec | None = None, seed: int = 0):
         self.info, self.raw, self.split = info, raw, split
         self.augment, self.noise, self.seed = augment, noise, seed
-        self.targets = raw.labels
+        self.targets = raw.labels.copy()
         c = len(info.mean)
         self._mean = torch.tensor(info.mean, dtype=torch.float32).view(c, 1, 1)
         self._std = torch.tensor(info.std, dtype=torch.float32).view(c, 1, 1)
