@@ -581,6 +581,7 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
         "ann_fp32_bytes": ann_params_total * 4 if ann_params_total is not None else None,
         "ann_params": ann_params_total,
         "student_fp32_bytes": memsum("student_fp32_bytes"),
+        "student_params": int(sum(int(c.weight.size) for c in intnet.connections) + neurons),
         "snn_weight_bytes": memsum("snn_weight_bytes"), "snn_bias_bytes": memsum("snn_bias_bytes"),
         "snn_state_bytes": memsum("snn_state_bytes"), "input_buffer_bytes": input_buffer,
     }

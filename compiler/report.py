@@ -1,0 +1,296 @@
+"""Report outputs: report.json (machines), report.md and a terminal table (people), plots.
+
+`kdsnn report out/ [--compare other/]` reads out/report.json, re-renders report.md and the
+plots, prints the table, and with --compare puts two runs side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from compiler.plots import plot_compare, write_plots
+from compiler.profile import SCHEMA, SCHEMA_VERSION
+from kdsnn.errors import KdsnnError
+from kdsnn.io import ensure_dir, write_json, write_text
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+# --------------------------------------------------------------------------- formatting ---
+def fmt_num(v: Any, digits: int = 3) -> str:
+    """1234567 -> '1.23M'; None -> '-'."""
+    if v is None:
+        return "-"
+    v = float(v)
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.{digits}g}{suf}"
+    return f"{v:.{digits}g}" if v != int(v) else f"{int(v)}"
+
+
+def fmt_bytes(v: Any) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    for div, suf in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {suf}"
+    return f"{v:.4g} B"
+
+
+def fmt_pj(v: Any) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    for div, suf in ((1e12, "J"), (1e9, "mJ"), (1e6, "uJ"), (1e3, "nJ")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {suf}"
+    return f"{v:.3g} pJ"
+
+
+def fmt_frac(v: Any) -> str:
+    return "-" if v is None else f"{100 * float(v):.1f}%"
+
+
+def fmt_ratio(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.3g}x"
+
+
+def _grid(header: list[str], rows: list[list[str]], md: bool = False, total: bool = False) -> str:
+    """A Markdown or aligned plain-text table; `total` sets the last row apart."""
+    if md:
+        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out)
+    w = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(str(c).ljust(w[0]) if i == 0 else str(c).rjust(w[i]) for i, c in enumerate(r)).rstrip()
+
+    sep = "  ".join("-" * x for x in w)
+    body = [line(r) for r in rows]
+    if total and rows:
+        body.insert(len(body) - 1, sep)
+    return "\n".join([line(header), sep, *body])
+
+
+# ------------------------------------------------------------------------------- tables ---
+def _layer_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["layer", "neurons", "spikes/inf", "rate", "silent", "saturated", "ACs", "MACs",
+              "ANN MACs", "SNN mem", "cores", "binds"]
+    rows = []
+    for r in report["layers"]:
+        m = r["mapping"]
+        rows.append([r["name"], fmt_num(r["neurons"]), fmt_num(r["spikes"]), fmt_frac(r["firing_rate"]),
+                     fmt_frac(r["silent_fraction"]), fmt_frac(r["saturated_fraction"]),
+                     fmt_num(r["acs"]), fmt_num(r["macs"]), fmt_num(r["ann_macs"]),
+                     fmt_bytes(r["memory"]["snn_total_bytes"]),
+                     str(m["cores"]) + ("" if m["fits"] else "!"), m["binding_limit"]])
+    t, mem, mp = report["totals"], report["memory"], report["mapping"]
+    rows.append(["total", fmt_num(t["neurons"]), fmt_num(t["spikes"]), fmt_frac(t["firing_rate"]),
+                 fmt_frac(t["silent_fraction"]), fmt_frac(t["saturated_fraction"]),
+                 fmt_num(t["acs"]), fmt_num(t["macs"]), fmt_num(t["ann_macs"]),
+                 fmt_bytes(mem["snn_total_bytes"]), str(mp["cores"]), f"{mp['chips']} chip(s)"])
+    return header, rows
+
+
+def _summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """The KDSNN paper's Tab. 3 analogue: ANN teacher vs SNN student."""
+    t, mem, meta = report["totals"], report["memory"], report["meta"]
+    rows = [["parameters", fmt_num(mem["ann_params"]),
+             fmt_num(mem.get("student_params"))],
+            ["memory", fmt_bytes(mem["ann_fp32_bytes"]) + " (fp32)",
+             fmt_bytes(mem["snn_total_bytes"]) + " (int weights+bias+state+input)"],
+            ["operations / inference", fmt_num(t["ann_macs"]) + " MACs",
+             f"{fmt_num(t['acs'])} ACs + {fmt_num(t['macs'])} MACs"]]
+    for name, e in report["energy"].items():
+        rows.append([f"energy ({name})", fmt_pj(e["ann_pj"]), fmt_pj(e["snn_pj"])])
+    rows.append(["time steps", "1", f"{meta['T']} (Lava: {report['latency']['lava_steps']})"])
+    if meta.get("teacher_accuracy") is not None or meta.get("accuracy") is not None:
+        rows.append(["accuracy", fmt_frac(meta.get("teacher_accuracy")), fmt_frac(meta.get("accuracy"))])
+    return rows
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    """The terminal table: per-layer activity, operations, memory and cores, then totals."""
+    meta = report["meta"]
+    head = (f"kdsnn report: backend {meta['backend']}, target {meta['target']}, T={meta['T']}, "
+            f"{meta['samples']} sample(s), counts per inference")
+    header, rows = _layer_rows(report)
+    lines = [head, _grid(header, rows, total=True)]
+    mem, mp, lat = report["memory"], report["mapping"], report["latency"]
+    for name, e in report["energy"].items():
+        ann = f" vs ANN {fmt_pj(e['ann_pj'])} ({fmt_ratio(e['ann_over_snn'])})" if e["ann_pj"] is not None else ""
+        lines.append(f"energy {name}: SNN {fmt_pj(e['snn_pj'])}{ann}")
+    lines.append(f"memory: ANN fp32 {fmt_bytes(mem['ann_fp32_bytes'])} | SNN {fmt_bytes(mem['snn_total_bytes'])} "
+                 f"(weights {fmt_bytes(mem['snn_weight_bytes'])}, biases {fmt_bytes(mem['snn_bias_bytes'])}, "
+                 f"state {fmt_bytes(mem['snn_state_bytes'])}, input {fmt_bytes(mem['input_buffer_bytes'])})")
+    fit = "fits" if mp["fits"] else "DOES NOT FIT (! = fan-in over the per-core limit)"
+    lines.append(f"loihi: {mp['cores']} cores, {mp['chips']} chip(s), {fit}; latency {lat['T']} steps "
+                 f"(Lava {lat['lava_steps']} = T + depth {lat['depth']})")
+    for n in report.get("notes", []):
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def render_markdown(report: Mapping[str, Any], plots: list[str] | None = None) -> str:
+    meta = report["meta"]
+    out = [f"# kdsnn report ({meta['backend']}, {meta['target']}, T={meta['T']})", "",
+           f"Schema `{report['schema']}` v{report['schema_version']}; {meta['samples']} sample(s); "
+           f"created {meta.get('created', '-')}; kdsnn {meta.get('kdsnn_version') or '-'}. "
+           "All counts are per inference, averaged over the samples run.", "",
+           "## ANN teacher vs SNN student", "",
+           _grid(["", "ANN teacher", "SNN student"], _summary_rows(report), md=True), "",
+           "## Per layer", "", _grid(*_layer_rows(report), md=True), ""]
+    ops_header = ["layer", "synapses", "ACs", "eff. ACs", "MACs", "eff. MACs", "dense SynOps",
+                  "student MACs", "ANN MACs", "exact"]
+    ops_rows = [[r["name"], fmt_num(r["synapses"]), fmt_num(r["acs"]), fmt_num(r["eff_acs"]),
+                 fmt_num(r["macs"]), fmt_num(r["eff_macs"]), fmt_num(r["dense_synops"]),
+                 fmt_num(r["student_ann_macs"]), fmt_num(r["ann_macs"]), "yes" if r["ops_exact"] else "est."]
+                for r in report["layers"]]
+    out += ["## Operations", "", _grid(ops_header, ops_rows, md=True), ""]
+    mem_rows = [[r["name"], fmt_bytes(r["memory"]["ann_fp32_bytes"]), fmt_bytes(r["memory"]["student_fp32_bytes"]),
+                 fmt_bytes(r["memory"]["snn_weight_bytes"]), fmt_bytes(r["memory"]["snn_bias_bytes"]),
+                 fmt_bytes(r["memory"]["snn_state_bytes"]), fmt_bytes(r["memory"]["snn_total_bytes"])]
+                for r in report["layers"]]
+    m = report["memory"]
+    mem_rows.append(["total", fmt_bytes(m["ann_fp32_bytes"]), fmt_bytes(m["student_fp32_bytes"]),
+                     fmt_bytes(m["snn_weight_bytes"]), fmt_bytes(m["snn_bias_bytes"]),
+                     fmt_bytes(m["snn_state_bytes"]), fmt_bytes(m["snn_total_bytes"])
+                     + f" (incl. input {fmt_bytes(m['input_buffer_bytes'])})"])
+    out += ["## Memory", "", _grid(["layer", "ANN fp32", "student fp32", "SNN weights", "SNN biases",
+                                    "SNN state", "SNN total"], mem_rows, md=True), ""]
+    lim = report["mapping"]["target"]
+    map_rows = [[r["name"], str(r["mapping"]["cores"]), "yes" if r["mapping"]["fits"] else "no",
+                 r["mapping"]["binding_limit"], str(r["mapping"]["cores_by_neurons"]),
+                 str(r["mapping"]["cores_by_synaptic_memory"]), fmt_num(r["mapping"]["max_fan_in_axons"]),
+                 fmt_bytes(r["mapping"]["synaptic_memory_bits"] / 8)] for r in report["layers"]]
+    out += ["## Loihi mapping", "",
+            f"Limits: {lim['neurons_per_core']} neurons/core, {fmt_bytes(lim['synaptic_memory_bits_per_core'] / 8)} "
+            f"synaptic memory/core, {lim['max_fan_in_per_core']} input axons/core, {lim['cores_per_chip']} cores/chip "
+            f"({lim.get('source', '')}). Total: **{report['mapping']['cores']} cores, {report['mapping']['chips']} chip(s)**.", "",
+            _grid(["layer", "cores", "fits", "binding limit", "by neurons", "by syn. memory",
+                   "max fan-in", "syn. memory"], map_rows, md=True), ""]
+    e_rows = []
+    for name, e in report["energy"].items():
+        e_rows.append([name, e["version"], fmt_pj(e["snn_pj"]), fmt_pj(e["ann_pj"]),
+                       fmt_pj(e["student_ann_pj"]), fmt_ratio(e["ann_over_snn"]), e["formula"], e["source"]])
+    out += ["## Energy per inference", "",
+            _grid(["model", "version", "SNN", "ANN teacher", "student as ANN", "ANN/SNN", "formula", "source"],
+                  e_rows, md=True), ""]
+    lat = report["latency"]
+    out += ["## Latency", "", f"{lat['T']} steps per sample (intsim, zero synaptic delay); "
+            f"{lat['lava_steps']} steps on Lava (T + depth {lat['depth']}).", ""]
+    if report.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    if plots:
+        out += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    out += ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in report["definitions"].items()] + [""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ outputs ---
+def write_reports(report: Mapping[str, Any], out_dir: str | Path, json_too: bool = True) -> list[Path]:
+    """report.json, report.md and plots/*.png into out_dir (each written atomically)."""
+    d = ensure_dir(out_dir)
+    paths: list[Path] = []
+    if json_too:
+        paths.append(write_json(d / REPORT_JSON, report))
+    plots = write_plots(report, d)
+    paths.append(write_text(d / REPORT_MD, render_markdown(report, [str(p.relative_to(d)) for p in plots])))
+    return paths + plots
+
+
+def load_report(folder: str | Path) -> dict[str, Any]:
+    """Read folder/report.json (or a report.json path) and check its schema."""
+    p = Path(folder)
+    path = p / REPORT_JSON if p.is_dir() or not p.suffix else p
+    if not path.is_file():
+        raise KdsnnError(f"{path} does not exist; run `kdsnn export ... -o {p}` first")
+    try:
+        rep = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KdsnnError(f"{path} is not valid JSON ({e}); re-run `kdsnn export`") from None
+    if not isinstance(rep, dict) or rep.get("schema") != SCHEMA:
+        raise KdsnnError(f"{path} is not a kdsnn report (schema {rep.get('schema') if isinstance(rep, dict) else None!r})")
+    v = rep.get("schema_version")
+    if not isinstance(v, int) or v > SCHEMA_VERSION:
+        raise KdsnnError(f"{path}: report schema version {v} is newer than this kdsnn reads ({SCHEMA_VERSION}); upgrade kdsnn")
+    return rep
+
+
+_COMPARE: list[tuple[str, Callable[[Mapping[str, Any]], Any], Callable[[Any], str]]] = [
+    ("backend", lambda r: r["meta"]["backend"], str),
+    ("T", lambda r: r["meta"]["T"], str),
+    ("samples", lambda r: r["meta"]["samples"], str),
+    ("accuracy", lambda r: r["meta"].get("accuracy"), fmt_frac),
+    ("spikes / inference", lambda r: r["totals"]["spikes"], fmt_num),
+    ("firing rate", lambda r: r["totals"]["firing_rate"], fmt_frac),
+    ("silent fraction", lambda r: r["totals"]["silent_fraction"], fmt_frac),
+    ("ACs", lambda r: r["totals"]["acs"], fmt_num),
+    ("MACs (graded)", lambda r: r["totals"]["macs"], fmt_num),
+    ("eff. ACs", lambda r: r["totals"]["eff_acs"], fmt_num),
+    ("ANN teacher MACs", lambda r: r["totals"]["ann_macs"], fmt_num),
+    ("SNN memory", lambda r: r["memory"]["snn_total_bytes"], fmt_bytes),
+    ("ANN fp32 memory", lambda r: r["memory"]["ann_fp32_bytes"], fmt_bytes),
+    ("Loihi cores", lambda r: r["mapping"]["cores"], str),
+    ("latency (Lava steps)", lambda r: r["latency"]["lava_steps"], str),
+]
+
+
+def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str, str]) -> str:
+    """Two reports side by side with the ratio B/A, then firing rate per layer."""
+    rows = []
+    metrics = list(_COMPARE)
+    for m in a["energy"]:
+        if m in b["energy"]:
+            metrics.append((f"energy {m} (SNN)", lambda r, m=m: r["energy"][m]["snn_pj"], fmt_pj))
+    for name, get, fmt in metrics:
+        va, vb = get(a), get(b)
+        ratio = "-"
+        if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool) and va:
+            ratio = fmt_ratio(vb / va)
+        rows.append([name, fmt(va), fmt(vb), ratio])
+    out = [f"A = {labels[0]}   B = {labels[1]}", _grid(["metric", "A", "B", "B/A"], rows)]
+    ra = {r["name"]: r for r in a["layers"]}
+    lrows = []
+    for r in b["layers"]:
+        if r["name"] in ra:
+            x = ra[r["name"]]
+            lrows.append([r["name"], fmt_frac(x["firing_rate"]), fmt_frac(r["firing_rate"]),
+                          fmt_num(x["acs"] + x["macs"]), fmt_num(r["acs"] + r["macs"])])
+    if lrows:
+        out.append(_grid(["layer", "rate A", "rate B", "SynOps A", "SynOps B"], lrows))
+    return "\n".join(out)
+
+
+def _labels(a: Path, b: Path) -> tuple[str, str]:
+    la, lb = a.resolve().name, b.resolve().name
+    if la == lb:
+        la, lb = f"{a.resolve().parent.name}/{la}", f"{b.resolve().parent.name}/{lb}"
+    return la, lb
+
+
+def report_command(folder: str | Path, compare: str | Path | None = None) -> None:
+    """`kdsnn report FOLDER [--compare OTHER]`."""
+    import click
+
+    folder = Path(folder)
+    rep = load_report(folder)
+    write_reports(rep, folder, json_too=False)
+    click.echo(render_table(rep))
+    if compare is not None:
+        other_dir = Path(compare)
+        other = load_report(other_dir)
+        labels = _labels(folder, other_dir)
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in other_dir.resolve().name)
+        png = plot_compare(rep, other, labels, folder / f"compare_{safe}.png")
+        text = render_compare(rep, other, labels)
+        write_text(folder / f"compare_{safe}.md", f"# {labels[0]} vs {labels[1]}\n\n```\n{text}\n```\n\n![compare]({png.name})\n")
+        click.echo("")
+        click.echo(text)
+        click.echo(f"compare plot: {png}")
