@@ -130,6 +130,7 @@ class OnnxTeacher:
         self._session = None
         self._make_session()
 
+        self.feature_shapes: dict[str, tuple[int, ...]] = {}  # filled by check()
         self.input_shape: tuple[int, ...] = tuple(input_shape) if input_shape else self._static_chw()
         self.num_classes: int = int(num_classes) if num_classes else (
             self._out_dims[1] if len(self._out_dims) == 2 and isinstance(self._out_dims[1], int) else 0)
