@@ -227,8 +227,9 @@ def _download(name: str, data_dir: Path) -> None:
         for train in (True, False):
             cls(str(data_dir), train=train, download=True)
     except Exception as e:  # network errors come in many types
-        raise KdsnnError(f"could not download {name} into {data_dir}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-                         "check the network or put the files there yourself") from None
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        raise KdsnnError(f"could not download {name} into {data_dir} ({why}); check the network, "
+                         "or put the files there yourself and drop --download") from None
 
 
 def _load_tv_mnist(name: str, split: str, data_dir: Path, download: bool) -> RawSplit:

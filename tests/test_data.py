@@ -9,6 +9,8 @@ import fakedata
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kdsnn import data
 from kdsnn.data import DATASETS, dataset_info, load_arrays, load_dataset, make_loader
@@ -159,6 +161,29 @@ def test_loader_is_seeded_and_complete():
     assert torch.equal(yb, torch.as_tensor(ds.targets[:32]))
     with pytest.raises(KdsnnError, match="batch size"):
         make_loader(ds, 0)
+
+
+def test_loader_takes_an_explicit_sampler():
+    from torch.utils.data.distributed import DistributedSampler
+
+    ds = load_dataset("digits", "test")
+    halves = [torch.cat([y for _, y in make_loader(
+        ds, 50, sampler=DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=3))])
+        for r in (0, 1)]
+    assert len(halves[0]) == len(halves[1]) == 180
+    assert sorted(torch.cat(halves).tolist()) == sorted(ds.targets.tolist())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 6), st.integers(0, 2**31 - 1), st.booleans())
+def test_csv_parser_roundtrips_integer_tables(cols, rows, seed, crlf):
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 10 ** rng.integers(1, 6), size=(rows, cols))
+    nl = "\r\n" if crlf else "\n"
+    text = nl.join(",".join(str(v) for v in row) for row in table) + nl
+    np.testing.assert_array_equal(data._parse_int_csv(text.encode(), cols), table)
+    with pytest.raises(ValueError):
+        data._parse_int_csv(text.replace(",", ",,", 1).encode() if cols > 1 else b"1.5\n", cols)
 
 
 # ------------------------------------------------------------------ torchvision formats on disk
