@@ -1,0 +1,121 @@
+"""Student (GraphNet) -> canonical NIR graph (DESIGN §2, §3).
+
+One NIR node per GraphNet node, under the same name, so spike counts line up across
+reference, intsim and Lava: conv -> Conv2d (BatchNorm folded), linear -> Affine (or
+Linear when there is no bias at all), act -> IF(r=1, v_threshold=theta, v_reset=0) over
+the layer's full shape, avgpool -> AvgPool2d, flatten -> Flatten(start_dim=0), readout ->
+I(r=1). A node with several inputs gets several edges (NIR sums them).
+
+BatchNorm is folded in float64 and the parameters are stored as float64: the folded
+weights are products of float32 numbers, and keeping them exact (to ~1e-16) lets rung 2
+compare export and student without spurious spike flips at the threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from compiler.nir_io import canonicalize
+from kdsnn import __version__
+from kdsnn.errors import KdsnnError
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module | None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(W, b) of a Conv/Linear followed by an eval-mode BatchNorm, in float64."""
+    w = weight.detach().cpu().double()
+    b = bias.detach().cpu().double() if bias is not None else None
+    if bn is None:
+        return w.numpy(), (b.numpy() if b is not None else None)
+    mean = bn.running_mean.detach().cpu().double()
+    var = bn.running_var.detach().cpu().double()
+    gamma = bn.weight.detach().cpu().double() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.detach().cpu().double() if bn.bias is not None else torch.zeros_like(mean)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    w = w * scale.reshape(-1, *([1] * (w.ndim - 1)))
+    b0 = b if b is not None else torch.zeros_like(mean)
+    return w.numpy(), ((b0 - mean) * scale + beta).numpy()
+
+
+def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRGraph:
+    """A spiking GraphNet student (eval semantics) -> canonical NIR graph with metadata."""
+    from kdsnn.layers import GraphNet  # compiler -> kdsnn only for exporting a student
+
+    config = dict(config or {})
+    if config.get("kind", "student") != "student":
+        raise KdsnnError(f"only spiking students can be exported to NIR; this checkpoint is a "
+                         f"{config.get('kind')!r} (train a student with `kdsnn distill`)")
+    if not isinstance(model, GraphNet) or not model.spiking:
+        raise KdsnnError("only spiking students can be exported to NIR; this model is an ANN teacher")
+    shapes: dict[str, tuple[int, ...]] = {"input": tuple(int(d) for d in model.input_shape)}
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(shapes["input"])})}
+    edges: list[tuple[str, str]] = []
+    theta = float(model.neuron.get("theta", 1.0))
+    last = "input"
+    for spec in model.specs:
+        mod = model.nodes[spec.name]
+        s = shapes[spec.inputs[0]]
+        if spec.op == "conv":
+            conv = mod.conv
+            w, b = fold_bn(conv.weight, conv.bias, mod.bn)
+            node = nir.Conv2d(input_shape=(s[1], s[2]), weight=w, stride=tuple(conv.stride),
+                              padding=tuple(conv.padding), dilation=tuple(conv.dilation),
+                              groups=int(conv.groups),
+                              bias=b if b is not None else np.zeros(w.shape[0]))
+            ho = (s[1] + 2 * conv.padding[0] - conv.dilation[0] * (w.shape[2] - 1) - 1) // conv.stride[0] + 1
+            wo = (s[2] + 2 * conv.padding[1] - conv.dilation[1] * (w.shape[3] - 1) - 1) // conv.stride[1] + 1
+            out = (w.shape[0], ho, wo)
+        elif spec.op == "linear":
+            w, b = fold_bn(mod.linear.weight, mod.linear.bias, mod.bn)
+            node = nir.Linear(weight=w) if b is None else nir.Affine(weight=w, bias=b)
+            out = (w.shape[0],)
+        elif spec.op == "act":
+            th = float(getattr(mod, "theta", theta))
+            node = nir.IF(r=np.ones(s), v_threshold=np.full(s, th), v_reset=np.zeros(s))
+            out = s
+        elif spec.op == "avgpool":
+            k, st = _pair(mod.kernel_size), _pair(mod.stride or mod.kernel_size)
+            if _pair(mod.padding) != (0, 0) or mod.ceil_mode:
+                raise KdsnnError(f"node {spec.name}: AvgPool2d with padding/ceil_mode cannot be exported exactly")
+            node = nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(st), padding=np.array([0, 0]))
+            out = (s[0], (s[1] - k[0]) // st[0] + 1, (s[2] - k[1]) // st[1] + 1)
+        elif spec.op == "flatten":
+            node = nir.Flatten(input_type={"input": np.array(s)}, start_dim=0, end_dim=-1)
+            out = (int(np.prod(s)),)
+        elif spec.op == "readout":
+            node = nir.I(r=np.ones(s))
+            out = s
+        else:  # pragma: no cover - GraphNet validates its ops
+            raise KdsnnError(f"node {spec.name}: op {spec.op!r} cannot be exported")
+        nodes[spec.name] = node
+        shapes[spec.name] = out
+        edges += [(i, spec.name) for i in spec.inputs]
+        last = spec.name
+    nodes["output"] = nir.Output(output_type={"output": np.array(shapes[last])})
+    edges.append((last, "output"))
+    meta = {
+        "T": int(config.get("T", model.T)),
+        "dt": 1.0,
+        "encoding": "direct",
+        "theta": theta,
+        "mean": [float(m) for m in config.get("mean") or []] or None,
+        "std": [float(m) for m in config.get("std") or []] or None,
+        "class_names": [str(c) for c in config.get("class_names") or []] or None,
+        "input_shape": list(shapes["input"]),
+        "dataset": config.get("dataset"),
+        "arch": config.get("arch", model.arch),
+        "num_classes": int(model.num_classes),
+        "kdsnn_version": __version__,
+        "producer": "kdsnn",
+    }
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={k: v for k, v in meta.items() if v is not None},
+                         type_check=False)
+    return canonicalize(graph, source=f"student {meta['arch']}")
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
