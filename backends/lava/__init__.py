@@ -1,0 +1,135 @@
+"""The Lava backend: an IntNet runs as real Lava processes on Lava's Loihi simulator
+(`Loihi2SimCfg(select_tag="fixed_pt")`), bit-exact with the canonical zero-delay semantics
+that intsim computes (DESIGN §4, parity rung 4).
+
+Lava is imported only when a network is compiled, so listing backends works where lava-nc
+cannot be installed (Python >= 3.11); `available()` then says why.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from backends.base import Backend, Executable, RunResult
+from compiler.intnet import IntNet
+from kdsnn.errors import KdsnnError
+
+__all__ = ["LavaBackend", "LavaExecutable"]
+
+
+def _import_error() -> str:
+    if sys.version_info >= (3, 11):
+        return (f"lava-nc 0.10 needs Python 3.10 (this is {sys.version_info.major}."
+                f"{sys.version_info.minor}); install kdsnn into a Python 3.10 environment")
+    try:
+        import lava.magma.core.run_configs  # noqa: F401
+        import lava.proc.lif.process  # noqa: F401
+    except Exception as e:  # ImportError, numpy ABI errors, start-method RuntimeError
+        return f"lava-nc cannot be imported ({type(e).__name__}: {e}); `pip install lava-nc==0.10.0`"
+    return ""
+
+
+class LavaExecutable(Executable):
+    """A compiled IntNet. Each `run` streams its samples through one (or a few) Lava runs."""
+
+    def __init__(self, net: IntNet, period: int | None = None, max_samples_per_run: int = 2000,
+                 progress_chunks: int = 20) -> None:
+        from backends.lava.build import check
+        from backends.lava.schedule import make_schedule
+
+        net.validate()
+        check(net)
+        make_schedule(net, 1, period)             # validates timing now, not at run time
+        self.net = net
+        self.period = period
+        self.max_samples_per_run = int(max_samples_per_run)
+        self.progress_chunks = int(progress_chunks)
+        self.last_profile: dict[str, float] = {}
+
+    def run(self, x: np.ndarray, record: bool = False, progress: bool = False) -> RunResult:
+        from backends.lava.build import run_stream
+        from backends.lava.schedule import make_schedule
+
+        net = self.net
+        xq = net.input.quantize(x)
+        n = len(xq)
+        if n == 0:
+            raise KdsnnError("no samples to run on Lava")
+        t0 = time.perf_counter()
+        parts = [(i, min(n, i + self.max_samples_per_run))
+                 for i in range(0, n, self.max_samples_per_run)]
+        scheds = [make_schedule(net, b - a, self.period) for a, b in parts]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=sum(s.total_steps for s in scheds), unit="step",
+                       desc=f"lava ({n} samples)", leave=False)
+        logits, counts, per_step, trains = [], {}, {}, {}
+        steps = 0
+        prof = {"build_s": 0.0, "run_s": 0.0, "runs": 0}
+        try:
+            for (a, b), sched in zip(parts, scheds):
+                obs = run_stream(net, sched, xq[a:b], record=record,
+                                 progress=bar.update if bar is not None else None,
+                                 chunks=self.progress_chunks if progress else 1)
+                logits.append(obs.logits)
+                for k, v in obs.counts.items():
+                    per_step.setdefault(k, []).append(v)
+                if record and obs.trains is not None:
+                    for k, v in obs.trains.items():
+                        trains.setdefault(k, []).append(v)
+                steps += obs.steps
+                prof["build_s"] += obs.build_s
+                prof["run_s"] += obs.run_s
+                prof["runs"] += 1
+                prof["processes"] = obs.n_processes
+                if bar is not None:
+                    bar.set_postfix(samples=b)
+        finally:
+            if bar is not None:
+                bar.close()
+        per = {k: np.concatenate(v).astype(np.int64) for k, v in per_step.items()}
+        wall = time.perf_counter() - t0
+        self.last_profile = dict(prof, wall_s=wall, steps=steps)
+        sched0 = scheds[0]
+        return RunResult(
+            logits=np.concatenate(logits).astype(np.int64),
+            spike_counts={k: v.sum(axis=1) for k, v in per.items()},
+            backend="lava", T=net.T, steps=steps, wall_s=wall,
+            layer_spikes_per_step=per,
+            spike_trains={k: np.concatenate(v) for k, v in trains.items()} if record else None,
+            extra={"period": sched0.period, "depth": sched0.max_depth,
+                   "latency_steps": sched0.max_depth + sched0.T,
+                   "relays": sum(sched0.relays.values()), **self.last_profile},
+        )
+
+
+class LavaBackend(Backend):
+    """IntNet -> Lava processes on Lava's bit-accurate Loihi simulator (fixed_pt)."""
+
+    name: ClassVar[str] = "lava"
+    accepts: ClassVar[str] = "intnet"
+    description: ClassVar[str] = ("Intel Lava processes on the simulated Loihi (fixed_pt), "
+                                  "streamed, bit-exact with intsim")
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        reason = _import_error()
+        return (not reason, reason)
+
+    def compile(self, net: Any, **options: Any) -> LavaExecutable:
+        if not isinstance(net, IntNet):
+            raise KdsnnError(f"the lava backend runs an IntNet, not {type(net).__name__}; "
+                             "lower the graph first (compiler.lower)")
+        ok, reason = self.available()
+        if not ok:
+            raise KdsnnError(f"the lava backend is unavailable: {reason}")
+        known = {"period", "max_samples_per_run", "progress_chunks"}
+        unknown = set(options) - known
+        if unknown:
+            raise KdsnnError(f"unknown lava backend option(s) {sorted(unknown)}; known: {sorted(known)}")
+        return LavaExecutable(net, **options)
