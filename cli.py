@@ -161,6 +161,8 @@ def evaluate(**opts) -> None:
 @click.option("--dataset", default=None, help="Dataset to run on (needed for a .nir SOURCE).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
+@click.option("-T", "--time-steps", "time_steps", type=int, default=None,
+              help="Time steps per sample (default: the student's / the graph's own T).")
 @click.option("--hw", "hw", default="loihi", show_default=True,
               help="Hardware target spec: a built-in name or a spec file (JSON/TOML).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
@@ -187,8 +189,12 @@ def export(**opts) -> None:
 @click.argument("artifact", type=click.Path(file_okay=False, exists=False))
 @click.option("--target", default="intsim", show_default=True, help="lava, intsim or reference.")
 @click.option("--samples", type=int, default=None, help="Test samples to run.")
+@click.option("--dataset", default=None, help="Dataset to run on (default: the graph's own).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("-T", "--time-steps", "time_steps", type=int, default=None,
+              help="Time steps per sample (default: the graph's own T).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Device for the reference backend.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 def run(**opts) -> None:

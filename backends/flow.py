@@ -18,8 +18,371 @@ Contract of the pieces this flow calls (owners implement them in their modules):
   compiler.lower.lower(graph, target, calibration_x) -> IntNet
   backends.registry.get_backend(name) -> Backend;  Backend.compile(net).run(x) -> RunResult
   compiler.profile.build_report(...) / compiler.report.write_reports(report, out)  (profiler issue)
+
+How the flow is built: a `FlowContext` carries everything the stages produce; a target's
+pipeline is a list of stage functions `stage(ctx) -> None` run in order (`PIPELINES`).
+Adding a target (intsim, lava) or a stage (lowering, report) is adding functions and a
+list entry; each stage reads what earlier stages put on the context and adds its own.
+Rungs are appended to `ctx.rungs` (dicts written to parity.json as they are).
 """
 
 from __future__ import annotations
 
-# The implementation is filled in as the stages land.
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.base import RunResult
+from kdsnn.errors import KdsnnError, ParityError
+
+GRAPH_FILE = "graph.nir"
+PARITY_FILE = "parity.json"
+PREDICTIONS_FILE = "predictions.npz"
+RUNG2_TOL = 1e-4
+DEFAULT_SAMPLES = {"nir": 1000, "reference": 1000, "intsim": 1000, "lava": 100}
+
+
+@dataclass
+class FlowContext:
+    """Everything one `kdsnn export` / `kdsnn run` produces, stage by stage."""
+
+    opts: dict[str, Any]
+    target: str
+    out: Path
+    quiet: bool = False
+    source: Path | None = None
+    source_kind: str = ""                  # "checkpoint" | "nir"
+    model: Any = None                      # GraphNet student (checkpoint source)
+    config: dict[str, Any] = field(default_factory=dict)
+    source_graph: Any = None               # canonical graph of the source (exported / imported)
+    graph: Any = None                      # graph.nir read back (what later rungs run)
+    graph_path: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    T: int = 0
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    results: dict[str, RunResult] = field(default_factory=dict)   # "rung1", "reference", ...
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            import click
+
+            click.echo(msg)
+
+    def rung(self, n: int) -> dict[str, Any] | None:
+        return next((r for r in self.rungs if r["rung"] == n), None)
+
+
+Stage = Callable[[FlowContext], None]
+
+
+# ------------------------------------------------------------------------------ stages
+def stage_load_source(ctx: FlowContext) -> None:
+    """A student checkpoint (.pt) or a .nir graph from any framework."""
+    src = Path(ctx.opts["source"])
+    ctx.source = src
+    if src.suffix.lower() == ".nir":
+        from compiler.nir_io import read_nir
+
+        ctx.source_kind = "nir"
+        ctx.source_graph = read_nir(src)
+        return
+    from kdsnn.checkpoint import load_model
+
+    ctx.source_kind = "checkpoint"
+    ctx.model, ctx.config = load_model(src, device=ctx.opts.get("device") or "cpu", kind="student")
+
+
+def stage_resolve_run(ctx: FlowContext) -> None:
+    """Dataset, T and shape checks before anything is written."""
+    from compiler.nir_io import graph_meta
+    from kdsnn.data import dataset_info
+
+    T_opt = ctx.opts.get("time_steps")
+    if ctx.source_kind == "checkpoint":
+        if T_opt:
+            ctx.model.set_time_steps(int(T_opt))
+            ctx.config = {**ctx.config, "T": int(T_opt)}
+        ds = ctx.opts.get("dataset") or ctx.config.get("dataset")
+        shape, n_cls = tuple(ctx.model.input_shape), int(ctx.model.num_classes)
+        ctx.T = int(ctx.config.get("T") or ctx.model.T)
+    else:
+        ctx.meta = graph_meta(ctx.source_graph, T=T_opt)
+        ds = ctx.opts.get("dataset") or ctx.meta.get("dataset")
+        shape, n_cls = tuple(ctx.meta["input_shape"]), int(ctx.meta["num_classes"])
+        ctx.T = ctx.meta["T"]
+    if not ds:
+        raise KdsnnError(f"{ctx.source} does not name its dataset; give --dataset")
+    info = dataset_info(ds)
+    if tuple(info.input_shape) != shape:
+        raise KdsnnError(f"dataset {info.name} has inputs of shape {tuple(info.input_shape)} but the "
+                         f"network in {ctx.source} takes {shape}")
+    if info.num_classes != n_cls:
+        raise KdsnnError(f"dataset {info.name} has {info.num_classes} classes but the network in "
+                         f"{ctx.source} outputs {n_cls}")
+    ctx.dataset = info.name
+    ctx.extra["dataset_info"] = info
+
+
+def stage_export_nir(ctx: FlowContext) -> None:
+    """Write out/graph.nir (the student exported, or the imported graph canonicalized) and
+    read it back: everything downstream runs what is on disk."""
+    from compiler.nir_io import read_nir, write_nir
+    from kdsnn.io import ensure_dir
+
+    ensure_dir(ctx.out)
+    if ctx.source_kind == "checkpoint":
+        from compiler.export import student_to_nir
+
+        ctx.source_graph = student_to_nir(ctx.model, {**ctx.config, "dataset": ctx.dataset})
+    else:
+        info = ctx.extra["dataset_info"]
+        md = ctx.source_graph.metadata
+        md["T"] = ctx.T
+        md["dataset"] = ctx.dataset
+        md.setdefault("mean", list(info.mean))
+        md.setdefault("std", list(info.std))
+        md.setdefault("class_names", list(info.class_names))
+        md.setdefault("dt", 1.0)
+        md.setdefault("encoding", "direct")
+    ctx.graph_path = write_nir(ctx.source_graph, ctx.out / GRAPH_FILE)
+    ctx.files.append(ctx.graph_path)
+    ctx.graph = read_nir(ctx.graph_path)
+
+
+def stage_load_data(ctx: FlowContext) -> None:
+    """The first --samples test samples, normalized."""
+    from kdsnn.data import load_arrays
+
+    n = ctx.opts.get("samples") or DEFAULT_SAMPLES.get(ctx.target, 1000)
+    ctx.x, ctx.y = load_arrays(ctx.dataset, "test", int(n), ctx.opts.get("data_dir"),
+                               bool(ctx.opts.get("download")), int(ctx.opts.get("seed") or 0))
+
+
+def stage_rung1(ctx: FlowContext) -> None:
+    """Rung 1: the student in PyTorch (float64), or the source graph on reference."""
+    t0 = time.perf_counter()
+    if ctx.source_kind == "checkpoint":
+        res = run_student(ctx.model, ctx.x, batch_size=int(ctx.opts.get("batch_size") or 256),
+                          device=ctx.opts.get("device") or "cpu", progress=not ctx.quiet)
+        what, backend = "student (float, PyTorch)", "pytorch"
+    else:
+        res = _reference(ctx, ctx.source_graph).run(ctx.x, progress=not ctx.quiet)
+        what, backend = f"source graph {ctx.source.name} (float, reference)", "reference"
+    ctx.results["rung1"] = res
+    ctx.timings["rung1_s"] = time.perf_counter() - t0
+    ctx.rungs.append({"rung": 1, "name": what, "backend": backend, **_scores(res, ctx.y),
+                      "passed": True})
+
+
+def stage_rung2(ctx: FlowContext) -> None:
+    """Rung 2: graph.nir (read back) on reference == rung 1 (predictions, logits <= 1e-4)."""
+    t0 = time.perf_counter()
+    res = _reference(ctx, ctx.graph).run(ctx.x, progress=not ctx.quiet)
+    ctx.results["reference"] = res
+    ctx.timings["rung2_s"] = time.perf_counter() - t0
+    ref = ctx.results["rung1"]
+    diff = np.abs(res.logits - ref.logits)
+    per_sample = diff.reshape(len(diff), -1).max(1) if len(diff) else np.zeros(0)
+    same = res.predictions == ref.predictions
+    bad = np.flatnonzero(~same | (per_sample > RUNG2_TOL))
+    spikes = _spike_agreement(ref, res)
+    entry = {"rung": 2, "name": f"{GRAPH_FILE} read back, float (reference)", "backend": "reference",
+             **_scores(res, ctx.y), "same_predictions": bool(same.all()),
+             "max_abs_logit_diff": float(diff.max()) if diff.size else 0.0, "tolerance": RUNG2_TOL,
+             "spikes": spikes, "differing_samples": bad[:20].tolist(), "passed": bool(len(bad) == 0)}
+    ctx.rungs.append(entry)
+    if not entry["passed"]:
+        stage_write_parity(ctx)
+        i = int(bad[0])
+        raise ParityError(f"rung 2 failed: {len(bad)} of {len(same)} samples differ between {ctx.graph_path} "
+                          f"on reference and rung 1; first: sample {i} (predictions {int(res.predictions[i])} "
+                          f"vs {int(ref.predictions[i])}, max |logit diff| {per_sample[i]:.3g} > {RUNG2_TOL}); "
+                          f"see {ctx.out / PARITY_FILE}")
+
+
+def stage_write_predictions(ctx: FlowContext) -> None:
+    """predictions.npz: labels and, per backend run, logits and per-layer spike counts."""
+    from kdsnn.io import atomic_path
+
+    arrays: dict[str, np.ndarray] = {"labels": ctx.y}
+    for key, res in ctx.results.items():
+        arrays[f"{key}/logits"] = res.logits
+        arrays[f"{key}/predictions"] = res.predictions
+        for layer, c in res.spike_counts.items():
+            arrays[f"{key}/spikes/{layer}"] = c
+    path = ctx.out / PREDICTIONS_FILE
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    ctx.files.append(path)
+
+
+def stage_write_parity(ctx: FlowContext) -> None:
+    """parity.json (atomic): the rungs checked so far, what was run and on what."""
+    from compiler.nir_io import graph_summary
+    from kdsnn.io import write_json
+
+    doc = {
+        "schema": "kdsnn.parity", "version": 1,
+        "source": str(ctx.source), "source_kind": ctx.source_kind, "target": ctx.target,
+        "dataset": ctx.dataset, "split": "test", "samples": int(len(ctx.y)) if ctx.y is not None else 0,
+        "T": ctx.T, "graph": graph_summary(ctx.graph) if ctx.graph is not None else None,
+        "rungs": ctx.rungs, "passed": all(r.get("passed", True) for r in ctx.rungs),
+        "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+    }
+    path = write_json(ctx.out / PARITY_FILE, doc)
+    if path not in ctx.files:
+        ctx.files.append(path)
+
+
+def stage_print_summary(ctx: FlowContext) -> None:
+    """A few lines for people: the graph and each rung."""
+    import click
+
+    from compiler.nir_io import graph_summary
+
+    s = graph_summary(ctx.graph)
+    kinds = ", ".join(f"{k} {v}" for k, v in s["node_types"].items() if k not in ("Input", "Output"))
+    click.echo(f"{GRAPH_FILE}: {s['nodes']} nodes ({kinds}), {s['parameters']:,} parameters, "
+               f"{s['neurons']:,} IF neurons in {len(s['if_layers'])} layers, readout {s['readout']}, T={ctx.T}")
+    for r in ctx.rungs:
+        line = f"rung {r['rung']}  {r['name']:<42} accuracy {100 * r['accuracy']:6.2f} % ({r['samples']} samples)"
+        if r["rung"] == 2:
+            line += (f"  same predictions: {'yes' if r['same_predictions'] else 'NO'}, max |logit diff| "
+                     f"{r['max_abs_logit_diff']:.2g} (<= {r['tolerance']:g})")
+        if "passed" in r and r["rung"] != 1:
+            line += "  PASS" if r["passed"] else "  FAIL"
+        click.echo(line)
+    click.echo("wrote " + ", ".join(str(p) for p in ctx.files))
+
+
+PIPELINES: dict[str, list[Stage]] = {
+    "nir": [stage_load_source, stage_resolve_run, stage_export_nir, stage_load_data, stage_rung1,
+            stage_rung2, stage_write_predictions, stage_write_parity, stage_print_summary],
+    "reference": [stage_load_source, stage_resolve_run, stage_export_nir, stage_load_data, stage_rung1,
+                  stage_rung2, stage_write_predictions, stage_write_parity, stage_print_summary],
+}
+
+
+def export_command(**opts: Any) -> FlowContext:
+    """`kdsnn export SOURCE --target T -o OUT`: run the target's pipeline of stages."""
+    target = str(opts.get("target") or "lava")
+    if target not in PIPELINES:
+        if target in ("intsim", "lava"):
+            raise KdsnnError(f"target {target} is not available yet")
+        raise KdsnnError(f"unknown target {target!r}; choose one of {', '.join(PIPELINES)} (see `kdsnn targets`)")
+    if opts.get("samples") is not None and int(opts["samples"]) < 1:
+        raise KdsnnError(f"--samples must be positive, got {opts['samples']}")
+    ctx = FlowContext(opts=dict(opts), target=target, out=Path(opts["output"]), quiet=bool(opts.get("quiet")))
+    for stage in PIPELINES[target]:
+        stage(ctx)
+    return ctx
+
+
+# ------------------------------------------------------------------------------ kdsnn run
+def run_command(**opts: Any) -> FlowContext:
+    """`kdsnn run FOLDER --target T`: run an exported folder again and print accuracy, spikes."""
+    import click
+
+    from compiler.nir_io import graph_meta, read_nir
+
+    folder = Path(opts["artifact"])
+    target = str(opts.get("target") or "intsim")
+    if target != "reference":
+        if target in ("intsim", "lava"):
+            raise KdsnnError(f"target {target} is not available yet")
+        raise KdsnnError(f"unknown target {target!r}; choose reference, intsim or lava")
+    if not folder.is_dir():
+        raise KdsnnError(f"{folder} is not an export folder (made by `kdsnn export -o {folder}`)")
+    gpath = folder / GRAPH_FILE
+    if not gpath.exists():
+        raise KdsnnError(f"{folder} has no {GRAPH_FILE}; run `kdsnn export ... -o {folder}` first")
+    ctx = FlowContext(opts=dict(opts), target=target, out=folder, quiet=bool(opts.get("quiet")))
+    ctx.source, ctx.source_kind = gpath, "nir"
+    ctx.graph = read_nir(gpath)
+    ctx.meta = graph_meta(ctx.graph, T=opts.get("time_steps"))
+    ctx.T = ctx.meta["T"]
+    ctx.dataset = opts.get("dataset") or ctx.meta.get("dataset")
+    if not ctx.dataset:
+        raise KdsnnError(f"{gpath} does not name its dataset; give --dataset")
+    ctx.opts.setdefault("download", False)
+    stage_load_data(ctx)
+    t0 = time.perf_counter()
+    res = _reference(ctx, ctx.graph).run(ctx.x, progress=not ctx.quiet)
+    ctx.results["reference"] = res
+    wall = time.perf_counter() - t0
+    sc = _scores(res, ctx.y)
+    click.echo(f"{target} on {ctx.dataset} (test, {sc['samples']} samples, T={ctx.T}): accuracy "
+               f"{100 * sc['accuracy']:.2f} %, {sc['samples'] / max(wall, 1e-9):.1f} samples/s")
+    for layer, c in res.spike_counts.items():
+        click.echo(f"  {layer:<24} {c.mean():10.1f} spikes/sample")
+    return ctx
+
+
+# ------------------------------------------------------------------------------ helpers
+def _reference(ctx: FlowContext, graph: Any):
+    from backends.registry import get_backend
+
+    return get_backend("reference").compile(graph, T=ctx.T, batch_size=int(ctx.opts.get("batch_size") or 256),
+                                            device=ctx.opts.get("device") or "cpu")
+
+
+def run_student(model: Any, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
+                progress: bool = False) -> RunResult:
+    """Rung 1: the student GraphNet in float64 (a copy), with per-layer spike counts."""
+    import torch
+
+    from kdsnn.neurons import IFNeuron
+
+    t0 = time.perf_counter()
+    m = copy.deepcopy(model).to(device).double().eval()
+    ifs = {name: mod for name, mod in m.nodes.items() if isinstance(mod, IFNeuron)}
+    for mod in ifs.values():
+        mod.record = True
+    T, n = int(m.T), len(x)
+    logits = []
+    per_step = {k: np.zeros((n, T), np.int64) for k in ifs}
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="student", unit="batch", leave=False)
+    with torch.no_grad():
+        for i in starts:
+            xb = torch.as_tensor(x[i:i + batch_size], dtype=torch.float64, device=device)
+            logits.append(m(xb).cpu().numpy())
+            for k, mod in ifs.items():
+                s = mod.last_spikes  # (T, B, ...)
+                per_step[k][i:i + len(xb)] = s.flatten(2).sum(2).transpose(0, 1).round().long().cpu().numpy()
+    out = np.concatenate(logits) if logits else np.zeros((0, m.num_classes))
+    return RunResult(logits=out, spike_counts={k: v.sum(1) for k, v in per_step.items()}, backend="pytorch",
+                     T=T, steps=T, wall_s=time.perf_counter() - t0, layer_spikes_per_step=per_step)
+
+
+def _scores(res: RunResult, y: np.ndarray | None) -> dict[str, Any]:
+    n = len(res.logits)
+    acc = float((res.predictions == y).mean()) if (y is not None and n) else 0.0
+    return {"samples": n, "accuracy": acc,
+            "spikes_per_sample": {k: float(v.mean()) if len(v) else 0.0 for k, v in res.spike_counts.items()},
+            "wall_s": round(res.wall_s, 3)}
+
+
+def _spike_agreement(a: RunResult, b: RunResult) -> dict[str, Any]:
+    """Per-layer spike counts of two runs: layers compared, equal, first difference."""
+    common = [k for k in a.spike_counts if k in b.spike_counts]
+    differ = {k: int(np.flatnonzero(a.spike_counts[k] != b.spike_counts[k])[0])
+              for k in common if not np.array_equal(a.spike_counts[k], b.spike_counts[k])}
+    return {"layers_compared": len(common), "layers_equal": len(common) - len(differ),
+            "first_difference": {k: {"sample": v} for k, v in list(differ.items())[:5]},
+            "equal": not differ and len(common) > 0}
