@@ -106,7 +106,8 @@ def target_limits(target: Any = None) -> dict[str, Any]:
         if v is not None:
             out["synaptic_memory_bits_per_core"] = int(v) * 8
             break
-    out["source"] = str(get("source", None) or (out["source"] if target is None else f"target {out['name']}"))
+    refs = get("references", None) or get("source", None)
+    out["source"] = "; ".join(refs) if isinstance(refs, (list, tuple)) else str(refs or f"target {out['name']}")
     for k in ("neurons_per_core", "synaptic_memory_bits_per_core", "max_fan_in_per_core",
               "cores_per_chip", "state_bits", "weight_bits", "bias_mant_bits", "bias_exp_bits"):
         out[k] = int(out[k])
@@ -408,13 +409,15 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
                                "firing_rate": spikes / p.size / T if p.size else 0.0,
                                "silent_fraction": None, "saturated_fraction": None,
                                "spikes_per_step": None}
-        if tr is not None:
+        if tr is not None and p.readout:  # never fires by construction: fractions say nothing
+            per_neuron[p.name] = tr.sum(axis=1).mean(axis=0)
+        elif tr is not None:
             c = tr.sum(axis=1)  # (N, n)
             row["silent_fraction"] = float((c == 0).mean())
             row["saturated_fraction"] = float((c == T).mean())
             per_neuron[p.name] = c.mean(axis=0)
             row["spikes_per_step"] = tr.sum(axis=2).mean(axis=0).tolist()
-            if not p.readout and tr.shape[0] > 0:
+            if tr.shape[0] > 0:
                 s0 = tr[0]
                 order = np.argsort(-s0.sum(0), kind="stable")[:raster_neurons]
                 idx = np.sort(order)
