@@ -6,13 +6,11 @@ arithmetic it names); once backends/intsim.py exists, the Lava runs are compared
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 from compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
+from kdsnn.errors import KdsnnError
 
 # ---------------------------------------------------------------------------------------
 # canonical integer semantics, from compiler/intnet.py's docstring
@@ -33,7 +31,7 @@ def _clip24(x: np.ndarray) -> np.ndarray:
 
 
 def _eff_weight(c: Connection) -> np.ndarray:
-    """Lava's clip_weights(num_bits=8) then truncate_weights(num_weight_bits)."""
+    """Lava's Dense: clip_weights(num_bits=8) then truncate_weights(num_weight_bits)."""
     w = np.asarray(c.weight, dtype=np.int64)
     mixed = c.sign_mode == "mixed"
     if c.sign_mode == "inhibitory":
@@ -65,8 +63,11 @@ def _conv(s: np.ndarray, w: np.ndarray, c: Connection, out_hw: tuple[int, int]) 
     return (out + base // 2) % base - base // 2
 
 
-def ref_run(net: IntNet, x: np.ndarray):
-    """-> logits (N, K) int64, per-step spike counts {pop: (N, T)}, trains {pop: (N,T,n)}."""
+def ref_run(net: IntNet, x: np.ndarray, diag: dict | None = None):
+    """-> logits (N, K) int64, per-step spike counts {pop: (N, T)}, trains {pop: (N,T,n)}.
+
+    `diag`, when given, counts u wraps and v clips (to prove overflow cases were exercised).
+    """
     xq = net.input.quantize(x).astype(np.int64)
     n = len(xq)
     u = {p.name: np.zeros((n, p.size), np.int64) for p in net.populations}
@@ -78,7 +79,7 @@ def ref_run(net: IntNet, x: np.ndarray):
         for p in net.populations:
             a = np.zeros((n, p.size), np.int64)
             for c in net.incoming(p.name):
-                w = _eff_weight(c)
+                w = _eff_weight(c) if c.kind == "dense" else np.asarray(c.weight, np.int64)
                 src = s[c.src]
                 if c.kind == "dense":
                     acc = src @ w.T
@@ -87,15 +88,18 @@ def ref_run(net: IntNet, x: np.ndarray):
                     acc = _conv(src.reshape(n, *net.shape_of(c.src)), w, c,
                                 tuple(p.shape[1:])).reshape(n, -1)
                 a += acc
-            u[p.name] = _wrap24(_decay(u[p.name], p.du + 1) + (a << 6))
+            pre_u = _decay(u[p.name], p.du + 1) + (a << 6)
+            u[p.name] = _wrap24(pre_u)
             bias = np.asarray(p.bias_mant, np.int64).reshape(-1)
+            bias = (bias + 2 ** 15) % 2 ** 16 - 2 ** 15         # Lava stores bias_mant as int16
             bias = bias << p.bias_exp if p.bias_exp >= 0 else bias >> -p.bias_exp
-            v[p.name] = _clip24(_decay(v[p.name], p.dv) + u[p.name] + bias)
-            if p.readout:
-                spk = np.zeros_like(v[p.name], dtype=bool)
-            else:
-                spk = v[p.name] > (p.vth << 6)
-                v[p.name][spk] = 0
+            pre_v = _decay(v[p.name], p.dv) + u[p.name] + bias
+            v[p.name] = _clip24(pre_v)
+            if diag is not None:
+                diag["u_wraps"] = diag.get("u_wraps", 0) + int((pre_u != u[p.name]).sum())
+                diag["v_clips"] = diag.get("v_clips", 0) + int((pre_v != v[p.name]).sum())
+            spk = v[p.name] > (p.vth << 6)        # the readout too: its vth keeps it silent
+            v[p.name][spk] = 0
             s[p.name] = spk.astype(np.int64)
             per[p.name][:, t] = spk.sum(axis=1)
             trains[p.name][:, t] = spk
@@ -108,7 +112,7 @@ def ref_run(net: IntNet, x: np.ndarray):
 
 
 def _pop(rng, name, shape, readout=False, bias=8):
-    return Population(name=name, shape=tuple(shape), vth=1,
+    return Population(name=name, shape=tuple(shape), vth=2 ** 17 - 1 if readout else 1,
                       bias_mant=rng.integers(-bias, bias + 1, size=shape).astype(np.int32),
                       readout=readout)
 
@@ -185,3 +189,211 @@ def calibrate(net: IntNet, rng, n=16) -> IntNet:
         p.vth = hi
     net.validate()
     return net
+
+
+def overflow_net(rng, T=4) -> IntNet:
+    """Inputs at the quantization limit, big weights: u wraps at 24 bits and v clips."""
+    pops = [_pop(rng, "act1", (10,)), _pop(rng, "act2", (6,), bias=4000),
+            _pop(rng, "out", (3,), readout=True)]
+    pops[1].bias_exp = 6
+    conns = [Connection("fc1", INPUT, "act1", "dense", _w(rng, (10, 12), -256, 256), graded=True),
+             Connection("fc2", "act1", "act2", "dense", _w(rng, (6, 10), -40, 256), weight_exp=7),
+             Connection("fc3", "act2", "out", "dense", _w(rng, (3, 6), -256, 256), weight_exp=9)]
+    net = IntNet(input=InputSpec(shape=(12,), scale=500.0), populations=pops, connections=conns, T=T)
+    pops[0].vth, pops[1].vth = 30000, 2 ** 17 - 1
+    net.validate()
+    return net
+
+
+def _lava_ok() -> bool:
+    from backends.lava import LavaBackend
+    return LavaBackend.available()[0]
+
+
+needs_lava = pytest.mark.skipif(not _lava_ok(), reason="lava-nc not importable here")
+
+
+def assert_same(name: str, ref, res, trains: bool = False) -> None:
+    """Logits and per-layer per-step spike counts identical; the first difference named."""
+    lg, per, tr = ref
+    for k in per:
+        got = res.layer_spikes_per_step[k]
+        if not np.array_equal(per[k], got):
+            i, t = np.argwhere(per[k] != got)[0]
+            raise AssertionError(f"{name}: layer {k} differs first at sample {i}, step {t}: "
+                                 f"{per[k][i].tolist()} != {got[i].tolist()}")
+        assert np.array_equal(per[k].sum(1), res.spike_counts[k])
+        if trains:
+            assert np.array_equal(tr[k], res.spike_trains[k].reshape(tr[k].shape)), k
+    bad = np.flatnonzero((lg != res.logits).any(axis=1))
+    assert bad.size == 0, f"{name}: logits differ first at sample {bad[:1]}: {lg[bad[:1]]} != {res.logits[bad[:1]]}"
+    assert res.logits.dtype == np.int64
+
+
+# ---------------------------------------------------------------------------------------
+# fast: schedule, layouts, Lava's weight rules, the reference itself
+
+
+def test_schedule_depths_delays_and_steps():
+    from backends.lava.schedule import make_schedule
+
+    net = dense_net(np.random.default_rng(0), residual=True)
+    s = make_schedule(net, 5)
+    assert s.depth == {"input": 0, "act1": 1, "act2": 2, "act3": 3, "out": 4}
+    assert s.extra == {"fc1": 0, "fc2": 0, "fc3": 0, "fc4": 0, "skip1": 1, "skip_in": 1, "skip2": 2}
+    assert s.relays == {"act1": 2}                     # one chain, tapped at 1 and 2
+    assert s.period == net.T and s.total_steps == 4 * 4 + 4 + 4
+    for pop in s.depth:
+        for k in range(5):
+            for t in range(net.T):
+                tau = s.step(pop, k, t)
+                assert s.slot(s.depth[pop], tau) == (k, t)
+                assert (tau % s.period == s.reset_offset(pop)) == (t == 0) or pop == "input"
+    s2 = make_schedule(net, 3, period=7)
+    assert s2.slot(2, 1 + 2 + 7 + 4) is None           # a gap step of sample 1 (t = 4 >= T)
+    with pytest.raises(KdsnnError, match="period"):
+        make_schedule(net, 3, period=net.T - 1)
+
+
+def test_layout_permutations_are_exact():
+    from backends.lava import layout
+
+    rng = np.random.default_rng(1)
+    shape_s, shape_d = (3, 5, 4), (2, 3, 6)
+    x = rng.integers(-9, 9, size=(2, *shape_s))
+    xl = layout.to_lava(x, shape_s)
+    assert xl.shape == (2, 4, 5, 3) and np.array_equal(xl[1, 2, 3, 1], x[1, 1, 3, 2])
+    assert np.array_equal(layout.from_lava_flat(xl.reshape(2, -1), shape_s), x)
+    w = rng.integers(-9, 9, size=(36, 60))
+    wl = layout.dense_weight(w, shape_s, shape_d)
+    want = layout.to_lava((x.reshape(2, -1) @ w.T).reshape(2, *shape_d), shape_d).reshape(2, -1)
+    assert np.array_equal(xl.reshape(2, -1) @ wl.T, want)
+
+
+@pytest.mark.parametrize("k,s,p,d,g", [((3, 3), (1, 1), (1, 1), (1, 1), 1),
+                                       ((3, 2), (2, 1), (1, 0), (1, 2), 1),
+                                       ((2, 3), (1, 2), (0, 1), (2, 1), 2),
+                                       ((1, 1), (2, 2), (0, 0), (1, 1), 4)])
+def test_conv_layout_matches_lavas_conv(k, s, p, d, g):
+    """Lava's own conv (true convolution on (W, H, C)) with our converted kernel equals
+    PyTorch-layout cross-correlation, for stride/padding/dilation/groups and H != W."""
+    from lava.proc.conv import utils
+
+    from backends.lava import layout
+
+    rng = np.random.default_rng(2)
+    cin, cout, h, w = 4, 8, 9, 7
+    x = rng.integers(-127, 128, size=(1, cin, h, w)).astype(np.int32)
+    wt = rng.integers(-256, 256, size=(cout, cin // g, *k)).astype(np.int32)
+    c = Connection("c", INPUT, "y", "conv", wt, stride=s, padding=p, dilation=d, groups=g)
+    ho, wo = _conv_out((h, w), k, s, p, d)
+    want = _conv(x.astype(np.int64), wt.astype(np.int64), c, (ho, wo))
+    lw = layout.conv_weight(wt)
+    got = utils.conv(layout.to_lava(x, (cin, h, w))[0], lw, lw.shape[1:3], layout.xy(s),
+                     layout.xy(p), layout.xy(d), g)
+    assert got.shape == (wo, ho, cout)
+    assert np.array_equal(got.transpose(2, 1, 0)[None], want)
+
+
+def test_dense_weight_rules_are_lavas():
+    from backends.lava.build import dense_effective_weight
+
+    rng = np.random.default_rng(3)
+    for mode in ("mixed", "excitatory", "inhibitory"):
+        for bits in (8, 6, 3):
+            c = Connection("c", INPUT, "y", "dense", rng.integers(-400, 400, size=(7, 9)).astype(np.int32),
+                           sign_mode=mode, num_weight_bits=bits)
+            assert np.array_equal(_eff_weight(c), dense_effective_weight(c)), (mode, bits)
+
+
+def test_reference_matches_intsim():
+    """The test's own reference is the canonical semantics: it equals intsim."""
+    intsim = pytest.importorskip("backends.intsim")
+    rng = np.random.default_rng(4)
+    for net in (dense_net(rng, residual=True), conv_net(rng, residual=True), overflow_net(rng)):
+        x = rng.normal(size=(6, *net.input.shape)).astype(np.float32)
+        assert_same("intsim", ref_run(net, x), intsim.IntSimBackend().compile(net).run(x, record=True),
+                    trains=True)
+
+
+def test_overflow_net_overflows():
+    net = overflow_net(np.random.default_rng(5))
+    diag: dict = {}
+    _, per, _ = ref_run(net, 3 * np.random.default_rng(6).normal(size=(8, 12)), diag)
+    assert diag["u_wraps"] > 0 and diag["v_clips"] > 0 and per["act2"].sum() > 0
+
+
+def test_backend_contract_and_refusals():
+    from backends.lava import LavaBackend
+
+    assert LavaBackend.name == "lava" and LavaBackend.accepts == "intnet"
+    ok, reason = LavaBackend.available()
+    assert ok == (reason == "")
+    if not ok:
+        return
+    with pytest.raises(KdsnnError, match="IntNet"):
+        LavaBackend().compile("graph.nir")
+    net = conv_net(np.random.default_rng(7))
+    with pytest.raises(KdsnnError, match="option"):
+        LavaBackend().compile(net, periodd=3)
+    net.connections[1].weight_exp = 1
+    with pytest.raises(KdsnnError, match="conv2.*weight_exp"):
+        LavaBackend().compile(net)
+
+
+# ---------------------------------------------------------------------------------------
+# slow: real Lava runs, sample by sample against the canonical semantics
+
+
+@pytest.mark.slow
+@needs_lava
+@pytest.mark.parametrize("residual", [False, True])
+def test_lava_dense_bit_exact(residual):
+    from backends.lava import LavaBackend
+
+    rng = np.random.default_rng(10 + residual)
+    net = dense_net(rng, residual=residual)
+    x = rng.normal(size=(7, 12)).astype(np.float32)
+    ref = ref_run(net, x)
+    assert all(ref[1][p.name].sum() > 0 for p in net.populations if not p.readout)
+    res = LavaBackend().compile(net, period=net.T + 3 if residual else None).run(x, record=True)
+    assert_same("dense", ref, res, trains=True)
+    assert res.backend == "lava" and res.T == net.T and res.steps == res.extra["steps"]
+
+
+@pytest.mark.slow
+@needs_lava
+@pytest.mark.parametrize("residual", [False, True])
+def test_lava_conv_bit_exact(residual):
+    from backends.lava import LavaBackend
+
+    rng = np.random.default_rng(20 + residual)
+    net = conv_net(rng, residual=residual)
+    x = rng.normal(size=(7, *net.input.shape)).astype(np.float32)
+    ref = ref_run(net, x)
+    assert all(ref[1][p.name].sum() > 0 for p in net.populations if not p.readout)
+    # several Lava runs per call (3 + 3 + 1 samples) must concatenate in order
+    res = LavaBackend().compile(net, max_samples_per_run=3).run(x, record=residual)
+    assert res.extra["runs"] == 3
+    assert_same("conv", ref, res, trains=residual)
+
+
+@pytest.mark.slow
+@needs_lava
+def test_lava_near_overflow_and_intsim():
+    from backends.lava import LavaBackend
+
+    rng = np.random.default_rng(30)
+    net = overflow_net(rng)
+    x = 3 * rng.normal(size=(8, 12))
+    diag: dict = {}
+    ref = ref_run(net, x, diag)
+    assert diag["u_wraps"] > 0 and diag["v_clips"] > 0
+    res = LavaBackend().compile(net).run(x)
+    assert_same("overflow", ref, res)
+    try:
+        from backends.intsim import IntSimBackend
+    except ImportError:
+        return
+    res_i = IntSimBackend().compile(net).run(x)
+    assert_same("overflow vs intsim", (res_i.logits, res_i.layer_spikes_per_step, None), res)

@@ -68,11 +68,11 @@ class LavaExecutable(Executable):
             from tqdm import tqdm
             bar = tqdm(total=sum(s.total_steps for s in scheds), unit="step",
                        desc=f"lava ({n} samples)", leave=False)
-        logits, counts, per_step, trains = [], {}, {}, {}
+        logits, per_step, trains = [], {}, {}
         steps = 0
         prof = {"build_s": 0.0, "run_s": 0.0, "runs": 0}
         try:
-            for (a, b), sched in zip(parts, scheds):
+            for (a, b), sched in zip(parts, scheds, strict=True):
                 obs = run_stream(net, sched, xq[a:b], record=record,
                                  progress=bar.update if bar is not None else None,
                                  chunks=self.progress_chunks if progress else 1)

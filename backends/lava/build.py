@@ -6,12 +6,13 @@ What each IntNet piece becomes (layouts: `layout.py`; timing: `schedule.py`):
                     Lava's flat order, weight_exp / num_weight_bits / sign_mode passed through
                     (Lava's own clip/truncate applies, exactly as intsim applies it)
   conv connection   `Conv` with the kernel flipped and transposed to (C_out, W, H, C_in/g);
-                    Lava's Conv model does not clip/truncate weights, so the IntNet's
-                    (num_weight_bits, sign_mode) are applied here with Lava's own
-                    `clip_weights` / `truncate_weights` (the same functions Dense uses)
+                    Lava's Conv uses its int32 weights as given (no clip/truncate, no
+                    weight_exp) and wraps its output to 24 bits -- intsim does the same
   population        `CountingLIF` (= Lava's `LIFReset` + bit-accurate model, observed),
-                    reset_interval = period, reset_offset = (1 + depth) mod period
-  readout           the same with vth = 2**17: v <= 2**23 - 1 < 2**17 << 6, never fires
+                    reset_interval = period, reset_offset = (1 + depth) mod period;
+                    bias_mant is stored in Lava's int16 register (intsim wraps it alike)
+  readout           the same, with the IntNet's vth (the lowering picks one v cannot
+                    exceed; intsim thresholds the readout with the same vth)
   shortcut delay    relay chain: `Sparse(identity)` -> `LIF(vth=0)` per extra step
 """
 
@@ -42,12 +43,11 @@ from kdsnn.errors import KdsnnError
 
 SIGN = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
         "inhibitory": SignMode.INHIBITORY}
-READOUT_VTH = 2 ** 17                # << 6 = 2**23 > the largest v (2**23 - 1): never fires
 GRADED_BITS = 24
 
 
-def effective_weight(c: Connection) -> np.ndarray:
-    """The weights Lava's fixed-point Dense would use: clipped to 8 bits, then truncated."""
+def dense_effective_weight(c: Connection) -> np.ndarray:
+    """The weights Lava's fixed-point Dense really uses: clipped to 8 bits, then truncated."""
     mode = SIGN[c.sign_mode]
     w = clip_weights(np.asarray(c.weight, dtype=np.int32), mode, num_bits=8)
     return truncate_weights(w, mode, int(c.num_weight_bits))
@@ -56,10 +56,6 @@ def effective_weight(c: Connection) -> np.ndarray:
 def check(net: IntNet) -> None:
     """What Lava cannot hold without silently changing values: refuse it, name it."""
     for p in net.populations:
-        b = np.asarray(p.bias_mant)
-        if b.size and (b.min() < -2 ** 15 or b.max() >= 2 ** 15):
-            raise KdsnnError(f"population {p.name}: bias_mant outside Lava's int16 register "
-                             f"[{int(b.min())}, {int(b.max())}]; re-lower for the loihi target")
         if not 0 <= p.du <= 4095 or not 0 <= p.dv <= 4095:
             raise KdsnnError(f"population {p.name}: du/dv must be in [0, 4095] for Lava")
         if not -2 ** 15 <= p.bias_exp < 2 ** 15:
@@ -107,7 +103,7 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
         shape = tuple(p.shape)
         ls = layout.lava_shape(shape)
         lshape[p.name] = ls
-        bias = np.asarray(p.bias_mant, dtype=np.int32).reshape(1, *shape)
+        bias = np.asarray(p.bias_mant, dtype=np.int64).reshape(1, *shape)
         bias = layout.to_lava(bias, shape)[0]
         dump = dump_dir / f"pop{len(dumps)}.npz"
         dumps[p.name] = dump
@@ -116,7 +112,7 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
                        readout=bool(p.readout), trains=bool(record))
         lif = CountingLIF(shape=ls, du=int(p.du), dv=int(p.dv), bias_mant=bias,
                           bias_exp=int(p.bias_exp),
-                          vth=READOUT_VTH if p.readout else int(p.vth),
+                          vth=int(p.vth),
                           reset_interval=P, reset_offset=sched.reset_offset(p.name),
                           name=p.name, observe=observe)
         pops[p.name] = lif
@@ -156,7 +152,7 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
                         num_weight_bits=int(c.num_weight_bits), sign_mode=SIGN[c.sign_mode],
                         num_message_bits=bits, name=c.name)
         else:
-            w = layout.conv_weight(effective_weight(c))
+            w = layout.conv_weight(np.asarray(c.weight, dtype=np.int32))
             syn = Conv(weight=w, weight_exp=0, input_shape=lshape[c.src],
                        padding=layout.xy(c.padding), stride=layout.xy(c.stride),
                        dilation=layout.xy(c.dilation), groups=int(c.groups),
