@@ -613,3 +613,21 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
             "definitions": dict(DEFINITIONS), "layers": layers, "connections": conns,
             "totals": totals, "memory": memory, "mapping": mapping, "energy": energy,
             "latency": latency, "raster": raster, "notes": notes}
+
+
+def report_from_run(intnet: IntNet, result: Any, *, x: np.ndarray | None = None, target: Any = None,
+                    teacher: Any = None, student: Any = None,
+                    energy_models: Iterable[str | EnergyModel] | None = None,
+                    meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """build_report from a backend's RunResult, with the teacher's/student's float profiles.
+
+    teacher/student: kdsnn GraphNets (or None). meta may carry accuracy / teacher_accuracy
+    (fractions in [0, 1]), dataset, checkpoint paths; it is copied into report["meta"].
+    """
+    t_prof = graphnet_profile(teacher) if teacher is not None else None
+    s_prof = graphnet_profile(student) if student is not None else None
+    return build_report(
+        intnet, result.spike_counts, result.layer_spikes_per_step, result.spike_trains, target,
+        result.backend, t_prof["macs"] if t_prof else None, s_prof["macs"] if s_prof else None,
+        t_prof["params"] if t_prof else None, energy_models,
+        {"wall_s": float(getattr(result, "wall_s", 0.0)), **dict(meta or {})}, x=x)

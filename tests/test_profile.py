@@ -311,3 +311,23 @@ def test_graphnet_profile_cnn_by_hand():
 
 def test_intnet_dense_macs_is_one_mac_per_synapse():
     assert intnet_dense_macs(conv_net()) == {"a": 98, "b": 2 * 2 * 9, "o": 4}
+
+
+def test_report_from_an_intsim_run_with_teacher_and_student():
+    from backends.registry import get_backend
+    from compiler.profile import report_from_run
+    from kdsnn.zoo import build
+
+    net = conv_net()
+    x = np.random.default_rng(0).normal(size=(3, 1, 5, 5)).astype(np.float32)
+    res = get_backend("intsim").compile(net).run(x, record=True)
+    teacher = build("cnn", spiking=False, num_classes=2, input_shape=(1, 6, 6))
+    student = build("cnn", spiking=True, num_classes=2, input_shape=(1, 6, 6), T=2)
+    rep = report_from_run(net, res, x=x, teacher=teacher, student=student, meta={"accuracy": 0.5})
+    tp = graphnet_profile(teacher)
+    assert rep["totals"]["ann_macs"] == tp["total_macs"]
+    assert rep["memory"]["ann_fp32_bytes"] == 4 * tp["total_params"]
+    assert rep["meta"]["backend"] == "intsim" and rep["meta"]["accuracy"] == 0.5
+    assert any("no population of the same name" in n for n in rep["notes"])
+    counts = {k: float(v.mean()) for k, v in res.spike_counts.items()}
+    assert [r["spikes"] for r in rep["layers"]] == [counts["a"], counts["b"], counts["o"]]
