@@ -72,7 +72,7 @@ def plot_ops_energy(report: Mapping[str, Any], path: Path) -> Path:
     wdt = 0.8 / len(series)
     for i, (lab, vals) in enumerate(series):
         ax1.bar(x + (i - (len(series) - 1) / 2) * wdt, vals, wdt, label=lab)
-    ax1.set_yscale("log", nonpositive="mask")
+    ax1.set_yscale("log", nonpositive="clip")
     ax1.set_xticks(x, names, rotation=30, ha="right")
     ax1.set_ylabel("operations per inference")
     ax1.set_title("Operations per layer")
@@ -85,7 +85,7 @@ def plot_ops_energy(report: Mapping[str, Any], path: Path) -> Path:
     wdt = 0.8 / max(1, len(bars))
     for i, (lab, vals) in enumerate(bars):
         ax2.bar(x + (i - (len(bars) - 1) / 2) * wdt, np.asarray(vals) / 1e3, wdt, label=lab)
-    ax2.set_yscale("log", nonpositive="mask")
+    ax2.set_yscale("log", nonpositive="clip")
     ax2.set_xticks(x, names, rotation=30, ha="right")
     ax2.set_ylabel("energy per inference (nJ)")
     ax2.set_title("Energy per layer")

@@ -418,7 +418,7 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
             per_neuron[p.name] = c.mean(axis=0)
             row["spikes_per_step"] = tr.sum(axis=2).mean(axis=0).tolist()
             if tr.shape[0] > 0:
-                s0 = tr[0]
+                s0 = tr[0].astype(np.int64)
                 order = np.argsort(-s0.sum(0), kind="stable")[:raster_neurons]
                 idx = np.sort(order)
                 ev = np.argwhere(s0[:, idx])
