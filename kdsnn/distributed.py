@@ -17,6 +17,7 @@ Conventions:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -57,8 +58,14 @@ def local_rank() -> int:
 
 
 def is_main() -> bool:
-    """Rank 0 writes checkpoints, logs and progress bars; the others stay silent."""
-    return rank() == 0
+    """Rank 0 writes checkpoints, logs and progress bars; the others stay silent.
+
+    Before `init()` (e.g. messages printed while parsing options) a torchrun-launched
+    process already knows its rank from RANK, so only one copy is printed.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0 if launched() else True
 
 
 def init(device: str | torch.device = "cpu", timeout_s: float = 1800.0) -> torch.device:
@@ -99,6 +106,7 @@ def init(device: str | torch.device = "cpu", timeout_s: float = 1800.0) -> torch
     if dev.type == "cuda":
         kwargs["device_id"] = dev
     dist.init_process_group(**kwargs)
+    atexit.register(cleanup)
     return dev
 
 
@@ -219,19 +227,61 @@ def local_batch_size(global_batch: int) -> int:
     return global_batch // w
 
 
-def make_sampler(dataset: Sequence, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False) -> torch.utils.data.DistributedSampler | None:
-    """A DistributedSampler for training under torchrun, None in one process.
+class GlobalBatchSampler(torch.utils.data.Sampler[int]):
+    """Training order that does not depend on the number of processes.
 
-    Call `set_epoch(sampler, epoch)` at the start of every epoch so each epoch shuffles
-    differently (and identically on every rank).
+    Each epoch draws one permutation of the dataset from (seed, epoch), cuts it into
+    global batches of `global_batch`, and gives rank r the r-th contiguous slice of every
+    global batch. A DataLoader with batch_size `global_batch // world` over this sampler
+    therefore sees, summed over the ranks, exactly the batches one process sees with the
+    same seed: the same command line trains the same way with or without torchrun.
+    A last, short global batch is split as evenly as possible; if it has fewer samples
+    than ranks it is topped up from the start of the permutation (every rank must step).
     """
-    if not is_dist():
-        return None
-    from torch.utils.data.distributed import DistributedSampler
 
-    return DistributedSampler(dataset, num_replicas=world_size(), rank=rank(), shuffle=shuffle,
-                              seed=seed, drop_last=drop_last)
+    def __init__(self, n: int, global_batch: int, shuffle: bool = True, seed: int = 0,
+                 rank_: int | None = None, world: int | None = None) -> None:
+        self.n, self.global_batch, self.shuffle, self.seed = int(n), int(global_batch), shuffle, int(seed)
+        self.rank = rank() if rank_ is None else rank_
+        self.world = world_size() if world is None else world
+        if self.global_batch % self.world:
+            raise KdsnnError(f"--batch-size {self.global_batch} is the global batch and must be "
+                             f"divisible by the {self.world} processes; use a multiple of {self.world}")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def _slices(self) -> Iterator[range]:
+        B, w, r = self.global_batch, self.world, self.rank
+        for start in range(0, self.n, B):
+            m = min(B, self.n - start)
+            if m >= w:
+                yield range(start + m * r // w, start + m * (r + 1) // w)
+            else:  # too short to give every rank a sample: one each, wrapping around
+                yield range(start + r, start + r + 1)
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order()
+        for sl in self._slices():
+            for i in sl:
+                yield order[i % self.n]
+
+    def __len__(self) -> int:
+        return sum(len(sl) for sl in self._slices())
+
+
+def make_sampler(dataset: Sequence, global_batch: int, shuffle: bool = True,
+                 seed: int = 0) -> GlobalBatchSampler:
+    """The training sampler (with or without torchrun); load with
+    batch_size=`local_batch_size(global_batch)` and call `set_epoch` every epoch."""
+    return GlobalBatchSampler(len(dataset), global_batch, shuffle=shuffle, seed=seed)
 
 
 def set_epoch(sampler: Any, epoch: int) -> None:
@@ -253,7 +303,10 @@ def shard_indices(n: int, rank_: int | None = None, world: int | None = None) ->
 
 
 def shard(data: Any) -> Any:
-    """This rank's contiguous slice of an array, tensor, list or Dataset."""
+    """This rank's contiguous slice of an array, tensor, list or Dataset (all of it in one
+    process)."""
+    if not is_dist():
+        return data
     idx = shard_indices(len(data))
     if isinstance(data, (np.ndarray, torch.Tensor, list, tuple, range)):
         return data[idx.start:idx.stop]
@@ -392,6 +445,42 @@ def wrap_ddp(module: nn.Module, device: torch.device | str | None = None,
 
     ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
     return DDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+
+def replicate(module: nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """Make a trainable module that is not DDP-wrapped (e.g. the feature connectors,
+    called from inside the loss) a replica: synchronized BatchNorm, rank 0's weights.
+    Pair it with `average_gradients(module)` after every backward."""
+    if not is_dist():
+        return module
+    module = convert_sync_batchnorm(module, device)
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            c = t.detach().to(_comm_device())
+            dist.broadcast(c, src=0)
+            t.copy_(c.to(t.device))
+    return module
+
+
+def average_gradients(module: nn.Module | None) -> None:
+    """Average the gradients of a `replicate`d module over ranks (what DDP does for its
+    module), in one flat all-reduce. Gradients scaled by an AMP GradScaler stay scaled."""
+    if module is None or not is_dist():
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params]).to(_comm_device())
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    i = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[i:i + n].view_as(p.grad))
+        i += n
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -57,12 +57,15 @@ def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, datase
         if samples <= 0:
             raise KdsnnError(f"--samples must be positive, got {samples}")
         ds = Subset(ds, range(min(int(samples), len(ds))))
+    from kdsnn import distributed
+
+    ds = distributed.shard(ds)  # under torchrun: this rank's contiguous slice, no padding
     dev = resolve_device(device)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     was = model.training
     model.eval()
     correct, n, loss = 0, 0, 0.0
-    for x, y in tqdm(loader, desc="evaluate", leave=False, disable=quiet):
+    for x, y in tqdm(loader, desc="evaluate", leave=False, disable=quiet or not distributed.is_main()):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         z = model(x)
         z = z[0] if isinstance(z, tuple) else z
@@ -70,6 +73,8 @@ def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, datase
         correct += int((z.argmax(1) == y).sum())
         n += int(y.numel())
     model.train(was)
+    tot = distributed.gather_totals({"correct": correct, "n": n})  # exact sums over the ranks
+    correct, n, loss = tot["correct"], tot["n"], distributed.all_reduce_sum(loss)
     return {"accuracy": correct / max(n, 1), "correct": correct, "n": n, "loss": loss / max(n, 1)}
 
 
@@ -89,9 +94,10 @@ def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
                                   data_dir=data_dir, download=download, samples=samples,
                                   batch_size=batch_size, device=device, seed=seed, as_json=as_json,
                                   output=output, quiet=quiet)
+    from kdsnn import distributed
     from kdsnn.checkpoint import load_model
 
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))  # under torchrun each rank takes a shard
     if batch_size <= 0:
         raise KdsnnError(f"--batch-size must be positive, got {batch_size}")
     models = [(path, *load_model(path, dev)) for path in checkpoints]  # fail early on a bad file
@@ -106,12 +112,12 @@ def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
         row = {"checkpoint": str(path), "kind": cfg["kind"], "arch": cfg["arch"], "dataset": ds_name,
                "T": cfg.get("T") if cfg["kind"] == "student" else None, "kd": cfg.get("kd"), **r}
         rows.append(row)
-        if not as_json:
+        if not as_json and distributed.is_main():
             what = (f"student T={cfg.get('T')} kd={cfg.get('kd')}" if cfg["kind"] == "student"
                     else "teacher (ANN)")
             click.echo(f"{path}: {cfg['arch']} {what} on {ds_name} test: accuracy "
                        f"{100 * r['accuracy']:.2f}% ({r['correct']}/{r['n']})")
-    if as_json:
+    if as_json and distributed.is_main():
         click.echo(json.dumps(rows if len(rows) != 1 else rows[0], indent=2))
     return rows
 

@@ -69,8 +69,11 @@ def reduce_sums(sums: dict[str, float]) -> dict[str, float]:
 
 
 def _wrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module the optimizer steps through (a DDP wrapper would go here)."""
-    return model
+    """The module the optimizer steps through: DDP with synchronized BatchNorm under torchrun
+    (kdsnn.distributed), the model itself in one process."""
+    from kdsnn import distributed
+
+    return distributed.wrap_ddp(model, next(model.parameters()).device)
 
 
 def _echo(msg: str, quiet: bool = False) -> None:
@@ -206,7 +209,9 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     out = Path(cfg["output"])
     if is_main():
         ensure_dir(out)
-    device = resolve_device(tr["device"])
+    from kdsnn import distributed
+
+    device = distributed.init(resolve_device(tr["device"]))  # joins torchrun's group, if any
     amp = device.type == "cuda"
     quiet = cfg.get("quiet", False)
     final_name = "student.pt" if cfg["kind"] == "student" else "teacher.pt"
@@ -218,7 +223,11 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                                 download=cfg.get("download", False))
     if tr.get("limit_train"):
         train_ds = Subset(train_ds, range(min(int(tr["limit_train"]), len(train_ds))))
-    loader = data.make_loader(train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"])
+    # --batch-size is the global batch: each torchrun process loads its slice of every global
+    # batch, so a run with N processes steps through the same batches as one process
+    loader = data.make_loader(train_ds, distributed.local_batch_size(tr["batch_size"]), shuffle=True,
+                              seed=tr["seed"], sampler=distributed.make_sampler(
+                                  train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"]))
 
     model = build_from_config(cfg).to(device)
     crit = DistillLoss(cfg["kd"], tr["alpha"], tr["temperature"])
@@ -242,6 +251,8 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     net = _wrap(model)
+    if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
+        crit.connectors = distributed.replicate(crit.connectors, device)
 
     start, best_acc, best_epoch = 0, -1.0, 0
     if cfg.get("resume"):
@@ -291,6 +302,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                                  f"(now {tr['lr']}); earlier checkpoints in {out} are kept")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            distributed.average_gradients(crit.connectors)
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -335,6 +347,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
             raise KdsnnError(f"no finished epoch in {out}; nothing to write")
         with atomic_path(out / final_name) as tmp:
             shutil.copyfile(best, tmp)
+    distributed.barrier()  # the other ranks may read the final file next (default teacher)
     return {"best_acc": best_acc, "best_epoch": best_epoch, "last": summary,
             "path": str(out / final_name)}
 
@@ -418,5 +431,8 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
     if is_main():
         with atomic_path(dest) as tmp:
             shutil.copyfile(res["path"], tmp)
+    from kdsnn import distributed
+
+    distributed.barrier()  # every rank loads dest as its teacher next
     _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}", cfg["quiet"])
     return dest

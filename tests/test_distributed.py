@@ -21,6 +21,39 @@ def test_shards_partition_range_without_padding(n: int, world: int) -> None:
     assert max(sizes) - min(sizes) <= 1
 
 
+def _rank_batches(n: int, B: int, seed: int, epoch: int, r: int, w: int) -> list[list[int]]:
+    """What a DataLoader(batch_size=B // w) yields on rank r of w."""
+    smp = D.GlobalBatchSampler(n, B, seed=seed, rank_=r, world=w)
+    smp.set_epoch(epoch)
+    idx = list(smp)
+    assert len(idx) == len(smp)
+    b = B // w
+    return [idx[i:i + b] for i in range(0, len(idx), b)]
+
+
+@given(n=st.integers(1, 300), b=st.integers(1, 16), w=st.sampled_from([1, 2, 3, 4]),
+       seed=st.integers(0, 5), epoch=st.integers(0, 3))
+def test_global_batches_do_not_depend_on_world_size(n: int, b: int, w: int, seed: int, epoch: int) -> None:
+    B = b * w
+    single = _rank_batches(n, B, seed, epoch, 0, 1)
+    ranks = [_rank_batches(n, B, seed, epoch, r, w) for r in range(w)]
+    assert len({len(rb) for rb in ranks}) == 1  # every rank takes the same number of steps
+    for step, batch in enumerate(single):
+        got = [i for rb in ranks for i in rb[step]]
+        if len(batch) >= w:
+            assert sorted(got) == sorted(batch)  # same global batch, nothing padded
+        else:
+            assert set(batch) <= set(got) and len(got) == w
+    assert sorted(i for bt in single for i in bt) == list(range(n))  # one epoch = a permutation
+
+
+def test_sampler_shuffles_per_epoch_and_checks_divisibility() -> None:
+    a, b = _rank_batches(50, 10, 0, 0, 0, 1), _rank_batches(50, 10, 0, 1, 0, 1)
+    assert a != b and a == _rank_batches(50, 10, 0, 0, 0, 1)
+    with pytest.raises(KdsnnError, match="divisible"):
+        D.GlobalBatchSampler(10, 5, rank_=0, world=2)
+
+
 def test_shard_indices_rejects_bad_rank() -> None:
     with pytest.raises(ValueError):
         D.shard_indices(10, 2, 2)
@@ -41,7 +74,6 @@ def test_single_process_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert D.gather_totals({"correct": 7, "total": torch.tensor(9)}) == {"correct": 7, "total": 9}
     with pytest.raises(TypeError):
         D.gather_totals({"correct": 0.5})
-    assert D.make_sampler(list(range(10))) is None
     D.set_epoch(None, 3)
     assert D.local_batch_size(33) == 33
     assert D.broadcast_object({"x": 1}) == {"x": 1}
