@@ -105,10 +105,18 @@ def test_no_trains_report_says_null():
     render_table(rep)
 
 
-def test_report_command_and_compare(tmp_path, capsys):
-    a, b = tmp_path / "kd", tmp_path / "nokd"
-    write_reports(make_report(seed=0, rate=0.2), a)
-    write_reports(make_report(seed=1, rate=0.6), b)
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two export folders with reports (e.g. KD vs no KD), written once for the module."""
+    root = tmp_path_factory.mktemp("runs")
+    a, b = root / "kd", root / "nokd"
+    write_reports(make_report(seed=0, rate=0.2, T=3), a)
+    write_reports(make_report(seed=1, rate=0.6, T=3), b)
+    return a, b
+
+
+def test_report_command_and_compare(two_runs, capsys):
+    a, b = two_runs
     (a / "report.md").unlink()
     report_command(a, None)
     out = capsys.readouterr().out
@@ -128,16 +136,15 @@ def test_compare_ratios():
     assert f"{b['totals']['spikes'] / a['totals']['spikes']:.3g}x" in row
 
 
-def test_cli_report(tmp_path):
+def test_cli_report(two_runs):
     from cli import cli
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    write_reports(make_report(T=2), a)
-    write_reports(make_report(T=4), b)
-    r = CliRunner().invoke(cli, ["report", str(a), "--compare", str(b)])
+    a, b = two_runs
+    (b / "compare_kd.png").unlink(missing_ok=True)
+    r = CliRunner().invoke(cli, ["report", str(b), "--compare", str(a)])
     assert r.exit_code == 0, r.output
-    assert "A = a   B = b" in r.output
-    assert (a / "compare_b.png").is_file()
+    assert "A = nokd   B = kd" in r.output
+    assert (b / "compare_kd.png").is_file()
 
 
 def test_load_report_errors(tmp_path):
