@@ -70,7 +70,7 @@ DEFINITIONS: dict[str, str] = {
     "eff_macs": "NeuroBench Eff_MACs: as macs, counting only synapses with a non-zero integer weight.",
     "dense_synops": "NeuroBench Dense: synapses x T, every source at every step, as hardware without sparsity would compute.",
     "ann_macs": "Dense MACs of one forward pass of the ANN teacher (conv: C_out x H_out x W_out x C_in/groups x kH x kW; linear: n_in x n_out), attributed to the population its synaptic layer feeds; pooling and bias adds not counted.",
-    "student_ann_macs": "Dense MACs of one forward pass of the student's weights run as an ANN (the IntNet's synapses, i.e. one MAC per synapse).",
+    "student_ann_macs": "Dense MACs of one forward pass of the student run as an ANN: from the student GraphNet when given (same formula as ann_macs), else one MAC per synapse of the IntNet (after pooling was folded into the synaptic layers, which can multiply the synapses); meta.student_ann_macs_source says which.",
     "ops_exact": "True when acs/eff_acs use per-neuron spike counts (spike trains) or a uniform fan-out (dense); false when a conv source's per-neuron spikes were unknown and its mean fan-out was used.",
     "ann_fp32_bytes": "ANN teacher parameters (weights, biases, BatchNorm affine) x 4 bytes.",
     "student_fp32_bytes": "The student's float parameters (kernel weights and biases of the IntNet) x 4 bytes.",
