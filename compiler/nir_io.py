@@ -97,7 +97,7 @@ def read_nir(path: str | os.PathLike, dt: float | None = None) -> nir.NIRGraph:
         raise KdsnnError(f"{p} is a folder; give the .nir file (e.g. {p / 'graph.nir'})")
     _precheck(p)
     try:
-        graph = nir.read(p, type_check=False)
+        graph = _load(p)
     except KdsnnError:
         raise
     except Exception as e:  # nir raises assertion/key/value/OS errors on malformed content
@@ -107,6 +107,35 @@ def read_nir(path: str | os.PathLike, dt: float | None = None) -> nir.NIRGraph:
     if not isinstance(graph, nir.NIRGraph):
         raise KdsnnError(f"{p} holds a single {type(graph).__name__} node, not a NIR graph")
     return canonicalize(graph, source=str(p), dt=dt)
+
+
+def _load(p: Path) -> nir.NIRNode:
+    """Like nir.read, but tolerant of what older NIR writers left out (Conv input_shape,
+    Flatten input_type, v_reset) and without type checks (done by `canonicalize`)."""
+    from nir.serialization import hdf2dict
+
+    with h5py.File(p, "r") as f:
+        return _from_dict(hdf2dict(f["node"]))
+
+
+_OPTIONAL = {"Conv1d": ("input_shape",), "Conv2d": ("input_shape",)}
+
+
+def _from_dict(d: dict[str, Any]) -> nir.NIRNode:
+    d = dict(d)
+    t = d["type"]
+    if t == "NIRGraph":
+        edges = np.asarray(d.get("edges", [])).reshape(-1, 2) if len(d.get("edges", [])) else []
+        return nir.NIRGraph(nodes={str(k): _from_dict(v) for k, v in d["nodes"].items()},
+                            edges=[(_s(a), _s(b)) for a, b in edges],
+                            metadata=d.get("metadata") or {}, type_check=False)
+    for key in _OPTIONAL.get(t, ()):
+        d.setdefault(key, None)
+    return nir.dict2NIRNode(d)
+
+
+def _s(a: Any) -> str:
+    return a.decode("utf8") if isinstance(a, bytes) else str(a)
 
 
 def _precheck(p: Path) -> None:
