@@ -136,6 +136,18 @@ def barrier() -> None:
             dist.barrier()
 
 
+@contextlib.contextmanager
+def local_main_first() -> Iterator[None]:
+    """Run the body on each node's local rank 0 first, then on the other ranks (e.g. a
+    dataset download into a shared cache: one writer, then readers)."""
+    first = local_rank() == 0
+    if not first:
+        barrier()
+    yield
+    if first:
+        barrier()
+
+
 def _comm_device() -> torch.device:
     """Tensors given to collectives must live on the backend's device."""
     if is_dist() and dist.get_backend() == "nccl":

@@ -217,10 +217,11 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     final_name = "student.pt" if cfg["kind"] == "student" else "teacher.pt"
 
     seed_everything(tr["seed"])
-    train_ds = data.load_dataset(cfg["dataset"], "train", data_dir=cfg.get("data_dir"),
-                                 download=cfg.get("download", False), augment=tr["augment"])
-    test_ds = data.load_dataset(cfg["dataset"], "test", data_dir=cfg.get("data_dir"),
-                                download=cfg.get("download", False))
+    with distributed.local_main_first():  # one download per node; the other ranks then read it
+        train_ds = data.load_dataset(cfg["dataset"], "train", data_dir=cfg.get("data_dir"),
+                                     download=cfg.get("download", False), augment=tr["augment"])
+        test_ds = data.load_dataset(cfg["dataset"], "test", data_dir=cfg.get("data_dir"),
+                                    download=cfg.get("download", False))
     if tr.get("limit_train"):
         train_ds = Subset(train_ds, range(min(int(tr["limit_train"]), len(train_ds))))
     # --batch-size is the global batch: each torchrun process loads its slice of every global
