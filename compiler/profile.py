@@ -630,4 +630,5 @@ def report_from_run(intnet: IntNet, result: Any, *, x: np.ndarray | None = None,
         intnet, result.spike_counts, result.layer_spikes_per_step, result.spike_trains, target,
         result.backend, t_prof["macs"] if t_prof else None, s_prof["macs"] if s_prof else None,
         t_prof["params"] if t_prof else None, energy_models,
-        {"wall_s": float(getattr(result, "wall_s", 0.0)), **dict(meta or {})}, x=x)
+        {"wall_s": float(getattr(result, "wall_s", 0.0)),
+         "student_float_params": s_prof["total_params"] if s_prof else None, **dict(meta or {})}, x=x)

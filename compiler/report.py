@@ -101,8 +101,10 @@ def _layer_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 def _summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
     """The KDSNN paper's Tab. 3 analogue: ANN teacher vs SNN student."""
     t, mem, meta = report["totals"], report["memory"], report["meta"]
-    rows = [["parameters", fmt_num(mem["ann_params"]),
-             fmt_num(mem.get("student_params"))],
+    stu = f"{fmt_num(mem.get('student_params'))} (IntNet weights + biases)"
+    if meta.get("student_float_params") is not None:
+        stu = f"{fmt_num(meta['student_float_params'])} float; " + stu
+    rows = [["parameters", fmt_num(mem["ann_params"]), stu],
             ["memory", fmt_bytes(mem["ann_fp32_bytes"]) + " (fp32)",
              fmt_bytes(mem["snn_total_bytes"]) + " (int weights+bias+state+input)"],
             ["operations / inference", fmt_num(t["ann_macs"]) + " MACs",
