@@ -295,6 +295,35 @@ def test_conv_layout_matches_lavas_conv(k, s, p, d, g):
     assert np.array_equal(got.transpose(2, 1, 0)[None], want)
 
 
+@pytest.mark.parametrize("k,s,p,d,g,graded", [((3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+                                              ((3, 2), (2, 1), (1, 0), (1, 2), 1, False),
+                                              ((2, 3), (1, 2), (0, 1), (2, 1), 2, True),
+                                              ((6, 6), (2, 2), (2, 2), (1, 1), 4, False)])
+def test_im2col_conv_model_equals_lavas(k, s, p, d, g, graded):
+    """PyConvModelFixedIm2col computes exactly what Lava's PyConvModelFixed computes, the
+    24-bit output wrap included (large graded inputs and weights force it)."""
+    from lava.proc.conv import utils
+
+    from backends.lava.procs.processes import PyConvModelFixedIm2col as M
+
+    rng = np.random.default_rng(8)
+    cin, cout, X, Y = 4, 8, 11, 9
+    m = M.__new__(M)                      # the arithmetic only: no runtime, no ports
+    m.weight = rng.integers(-3000, 3000, size=(cout, *k, cin // g)).astype(np.int32)
+    m.kernel_size, m.stride = np.array(k), np.array(s)
+    m.padding, m.dilation, m.groups = np.array(p), np.array(d), np.array([g])
+    m.num_message_bits = np.array([24 if graded else 0])
+    m._plan = None
+    x = (rng.integers(-2 ** 15, 2 ** 15, size=(X, Y, cin)).astype(np.int32) if graded
+         else rng.random((X, Y, cin)) < 0.4)
+    want = utils.signed_clamp(utils.conv(x, m.weight, k, s, p, d, g), bits=24)
+    got = utils.signed_clamp(m._conv(x), bits=24)
+    assert m._plan == "im2col" and got.dtype == want.dtype
+    assert np.array_equal(got, want)
+    if graded:
+        assert np.abs(utils.conv(x, m.weight, k, s, p, d, g)).max() >= 2 ** 23   # wrap exercised
+
+
 def test_dense_weight_rules_are_lavas():
     from backends.lava.build import dense_effective_weight
 
@@ -363,8 +392,9 @@ def test_lava_dense_bit_exact(residual):
 
 @pytest.mark.slow
 @needs_lava
-@pytest.mark.parametrize("residual", [False, True])
-def test_lava_conv_bit_exact(residual):
+@pytest.mark.parametrize("residual,conv_model", [(False, "lava"), (True, "im2col")])
+def test_lava_conv_bit_exact(residual, conv_model):
+    """Lava's own Conv model and ours, on plain and residual conv nets."""
     from backends.lava import LavaBackend
 
     rng = np.random.default_rng(20 + residual)
@@ -373,8 +403,9 @@ def test_lava_conv_bit_exact(residual):
     ref = ref_run(net, x)
     assert all(ref[1][p.name].sum() > 0 for p in net.populations if not p.readout)
     # several Lava runs per call (3 + 3 + 1 samples) must concatenate in order
-    res = LavaBackend().compile(net, max_samples_per_run=3).run(x, record=residual)
-    assert res.extra["runs"] == 3
+    res = LavaBackend().compile(net, max_samples_per_run=3, conv_model=conv_model).run(
+        x, record=residual)
+    assert res.extra["runs"] == 3 and res.extra["conv_model"] == conv_model
     assert_same("conv", ref, res, trains=residual)
 
 

@@ -37,10 +37,12 @@ class LavaExecutable(Executable):
     """A compiled IntNet. Each `run` streams its samples through one (or a few) Lava runs."""
 
     def __init__(self, net: IntNet, period: int | None = None, max_samples_per_run: int = 2000,
-                 progress_chunks: int = 20) -> None:
-        from backends.lava.build import check
+                 progress_chunks: int = 20, conv_model: str = "im2col") -> None:
+        from backends.lava.build import check, run_config
         from backends.lava.schedule import make_schedule
 
+        run_config(conv_model)                    # validates the name
+        self.conv_model = conv_model
         net.validate()
         check(net)
         make_schedule(net, 1, period)             # validates timing now, not at run time
@@ -75,7 +77,8 @@ class LavaExecutable(Executable):
             for (a, b), sched in zip(parts, scheds, strict=True):
                 obs = run_stream(net, sched, xq[a:b], record=record,
                                  progress=bar.update if bar is not None else None,
-                                 chunks=self.progress_chunks if progress else 1)
+                                 chunks=self.progress_chunks if progress else 1,
+                                 conv_model=self.conv_model)
                 logits.append(obs.logits)
                 for k, v in obs.counts.items():
                     per_step.setdefault(k, []).append(v)
@@ -102,7 +105,7 @@ class LavaExecutable(Executable):
             backend="lava", T=net.T, steps=steps, wall_s=wall,
             layer_spikes_per_step=per,
             spike_trains={k: np.concatenate(v) for k, v in trains.items()} if record else None,
-            extra={"period": sched0.period, "depth": sched0.max_depth,
+            extra={"period": sched0.period, "conv_model": self.conv_model, "depth": sched0.max_depth,
                    "latency_steps": sched0.max_depth + sched0.T,
                    "relays": sum(sched0.relays.values()), **self.last_profile},
         )
@@ -128,7 +131,7 @@ class LavaBackend(Backend):
         ok, reason = self.available()
         if not ok:
             raise KdsnnError(f"the lava backend is unavailable: {reason}")
-        known = {"period", "max_samples_per_run", "progress_chunks"}
+        known = {"period", "max_samples_per_run", "progress_chunks", "conv_model"}
         unknown = set(options) - known
         if unknown:
             raise KdsnnError(f"unknown lava backend option(s) {sorted(unknown)}; known: {sorted(known)}")

@@ -7,7 +7,9 @@ What each IntNet piece becomes (layouts: `layout.py`; timing: `schedule.py`):
                     (Lava's own clip/truncate applies, exactly as intsim applies it)
   conv connection   `Conv` with the kernel flipped and transposed to (C_out, W, H, C_in/g);
                     Lava's Conv uses its int32 weights as given (no clip/truncate, no
-                    weight_exp) and wraps its output to 24 bits -- intsim does the same
+                    weight_exp) and wraps its output to 24 bits -- intsim does the same.
+                    conv_model="lava" runs Lava's own PyConvModelFixed; "im2col" (default)
+                    runs the bit-identical, ~100x faster `PyConvModelFixedIm2col`
   population        `CountingLIF` (= Lava's `LIFReset` + bit-accurate model, observed),
                     reset_interval = period, reset_offset = (1 + depth) mod period;
                     bias_mant is stored in Lava's int16 register (intsim wraps it alike)
@@ -36,7 +38,7 @@ from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
 from backends.lava import layout
-from backends.lava.procs.processes import CountingLIF, GradedSource
+from backends.lava.procs.processes import CountingLIF, GradedSource, PyConvModelFixedIm2col
 from backends.lava.schedule import Schedule
 from compiler.intnet import INPUT, Connection, IntNet
 from kdsnn.errors import KdsnnError
@@ -44,6 +46,15 @@ from kdsnn.errors import KdsnnError
 SIGN = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
         "inhibitory": SignMode.INHIBITORY}
 GRADED_BITS = 24
+CONV_MODELS = ("im2col", "lava")
+
+
+def run_config(conv_model: str = "im2col") -> Loihi2SimCfg:
+    """Lava's fixed-point simulator config; Conv's model per `conv_model`."""
+    if conv_model not in CONV_MODELS:
+        raise KdsnnError(f"unknown conv_model {conv_model!r}; choose one of {', '.join(CONV_MODELS)}")
+    exceptions = {Conv: PyConvModelFixedIm2col} if conv_model == "im2col" else {}
+    return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
 
 
 def dense_effective_weight(c: Connection) -> np.ndarray:
@@ -188,13 +199,13 @@ class Observed:
 
 
 def run_stream(net: IntNet, sched: Schedule, xq: np.ndarray, record: bool = False,
-               progress: Any = None, chunks: int = 1) -> Observed:
+               progress: Any = None, chunks: int = 1, conv_model: str = "im2col") -> Observed:
     """Build, run for sched.total_steps steps (in `chunks` pieces for progress), stop, read."""
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="kdsnn_lava_"))
     try:
         built = build(net, sched, xq, tmp, record=record)
-        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        cfg = run_config(conv_model)
         t1 = time.perf_counter()
         total = sched.total_steps
         done = 0
