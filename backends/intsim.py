@@ -99,11 +99,15 @@ def bias_effective(mant: np.ndarray, exp: int) -> np.ndarray:
 @dataclass
 class _Conn:
     c: Connection
-    w: np.ndarray                     # effective int64 weights
+    w: np.ndarray                     # effective int64 weights (as the IntNet applies them)
     bound: int                        # max |accumulation| for any input within src_max
+    a_bound: int                      # max |a| after the weight exponent
     dtype: torch.dtype                # float32 / float64 (proved exact) or int64
-    wt: torch.Tensor                  # weights in `dtype`
+    wt: torch.Tensor                  # weights in `dtype` (pool-factored when pool > 1)
     src_static: bool                  # source is the input: same value at every step
+    pool: int = 1                     # sum-pool factor applied to the source first
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
 
 
 def _exact_dtype(bound: int) -> torch.dtype:
@@ -121,11 +125,41 @@ def accumulation_bound(w: np.ndarray, kind: str, src_max: int) -> int:
     return int(per_out.max(initial=0)) * int(src_max)
 
 
+def pool_factor(c: Connection, w: np.ndarray, src_shape: tuple[int, ...]) -> tuple[int, np.ndarray] | None:
+    """(s, reduced weights) when W applies the same weight to every s x s block of the source.
+
+    Then W.x == W_reduced . sumpool_s(x) exactly (integer identity), which undoes the kernel
+    expansion of a folded AvgPool and runs as cheaply as the float student's pool + conv.
+    Needs the map size to be a multiple of s (no rows the pool would drop) and, for conv,
+    stride, padding and kernel multiples of s with no dilation.
+    """
+    if len(src_shape) != 3:
+        return None
+    _, h, wd = src_shape
+    for s in (4, 3, 2):
+        if h % s or wd % s:
+            continue
+        if c.kind == "conv":
+            co, ci, kh, kw = w.shape
+            if (c.dilation != (1, 1) or kh % s or kw % s or c.stride[0] % s or c.stride[1] % s
+                    or c.padding[0] % s or c.padding[1] % s):
+                continue
+            b = w.reshape(co, ci, kh // s, s, kw // s, s)
+            if np.array_equal(b, np.broadcast_to(b[:, :, :, :1, :, :1], b.shape)):
+                return s, np.ascontiguousarray(b[:, :, :, 0, :, 0])
+        else:
+            n = w.shape[0]
+            b = w.reshape(n, src_shape[0], h // s, s, wd // s, s)
+            if np.array_equal(b, np.broadcast_to(b[:, :, :, :1, :, :1], b.shape)):
+                return s, np.ascontiguousarray(b[:, :, :, 0, :, 0]).reshape(n, -1)
+    return None
+
+
 class IntSimExecutable(Executable):
     """An IntNet ready to run batches on the CPU (or a CUDA device, same arithmetic)."""
 
     def __init__(self, net: IntNet, batch_size: int = 256, device: str = "cpu",
-                 check_lava_datapath: bool = True) -> None:
+                 check_lava_datapath: bool = True, factor_pools: bool = True) -> None:
         net.validate()
         self.net = net
         self.batch_size = int(batch_size)
@@ -149,9 +183,18 @@ class IntSimExecutable(Executable):
                             f"connection {c.name}: accumulation can reach {bound} >= 2^{lim.bit_length() - 1}, "
                             f"beyond Lava's {'int32 Dense' if c.kind == 'dense' else 'float32 Conv'} datapath; "
                             "lower with smaller weights")
+                e = c.weight_exp if c.kind == "dense" else 0
+                a_bound = (bound << e) if e >= 0 else -((-bound) >> -e)
                 dt = _exact_dtype(bound)
-                wt = torch.from_numpy(w if dt == torch.int64 else w.astype(np.float64)).to(self.device, dt)
-                lst.append(_Conn(c, w, bound, dt, wt, c.src == INPUT))
+                fac = pool_factor(c, w, net.shape_of(c.src)) if factor_pools else None
+                pool, wr, stride, padding = 1, w, c.stride, c.padding
+                if fac is not None:
+                    pool, wr = fac
+                    if c.kind == "conv":
+                        stride = (c.stride[0] // pool, c.stride[1] // pool)
+                        padding = (c.padding[0] // pool, c.padding[1] // pool)
+                wt = torch.from_numpy(wr if dt == torch.int64 else wr.astype(np.float64)).to(self.device, dt)
+                lst.append(_Conn(c, w, bound, a_bound, dt, wt, c.src == INPUT, pool, stride, padding))
             self.conns[p.name] = lst
         self.bias = {p.name: torch.from_numpy(bias_effective(p.bias_mant, p.bias_exp).reshape(-1)).to(self.device)
                      for p in net.populations}
@@ -164,30 +207,43 @@ class IntSimExecutable(Executable):
                 raise KdsnnError(f"connection {c.name}: conv weight_exp must be 0 (Lava's Conv ignores it)")
             if len(src_shape) != 3 or len(dst_shape) != 3:
                 raise KdsnnError(f"connection {c.name}: conv needs (C, H, W) source and destination")
+            if src_shape[0] % c.groups or c.weight.shape[0] % c.groups or c.weight.shape[1] * c.groups != src_shape[0]:
+                raise KdsnnError(f"connection {c.name}: conv weight {c.weight.shape} with groups={c.groups} "
+                                 f"does not fit source channels {src_shape[0]}")
             out = _conv_out_shape(src_shape, c)
             if out != tuple(dst_shape):
                 raise KdsnnError(f"connection {c.name}: conv output {out} != population {c.dst} shape {tuple(dst_shape)}")
 
     # -- one batch ----------------------------------------------------------------------
-    def _accumulate(self, k: _Conn, s: torch.Tensor, T: int, n: int) -> torch.Tensor:
-        """int64 a of one connection for all steps: (T*n, n_dst) (or (n, n_dst) if static)."""
+    def _accumulate(self, k: _Conn, s: torch.Tensor) -> torch.Tensor:
+        """a of one connection, flattened (B, n_dst): int32 when it provably fits, else int64."""
         c = k.c
-        if c.kind == "dense":
-            x = s.reshape(s.shape[0], -1)
+        x = s
+        if k.pool > 1:
+            xf = x.to(torch.float64 if k.dtype == torch.int64 else k.dtype)
+            x = F.avg_pool2d(xf, k.pool, k.pool, divisor_override=1)
             if k.dtype == torch.int64:
-                acc = x.to(torch.int64) @ k.wt.T
-            else:
-                acc = torch.round(x.to(k.dtype) @ k.wt.T).to(torch.int64)
-            e = c.weight_exp
-            acc = (acc << e) if e >= 0 else (acc >> -e)
-            return wrap(acc, 32)
-        if k.dtype == torch.int64:
-            acc = _conv_int64(s.to(torch.int64), k.wt, c)
+                x = torch.round(x).to(torch.int64)
+        if c.kind == "dense":
+            x = x.reshape(x.shape[0], -1)
+            acc = x.to(k.dtype) @ k.wt.T
+        elif k.dtype == torch.int64:
+            acc = _conv_int64(x.to(torch.int64), k.wt, c, k.stride, k.padding)
         else:
             with _no_nnpack():
-                acc = torch.round(F.conv2d(s.to(k.dtype), k.wt, None, c.stride, c.padding,
-                                           c.dilation, c.groups)).to(torch.int64)
-        return wrap(acc.reshape(acc.shape[0], -1), 24)
+                acc = F.conv2d(x.to(k.dtype), k.wt, None, k.stride, k.padding, c.dilation, c.groups)
+        acc = acc.reshape(acc.shape[0], -1)
+        if c.kind == "dense":
+            e = c.weight_exp
+            if k.bound < (1 << 31) and k.a_bound < (1 << 31):
+                acc = acc.to(torch.int32)
+                return (acc << e) if e >= 0 else (acc >> -e)
+            acc = acc.to(torch.int64)
+            acc = (acc << e) if e >= 0 else (acc >> -e)
+            return wrap(acc, 32)
+        if k.bound < STATE_MAX:
+            return acc.to(torch.int32)
+        return wrap(acc.to(torch.int64), 24)
 
     def _run_batch(self, xq: torch.Tensor, record: bool) -> dict[str, Any]:
         net, T, n = self.net, self.net.T, xq.shape[0]
@@ -195,57 +251,84 @@ class IntSimExecutable(Executable):
         counts, per_step, trains, diag = {}, {}, {}, {}
         logits = None
         for p in net.populations:
-            a = None
+            static, dynamic = None, None
+            total = sum(k.a_bound for k in self.conns[p.name])
             for k in self.conns[p.name]:
-                acc = self._accumulate(k, spikes[k.c.src], T, n)
+                acc = self._accumulate(k, spikes[k.c.src])
+                if total >= (1 << 31):
+                    acc = acc.to(torch.int64)
                 if k.src_static:
-                    acc = acc.unsqueeze(0).expand(T, *acc.shape).reshape(T * n, -1)
-                a = acc if a is None else a + acc
-            assert a is not None
-            a = wrap(a, 32).reshape(T, n, -1)
-            s_all, info = self._neurons(p, a)
+                    static = acc if static is None else static + acc
+                else:
+                    dynamic = acc if dynamic is None else dynamic + acc
+            if total >= (1 << 31):
+                static = None if static is None else wrap(static, 32)
+            s_all, info = self._neurons(p, static, dynamic, total, T, n)
             diag[p.name] = info
             if p.readout:
                 logits = info.pop("v_last")
-            spk = s_all.reshape(T, n, *p.shape)
-            spikes[p.name] = spk.reshape(T * n, *p.shape)
-            per = s_all.sum(dim=2).T.contiguous()                  # (n, T)
+            spikes[p.name] = s_all.reshape(T * n, *p.shape)
+            per = s_all.view(torch.uint8).sum(dim=2, dtype=torch.int32).T.contiguous()   # (n, T)
             per_step[p.name] = per
             counts[p.name] = per.sum(dim=1)
             if record:
-                trains[p.name] = spk.transpose(0, 1).to(torch.uint8)
+                trains[p.name] = s_all.reshape(T, n, *p.shape).transpose(0, 1).to(torch.uint8)
         return {"logits": logits, "counts": counts, "per_step": per_step, "trains": trains,
                 "diag": diag}
 
-    def _neurons(self, p, a: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Run one population's LIF dynamics over T steps; a: (T, n, size) int64."""
-        T, n, size = a.shape
+    def _neurons(self, p, static: torch.Tensor | None, dynamic: torch.Tensor | None,
+                 a_bound: int, T: int, n: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One population's LIF dynamics over T steps -> spikes (T, n, size) bool.
+
+        static: (n, size) a that is the same at every step; dynamic: (T*n, size) a per step.
+        """
+        size = p.size
         bias = self.bias[p.name]
-        vth = int(p.vth) << VTH_SHIFT
-        u = torch.zeros((n, size), dtype=torch.int64, device=a.device)
-        v = torch.zeros_like(u)
-        out = torch.empty((T, n, size), dtype=torch.bool, device=a.device)
-        amax = int(a.abs().max()) if a.numel() else 0
         bmax = int(bias.abs().max()) if bias.numel() else 0
-        small = amax < (1 << 24) and bmax < (1 << 29)              # no int32 wrap can happen
+        vth = int(p.vth) << VTH_SHIFT
+        lim = STATE_MAX - 1
+        dyn = None if dynamic is None else dynamic.reshape(T, n, size)
+        out = torch.empty((T, n, size), dtype=torch.bool, device=self.device)
         u_wraps = v_clips = 0
-        for t in range(T):
-            act = a[t] << ACT_SHIFT
-            du_part = decay(u, p.du + 1)
-            if small:
-                x = du_part + act
-            else:
-                x = wrap(du_part + wrap(act, 32), 32)
-            u = wrap_once24(x)
-            u_wraps += int((u != x).sum())
-            pre = decay(v, p.dv) + u + bias
-            if not small:
-                pre = wrap(pre, 32)
-            v = pre.clamp(-(STATE_MAX - 1), STATE_MAX - 1)
-            v_clips += int((v != pre).sum())
-            s = v > vth
-            v = v.masked_fill(s, 0)
-            out[t] = s
+        if p.du == 4095 and p.dv == 0 and a_bound < (1 << 17) and bmax < (1 << 29):
+            # IF fast path, int32: u = a << 6 can neither wrap 24 bits (|a| < 2^17) nor
+            # overflow int32, and |v + u + bias| < 2^23 + 2^23 + 2^29 < 2^31.
+            b32 = bias.to(torch.int32)
+            base = b32 if static is None else (static.to(torch.int32) << ACT_SHIFT) + b32
+            v = torch.zeros((n, size), dtype=torch.int32, device=self.device)
+            for t in range(T):
+                v += base
+                if dyn is not None:
+                    v += dyn[t].to(torch.int32) << ACT_SHIFT
+                if v.numel():
+                    lo, hi = torch.aminmax(v)
+                    if int(hi) > lim or int(lo) < -lim:
+                        v_clips += int(((v > lim) | (v < -lim)).sum())
+                        v.clamp_(-lim, lim)
+                s = v > vth
+                v.masked_fill_(s, 0)
+                out[t] = s
+            v = v.to(torch.int64)
+        else:
+            a_st = None if static is None else static.to(torch.int64)
+            u = torch.zeros((n, size), dtype=torch.int64, device=self.device)
+            v = torch.zeros_like(u)
+            for t in range(T):
+                a = torch.zeros_like(u)
+                if a_st is not None:
+                    a = a + a_st
+                if dyn is not None:
+                    a = a + dyn[t].to(torch.int64)
+                a = wrap(a, 32)
+                x = wrap(decay(u, p.du + 1) + wrap(a << ACT_SHIFT, 32), 32)
+                u = wrap_once24(x)
+                u_wraps += int((u != x).sum())
+                pre = wrap(decay(v, p.dv) + u + bias, 32)
+                v = pre.clamp(-lim, lim)
+                v_clips += int((v != pre).sum())
+                s = v > vth
+                v = v.masked_fill(s, 0)
+                out[t] = s
         info: dict[str, Any] = {"u_wraps": u_wraps, "v_clips": v_clips}
         if p.readout:
             info["v_last"] = v
@@ -311,16 +394,18 @@ def _conv_out_shape(src: tuple[int, ...], c: Connection) -> tuple[int, int, int]
     return (int(c.weight.shape[0]), int(ho), int(wo))
 
 
-def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection) -> torch.Tensor:
+def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[int, int],
+                padding: tuple[int, int]) -> torch.Tensor:
     """Exact int64 convolution via im2col (torch has no integer conv2d on CPU)."""
     n, cin, h, wd = x.shape
     cout, cpg, kh, kw = w.shape
     g = c.groups
-    ph, pw = c.padding
-    xp = F.pad(x, (pw, pw, ph, ph))
-    ho, wo = _conv_out_shape((cin, h, wd), c)[1:]
-    sh, sw = c.stride
+    ph, pw = padding
+    sh, sw = stride
     dh, dw = c.dilation
+    xp = F.pad(x, (pw, pw, ph, ph))
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     cols = []
     for i in range(kh):
         for j in range(kw):

@@ -1,0 +1,27 @@
+"""Pass `quantize_input`: the image becomes signed graded spikes of `input_bits` bits.
+
+scale = qmax / max|x| over the calibration samples, so the calibration range uses the
+whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize).
+"""
+
+from __future__ import annotations
+
+from compiler.intnet import InputSpec
+from compiler.passes.state import LoweringState
+from kdsnn.errors import KdsnnError
+
+NAME = "quantize_input"
+
+
+def run(st: LoweringState) -> None:
+    bits = int(st.options.get("input_bits") or st.target.input_bits)
+    if not 2 <= bits <= st.target.max_message_bits:
+        raise KdsnnError(f"input_bits must be in [2, {st.target.max_message_bits}] for target {st.target.name}, got {bits}")
+    shape = next(n.shape for n in st.nodes.values() if n.op == "input")
+    qmax = 2 ** (bits - 1) - 1
+    xmax = st.stats["input"]["x_max"]
+    scale = qmax / xmax if xmax > 0 else 1.0
+    mean = tuple(float(m) for m in (st.meta.get("mean") or ()))
+    std = tuple(float(s) for s in (st.meta.get("std") or ()))
+    st.input_spec = InputSpec(shape=tuple(shape), scale=float(scale), bits=bits, mean=mean, std=std)
+    st.log.append(f"{NAME}: {bits}-bit graded input, scale {scale:.4g} (|x| <= {xmax:.4g})")

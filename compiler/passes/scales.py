@@ -1,0 +1,223 @@
+"""Pass `scales`: one integer scale per population, then integer weights, vth and biases.
+
+A population's scale S says how many integer units of `a` one float unit of synaptic
+input is. Every connection into the population must produce `a` at that same S (this is
+what makes residual sums exact): a connection from a source of scale s_src (the input's
+graded scale, or 1 for binary spikes) gets weights W * sigma with sigma * 2^e * s_src = S,
+e its weight exponent (dense only; Lava's Conv ignores it, so conv has e = 0).
+
+S is the largest value all of these allow (each is an upper bound, reported by name):
+  weights   sigma * max|W| <= the target's largest weight (254 mixed, 255 one-signed),
+            using the largest exponent the target allows for dense connections
+  threshold vth = round(S * theta) <= 2^17 - 1
+  bias      64 * S * max|b| <= 4095 << 7
+  state     u = a << 6 must not wrap and v must not clip (readout: must never reach its
+            threshold). Bounded from the weights for *any* input ("worst-case", provable)
+            when that costs at most `provable_budget_bits` of scale, else from calibration
+            (max |a|, v range) with a `headroom` factor.
+Dense connections then take the smallest exponent that keeps their weights in range
+(right shifts keep weight precision; their average flooring is compensated in the
+bias). Finally the integer bounds are re-checked exactly with the integer weights; if
+rounding broke a worst-case bound, S shrinks by 2^-1/4 and the population is redone.
+A population is refused when S falls below what keeps `min_weight_bits` of weight
+magnitude (or a threshold >= 1): the error names the layer, the binding bound and the
+missing headroom in bits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from compiler.intnet import INPUT, Connection, Population
+from compiler.passes.state import FConn, FPop, LoweringState
+from kdsnn.errors import KdsnnError
+
+NAME = "scales"
+
+
+def _sign_mode(w: np.ndarray, allowed: tuple[str, ...]) -> str:
+    if w.size and w.min() >= 0 and "excitatory" in allowed:
+        return "excitatory"
+    if w.size and w.max() <= 0 and "inhibitory" in allowed:
+        return "inhibitory"
+    return "mixed"
+
+
+def _row_abs_sum(w: np.ndarray, kind: str) -> np.ndarray:
+    a = np.abs(w)
+    return a.sum(axis=1) if kind == "dense" else a.reshape(a.shape[0], -1).sum(axis=1)
+
+
+def _quantize(w: np.ndarray, sigma: float, lo: int, hi: int, step: int) -> np.ndarray:
+    q = np.rint(w * sigma / step) * step
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
+class _Plan:
+    """Integer parameters of one population at one scale."""
+
+    def __init__(self, st: LoweringState, p: FPop, conns: list[FConn], S: float) -> None:
+        tg = st.target
+        self.S = S
+        self.conns: list[Connection] = []
+        self.a_bound = 0                                    # provable max |a| (int)
+        floor_corr = 0.0
+        self.detail: list[dict[str, Any]] = []
+        for c in conns:
+            s_src = st.input_spec.scale if c.src == INPUT else 1.0
+            x_max = st.input_spec.qmax if c.src == INPUT else 1
+            mode = _sign_mode(c.weight, tg.sign_modes)
+            lo, hi, step = tg.weight_range(mode)
+            w_hi = min(abs(lo), abs(hi)) if mode == "mixed" else max(abs(lo), abs(hi))
+            wmax = float(np.abs(c.weight).max()) if c.weight.size else 0.0
+            dense_exp = c.kind == "dense" or tg.conv_weight_exp
+            e_lo, e_hi = (tg.weight_exp_min, tg.weight_exp_max) if dense_exp else (0, 0)
+            if wmax > 0:
+                e = math.ceil(math.log2(S * wmax / (s_src * w_hi)) - 1e-12)
+                e = min(max(e, e_lo), e_hi)
+            else:
+                e = 0
+            sigma = S / (2.0 ** e * s_src)
+            wq = _quantize(c.weight, sigma, lo, hi, step)
+            acc = int(_row_abs_sum(wq, c.kind).max(initial=0)) * x_max
+            self.a_bound += (acc << e) if e >= 0 else -((-acc) >> -e)   # ceil for right shifts
+            if e < 0:
+                k = -e
+                floor_corr += 64.0 * ((1 << k) - 1) / (1 << (k + 1))
+            self.conns.append(Connection(
+                name=c.name, src=c.src, dst=c.dst, kind=c.kind, weight=wq.astype(np.int32),
+                weight_exp=int(e), num_weight_bits=tg.num_weight_bits, sign_mode=mode,
+                stride=tuple(c.stride), padding=tuple(c.padding), dilation=tuple(c.dilation),
+                groups=int(c.groups), graded=c.src == INPUT))
+            self.detail.append({"name": c.name, "src": c.src, "kind": c.kind, "sign_mode": mode,
+                                "weight_exp": int(e), "sigma": sigma,
+                                "weight_max_int": int(np.abs(wq).max(initial=0)),
+                                "weight_bits_used": float(math.log2(np.abs(wq).max(initial=0) + 1)),
+                                "origin": list(c.origin)})
+        b_eff = 64.0 * S * p.bias + floor_corr
+        bmax = float(np.abs(b_eff).max(initial=0.0))
+        self.bias_exp = tg.bias_exp_min
+        while self.bias_exp < tg.bias_exp_max and bmax / 2 ** self.bias_exp > tg.bias_mant_max + 0.5:
+            self.bias_exp += 1
+        mant = np.clip(np.rint(b_eff / 2 ** self.bias_exp), -tg.bias_mant_max - 1, tg.bias_mant_max)
+        self.bias_mant = mant.astype(np.int32)
+        self.bias_int_max = int(np.abs(self.bias_mant.astype(np.int64) << self.bias_exp).max(initial=0))
+        self.bias_pos = int(max(0, (self.bias_mant.astype(np.int64) << self.bias_exp).max(initial=0)))
+        self.bias_neg = int(max(0, -(self.bias_mant.astype(np.int64) << self.bias_exp).min(initial=0)))
+        self.vth = tg.vth_max if p.readout else int(min(tg.vth_max, max(0, round(S * p.theta))))
+
+    def provable(self, st: LoweringState, p: FPop) -> tuple[bool, str]:
+        """Exact integer check that no input whatsoever can wrap u or clip v."""
+        tg = st.target
+        M = tg.state_max
+        A = self.a_bound << tg.act_shift
+        if A >= M:
+            return False, f"|a| << 6 can reach {A} >= 2^23 (u wraps)"
+        if p.readout:
+            lim = tg.vth_max << tg.vth_shift
+            worst = st.T * (A + self.bias_int_max)
+            if worst > lim:
+                return False, f"readout |v| can reach {worst} > {lim} (it would fire or clip)"
+            return True, ""
+        up = (self.vth << tg.vth_shift) + A + self.bias_pos
+        down = st.T * (A + self.bias_neg)
+        if max(up, down) > M - 1:
+            return False, f"v can reach {max(up, down)} > 2^23 - 1 (clips)"
+        return True, ""
+
+
+def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, float], float, float, float]:
+    """Upper bounds on S by name, the worst-case and calibrated state bounds, and S_min."""
+    tg = st.target
+    ub: dict[str, float] = {}
+    s_min = 0.0
+    min_bits = float(st.options.get("min_weight_bits", 3))
+    a_wc = 0.0
+    for c in conns:
+        s_src = st.input_spec.scale if c.src == INPUT else 1.0
+        x_max = st.input_spec.qmax / s_src if c.src == INPUT else 1.0
+        wmax = float(np.abs(c.weight).max()) if c.weight.size else 0.0
+        a_wc += float(_row_abs_sum(c.weight, c.kind).max(initial=0.0)) * x_max
+        if wmax == 0:
+            continue
+        mode = _sign_mode(c.weight, tg.sign_modes)
+        lo, hi, _ = tg.weight_range(mode)
+        w_hi = min(abs(lo), abs(hi)) if mode == "mixed" else max(abs(lo), abs(hi))
+        dense_exp = c.kind == "dense" or tg.conv_weight_exp
+        e_hi, e_lo = (tg.weight_exp_max, tg.weight_exp_min) if dense_exp else (0, 0)
+        ub[f"weights of {c.name}"] = w_hi * 2.0 ** e_hi * s_src / wmax
+        s_min = max(s_min, 2.0 ** min_bits * 2.0 ** e_lo * s_src / wmax)
+    if not p.readout and p.theta > 0:
+        ub["threshold"] = tg.vth_max / p.theta
+        s_min = max(s_min, 1.0 / p.theta)
+    bmax = float(np.abs(p.bias).max(initial=0.0))
+    if bmax > 0:
+        ub["bias"] = (tg.bias_mant_max << tg.bias_exp_max) / (1 << tg.act_shift) / bmax
+    M = tg.state_max
+    a_lim = M >> tg.act_shift                                  # |a| < 2^17
+    v_lim = ((tg.vth_max << tg.vth_shift) if p.readout else M - 1) / (1 << tg.act_shift)
+    theta = 0.0 if p.readout else p.theta
+    v_wc = st.T * (a_wc + bmax) if p.readout else max(st.T * (a_wc + bmax), theta + a_wc + bmax)
+    s_wc = min(a_lim / a_wc if a_wc > 0 else math.inf, v_lim / v_wc if v_wc > 0 else math.inf)
+    cal = st.stats[p.name]
+    h = float(st.options.get("headroom", 2.0))
+    v_cal = max(abs(cal["v_min"]), abs(cal["v_max"]))
+    s_cal = min(a_lim / (h * cal["a_max"]) if cal["a_max"] > 0 else math.inf,
+                v_lim / (h * v_cal) if v_cal > 0 else math.inf)
+    return ub, s_wc, s_cal, s_min
+
+
+def run(st: LoweringState) -> None:
+    tg = st.target
+    budget = float(st.options.get("provable_budget_bits", 1.0))
+    for p in st.pops:
+        conns = st.incoming(p.name)
+        ub, s_wc, s_cal, s_min = _bounds(st, p, conns)
+        s_prec = min(ub.values(), default=math.inf)
+        provable = s_wc >= min(s_prec, s_cal) / 2.0 ** budget
+        if provable:
+            S, binding = min(s_prec, s_wc), min(ub, key=ub.get) if ub and s_prec <= s_wc else "state (worst case)"
+        else:
+            S, binding = min(s_prec, s_cal), min(ub, key=ub.get) if ub and s_prec <= s_cal else "state (calibrated)"
+        if not math.isfinite(S):
+            S, binding = 1.0, "none (all-zero weights)"
+        for _ in range(64):
+            plan = _Plan(st, p, conns, S)
+            ok, why = plan.provable(st, p)
+            if ok or not provable:
+                break
+            S *= 2.0 ** -0.25
+        else:  # pragma: no cover - 64 shrinks = 16 bits
+            raise KdsnnError(f"layer {p.name}: no scale makes its integer states provably safe ({why})")
+        if S < s_min * (1 - 1e-9):
+            missing = math.log2(s_min / S)
+            raise KdsnnError(
+                f"layer {p.name} cannot fit the {tg.name} target: {missing:.1f} bit(s) of headroom missing "
+                f"({binding} limits the scale to {S:.4g}, keeping {st.options.get('min_weight_bits', 3)} weight "
+                f"bits and a threshold >= 1 needs >= {s_min:.4g}); retrain with smaller weights/thresholds "
+                "or lower min_weight_bits")
+        if not provable:
+            ok, why = plan.provable(st, p)
+        cal = st.stats[p.name]
+        M = tg.state_max
+        a_cal_int = S * cal["a_max"] * (1 << tg.act_shift)
+        v_cal_int = S * max(abs(cal["v_min"]), abs(cal["v_max"])) * (1 << tg.act_shift)
+        v_lim = (tg.vth_max << tg.vth_shift) if p.readout else M - 1
+        st.scales[p.name] = S
+        st.int_conns.extend(plan.conns)
+        st.int_pops.append(Population(
+            name=p.name, shape=tuple(p.shape), vth=int(plan.vth), bias_mant=plan.bias_mant.reshape(p.shape),
+            bias_exp=int(plan.bias_exp), du=(1 << tg.decay_bits) - 1, dv=0, readout=p.readout,
+            out_scale=float(1.0 / ((1 << tg.act_shift) * S * st.T)) if p.readout else 1.0))
+        st.report[p.name] = {
+            "scale": S, "binding": binding, "guarantee": "worst-case" if ok else "calibration",
+            "why_not_provable": "" if ok else why,
+            "vth": int(plan.vth), "theta": p.theta, "bias_exp": int(plan.bias_exp),
+            "u_headroom_bits": float(math.log2(M / a_cal_int)) if a_cal_int > 0 else None,
+            "v_headroom_bits": float(math.log2(v_lim / v_cal_int)) if v_cal_int > 0 else None,
+            "calibration": dict(cal), "connections": plan.detail,
+        }
+    st.log.append(f"{NAME}: " + ", ".join(f"{k}={v['scale']:.4g}({v['guarantee']})" for k, v in st.report.items()))

@@ -1,0 +1,95 @@
+"""What the lowering passes read and write: a small float graph that ends as an IntNet.
+
+`import_nir` turns the canonical NIR graph into `LNode`s (one per NIR node, shapes
+explicit). The folding passes rewrite those nodes; `connections` turns them into float
+populations (`FPop`, one per IF/I node) and float connections (`FConn`); the later passes
+attach calibration statistics and integer parameters. Each pass is a function
+`run(state) -> None` that mutates the state and appends a line to `state.log`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compiler.intnet import Connection, InputSpec, Population
+from compiler.targets import TargetSpec
+
+SYN_OPS = ("conv", "dense")
+LINEAR_OPS = ("conv", "dense", "pool", "flatten")
+NEURON_OPS = ("if", "readout")
+
+
+@dataclass
+class LNode:
+    """One node of the float graph: op in input/conv/dense/pool/flatten/if/readout/output."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    shape: tuple[int, ...]                       # output shape, batch-free
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: list[str] = field(default_factory=list)   # NIR nodes folded into this one
+
+
+@dataclass
+class FConn:
+    """A float synaptic connection between populations (or the input)."""
+
+    name: str
+    src: str
+    dst: str
+    kind: str                                    # dense | conv
+    weight: np.ndarray                           # float64; dense (n_dst, n_src), conv OIHW
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    origin: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FPop:
+    """A float IF population (or the readout integrator)."""
+
+    name: str
+    shape: tuple[int, ...]
+    theta: float
+    bias: np.ndarray                             # float64, shape == shape (sum of incoming biases)
+    readout: bool = False
+
+
+@dataclass
+class LoweringState:
+    target: TargetSpec
+    T: int
+    meta: dict[str, Any]
+    calibration_x: np.ndarray
+    options: dict[str, Any]
+    nodes: dict[str, LNode] = field(default_factory=dict)      # topological order
+    pops: list[FPop] = field(default_factory=list)
+    conns: list[FConn] = field(default_factory=list)
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    input_spec: InputSpec | None = None
+    scales: dict[str, float] = field(default_factory=dict)    # population -> a units per float unit
+    int_pops: list[Population] = field(default_factory=list)
+    int_conns: list[Connection] = field(default_factory=list)
+    report: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    def consumers(self, name: str) -> list[LNode]:
+        return [n for n in self.nodes.values() if name in n.inputs]
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return self.nodes[name].shape
+
+    def pop(self, name: str) -> FPop:
+        for p in self.pops:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def incoming(self, name: str) -> list[FConn]:
+        return [c for c in self.conns if c.dst == name]
