@@ -1,0 +1,34 @@
+"""A minimal kdsnn backend plugin: predicts class 0 with zero spikes (for registry tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import Backend, Executable, RunResult
+
+
+class _ZeroExecutable(Executable):
+    def __init__(self, classes: int, T: int) -> None:
+        self.classes, self.T = classes, T
+
+    def run(self, x, record=False, progress=False):
+        n = len(x)
+        return RunResult(logits=np.zeros((n, self.classes)), spike_counts={}, backend="dummy", T=self.T)
+
+
+class DummyBackend(Backend):
+    name = "dummy"
+    accepts = "nir"
+    description = "third-party test backend (always predicts class 0)"
+
+    def compile(self, net, **options):
+        out = next(n for n in net.nodes.values() if type(n).__name__ == "Output")
+        return _ZeroExecutable(int(np.prod(out.output_type["output"])), int(options.get("T", 1)))
+
+
+class SwitchedOffBackend(DummyBackend):
+    name = "dummy_off"
+
+    @classmethod
+    def available(cls):
+        return False, "needs the DummyChip driver, which is not installed"
