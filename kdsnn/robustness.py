@@ -133,10 +133,12 @@ def run_robustness(models: list[RobustModel], dataset: str | None = None,
                    quiet: bool = True) -> dict[str, Any]:
     """Accuracy of every model on the clean test set and under each noise spec.
 
-    All models see the same noisy images (noise seeded by (seed, sample index)).
+    All models see the same noisy images (noise seeded by (seed, sample index)). Under
+    torchrun each rank takes a contiguous shard of the samples; totals are summed exactly.
     """
     from tqdm import tqdm
 
+    from kdsnn import distributed as D
     from kdsnn.data import load_arrays
     from kdsnn.noise import NOISE_KINDS, parse_noise
 
@@ -147,15 +149,18 @@ def run_robustness(models: list[RobustModel], dataset: str | None = None,
     specs = list(dict.fromkeys(parse_noise(s) for s in noise))
     info = _resolve_dataset(models, dataset)
     conditions = [CLEAN] + [str(s) for s in specs]
-    correct = {m.label: {} for m in models}
+    correct: dict[str, dict[str, int]] = {m.label: {} for m in models}
     n = None
-    bar = tqdm(total=len(conditions) * len(models), desc="robustness", unit="eval", disable=quiet)
+    bar = tqdm(total=len(conditions) * len(models), desc="robustness", unit="eval",
+               disable=quiet or not D.is_main())
     for cond, spec in zip(conditions, [None, *specs], strict=True):
         x, y = load_arrays(info.name, "test", samples, data_dir, download, seed=seed, noise=spec)
         n = len(y)
+        part = D.shard_indices(n)  # all of it in one process
+        x, y = x[part.start:part.stop], y[part.start:part.stop]
         for m in models:
             hits = 0
-            for i in range(0, n, batch_size):
+            for i in range(0, len(y), batch_size):
                 logits = np.asarray(m.predict(x[i:i + batch_size]))
                 if logits.ndim != 2 or logits.shape[0] != len(y[i:i + batch_size]):
                     raise KdsnnError(f"{m.label} returned logits of shape {logits.shape} for a batch of "
@@ -165,6 +170,11 @@ def run_robustness(models: list[RobustModel], dataset: str | None = None,
             bar.update(1)
     bar.close()
     assert n is not None
+    if D.is_dist():
+        keys = [(m.label, c) for m in models for c in conditions]
+        tot = D.gather_totals({f"{i}": correct[lb][c] for i, (lb, c) in enumerate(keys)})
+        for i, (lb, c) in enumerate(keys):
+            correct[lb][c] = tot[f"{i}"]
     kinds = sorted({s.kind for s in specs}, key=list(NOISE_KINDS).index)
     out_models = []
     for m in models:
@@ -249,13 +259,17 @@ def robustness_command(checkpoints: Sequence[str], noise: Sequence[str] = (), da
                        output: str | None = None, quiet: bool = False, target: str = "float",
                        **_: Any) -> dict[str, Any]:
     """`kdsnn evaluate CKPT... [--noise TYPE:LEVEL ...]` for float models (PyTorch / ONNX)."""
+    from kdsnn import distributed as D
+    from kdsnn.evaluate import resolve_device
     from kdsnn.noise import parse_noise
 
     specs = [parse_noise(s) for s in noise]  # bad specs fail before any model is loaded
     if samples is not None and samples <= 0:
         raise KdsnnError(f"--samples must be positive, got {samples}")
-    models = load_models(checkpoints, device, dataset)
+    dev = D.init(resolve_device(device))  # under torchrun: this rank's device, shards below
+    models = load_models(checkpoints, dev, dataset)
     result = run_robustness(models, dataset, specs, samples, data_dir, download, batch_size, seed,
                             target=target, quiet=quiet or as_json)
-    report_robustness(result, as_json, output)
+    if D.is_main():
+        report_robustness(result, as_json, output)
     return result

@@ -169,3 +169,25 @@ def test_cli_evaluate_with_noise(ckpts, tmp_path):
     r = subprocess.run(base + ["--noise", "blur:0.1"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: unknown noise type")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_torchrun_two_processes_give_exact_totals(ckpts, tmp_path):
+    """Sharded over 2 gloo ranks (odd sample count: uneven shards) == one process, exactly."""
+    import os
+
+    single = robustness_command([str(ckpts["teacher"]), str(ckpts["kd"])], noise=["gaussian:0.3"],
+                                samples=61, batch_size=16, seed=2, quiet=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(v, None)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "kdsnn", "evaluate", str(ckpts["teacher"]), str(ckpts["kd"]), "--noise",
+                        "gaussian:0.3", "--samples", "61", "--batch-size", "16", "--seed", "2", "--json",
+                        "-q", "-o", str(tmp_path / "o")], capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = json.loads(r.stdout)  # printed once (rank 0 only), so it parses as one document
+    assert [m["correct"] for m in two["models"]] == [m["correct"] for m in single["models"]]
+    assert two["samples"] == 61
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["robustness.json", "robustness.png"]
