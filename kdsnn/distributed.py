@@ -7,8 +7,12 @@ to the single-process answer (rank 0 of a world of 1). So training code calls th
 helpers unconditionally and needs no `if distributed:` branches.
 
 Conventions:
-- `--batch-size` is the *global* batch; each rank loads `local_batch_size(global)` samples,
-  so the same command line trains the same optimisation problem with or without torchrun.
+- `--batch-size` is the *global* batch; `GlobalBatchSampler` gives each rank its slice of
+  every global batch (one (seed, epoch) permutation), so the same command line makes the
+  same optimisation steps with or without torchrun (DDP averages the gradients, synchronized
+  BatchNorm sees the global batch; weights agree to float rounding).
+- The teacher is loaded on every rank (eval mode, no DDP); the student is DDP-wrapped; the
+  feature connectors, called inside the loss, are `replicate`d and `average_gradients`d.
 - Only rank 0 writes files and shows progress bars (`is_main()`).
 - Evaluation shards the test set into contiguous, disjoint slices (`shard_indices`) with no
   padding or duplicates, and sums exact int64 totals (`gather_totals`), so the accuracy is
