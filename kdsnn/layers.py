@@ -143,7 +143,7 @@ class GraphNet(nn.Module):
             if pre and s.name in self.feature_points:
                 feats[s.name] = h if static else h.reshape(T, -1, *h.shape[1:]).mean(0)
             if isinstance(mod, IFNeuron):
-                h, static = mod(_expand(h, T) if static else h), False
+                h, static = mod(h, static=static), False
             elif isinstance(mod, Readout):
                 h, static = (h if static else mod(h)), True
             else:

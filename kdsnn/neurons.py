@@ -69,21 +69,27 @@ class IFNeuron(nn.Module):
     def extra_repr(self) -> str:
         return f"theta={self.theta}, surrogate={self.surrogate}, slope={self.slope}"
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, static: bool = False) -> torch.Tensor:
+        """Spikes (T*B, ...) for a time-folded input (T*B, ...), or for a static input
+        (B, ...) that is the same at every step (direct encoding: no T-fold copy needed)."""
         T = self.T
-        if y.shape[0] % T:
-            raise ValueError(f"IFNeuron: leading dim {y.shape[0]} is not a multiple of T={T}")
-        ys = y.reshape(T, y.shape[0] // T, *y.shape[1:])
-        if self.detach_reset:
-            spikes = _IFMultiStep.apply(ys, self.theta, SURROGATES.index(self.surrogate), self.slope)
+        if static:
+            ys = y
         else:
-            spikes = self._forward_autograd(ys)
+            if y.shape[0] % T:
+                raise ValueError(f"IFNeuron: leading dim {y.shape[0]} is not a multiple of T={T}")
+            ys = y.reshape(T, y.shape[0] // T, *y.shape[1:])
+        if self.detach_reset:
+            spikes = _IFMultiStep.apply(ys, T, static, self.theta, SURROGATES.index(self.surrogate), self.slope)
+        else:
+            spikes = self._forward_autograd(ys.unsqueeze(0).expand(T, *ys.shape) if static else ys)
         if self.record:
             self.last_spikes = spikes.detach()
-        return spikes.reshape(y.shape)
+        return spikes.reshape(T * spikes.shape[1], *spikes.shape[2:])
 
     def _forward_autograd(self, ys: torch.Tensor) -> torch.Tensor:
-        """Step-by-step version through autograd (also used when the reset is not detached)."""
+        """Step-by-step version through autograd, (T, B, ...) -> (T, B, ...) (also used when
+        the reset is not detached)."""
         v = torch.zeros_like(ys[0])
         out = []
         for t in range(ys.shape[0]):
@@ -106,33 +112,44 @@ def _surrogate_grad(x: torch.Tensor, kind: int, a: float) -> torch.Tensor:
 class _IFMultiStep(torch.autograd.Function):
     """All T steps of the IF neuron in one autograd node (detached reset).
 
-    Same numbers as the step-by-step version, without T small autograd graphs: forward
-    keeps the pre-reset potentials; backward runs the recurrence
-        g[t] = dL/ds[t] * sg(v[t] - theta) + g[t+1] * (1 - s[t]),   dL/dy[t] = g[t].
+    Same numbers as the step-by-step version, without T small autograd graphs and with few
+    passes over memory (the IF layers are memory-bound): forward keeps the pre-reset
+    potentials v[t] and the spike masks; backward runs the recurrence
+        g[t] = dL/ds[t] * sg(v[t] - theta) + g[t+1] * (1 - s[t]),   dL/dy[t] = g[t]
+    (for a static input, dL/dy = sum_t g[t]).
     """
 
     @staticmethod
-    def forward(ctx, ys: torch.Tensor, theta: float, kind: int, slope: float) -> torch.Tensor:  # type: ignore[override]
-        vpre = torch.empty_like(ys)
-        v = torch.zeros_like(ys[0])
-        for t in range(ys.shape[0]):
-            v = v + ys[t]
-            vpre[t] = v
-            v = v.masked_fill(v > theta, 0.0)
-        ctx.save_for_backward(vpre)
-        ctx.theta, ctx.kind, ctx.slope = theta, kind, slope
-        return (vpre > theta).to(ys.dtype)
+    def forward(ctx, y: torch.Tensor, T: int, static: bool, theta: float, kind: int,  # type: ignore[override]
+                slope: float) -> torch.Tensor:
+        shape = (T, *y.shape) if static else y.shape
+        vpre = torch.empty(shape, dtype=y.dtype, device=y.device)
+        mask = torch.empty(shape, dtype=torch.bool, device=y.device)
+        for t in range(T):
+            yt = y if static else y[t]
+            if t == 0:
+                vpre[0].copy_(yt)
+            else:
+                torch.add(v, yt, out=vpre[t])
+            torch.gt(vpre[t], theta, out=mask[t])
+            if t < T - 1:
+                v = vpre[t].masked_fill(mask[t], 0.0)
+        ctx.save_for_backward(vpre, mask)
+        ctx.theta, ctx.kind, ctx.slope, ctx.static = theta, kind, slope, static
+        return mask.to(y.dtype)
 
     @staticmethod
     def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
-        (vpre,) = ctx.saved_tensors
-        x = vpre - ctx.theta
-        a = gs * _surrogate_grad(x, ctx.kind, ctx.slope)
-        keep = (x <= 0).to(gs.dtype)
-        gy = torch.empty_like(a)
-        g = a[-1]
-        gy[-1] = g
-        for t in range(a.shape[0] - 2, -1, -1):
-            g = a[t] + g * keep[t]
-            gy[t] = g
-        return gy, None, None, None
+        vpre, mask = ctx.saved_tensors
+        a_ = ctx.slope
+        if ctx.kind == 0:  # a * sig(a x) * (1 - sig(a x)), sig'(.) fused by sigmoid_backward
+            sig = torch.sub(vpre, ctx.theta).mul_(a_).sigmoid_()
+            g = torch.ops.aten.sigmoid_backward(gs, sig).mul_(a_)
+        else:  # (a/2) / (1 + (pi/2 a x)^2)
+            g = torch.sub(vpre, ctx.theta).mul_(math.pi / 2.0 * a_).square_().add_(1.0).reciprocal_()
+            g.mul_(gs).mul_(a_ / 2.0)
+        for t in range(g.shape[0] - 2, -1, -1):
+            g[t].add_(g[t + 1].masked_fill(mask[t], 0.0))
+        if ctx.static:
+            g = g.sum(0)
+        return g, None, None, None, None, None

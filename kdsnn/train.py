@@ -152,11 +152,12 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "quiet": bool(opts.get("quiet")),
         "download": bool(opts.get("download")),
         "resume": bool(opts.get("resume")),
+        "stop_after": opts.get("stop_after"),
     }
 
 
 # Keys of the run config that are about this invocation, not about the model.
-_RUNTIME_KEYS = ("output", "quiet", "download", "resume")
+_RUNTIME_KEYS = ("output", "quiet", "download", "resume", "stop_after")
 
 
 def _ckpt_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +277,9 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
 
     ccfg = _ckpt_config(cfg)
     summary: dict[str, Any] = {}
-    for epoch in range(start + 1, tr["epochs"] + 1):
+    # stop_after: end this invocation after that epoch of the schedule (a later --resume goes on)
+    last_epoch = min(tr["epochs"], int(cfg.get("stop_after") or tr["epochs"]))
+    for epoch in range(start + 1, last_epoch + 1):
         t0 = time.time()
         net.train()
         if crit.connectors is not None:
