@@ -319,6 +319,7 @@ def test_im2col_conv_model_equals_lavas(k, s, p, d, g, graded):
     want = utils.signed_clamp(utils.conv(x, m.weight, k, s, p, d, g), bits=24)
     got = utils.signed_clamp(m._conv(x), bits=24)
     assert m._plan == "im2col" and got.dtype == want.dtype
+    assert m._dtype == (np.float64 if graded else np.float32)     # both exactness paths
     assert np.array_equal(got, want)
     if graded:
         assert np.abs(utils.conv(x, m.weight, k, s, p, d, g)).max() >= 2 ** 23   # wrap exercised
@@ -428,3 +429,31 @@ def test_lava_near_overflow_and_intsim():
         return
     res_i = IntSimBackend().compile(net).run(x)
     assert_same("overflow vs intsim", (res_i.logits, res_i.layer_spikes_per_step, None), res)
+
+
+@pytest.mark.slow
+@needs_lava
+def test_lava_equals_intsim_on_a_lowered_zoo_student():
+    """A zoo cnn student (random weights, narrow) exported to NIR and lowered for Loihi:
+    Lava and intsim agree on every sample, layer and step."""
+    lower = pytest.importorskip("compiler.lower")
+    intsim = pytest.importorskip("backends.intsim")
+    import torch
+
+    from backends.lava import LavaBackend
+    from compiler.export import student_to_nir
+    from kdsnn.zoo import build
+
+    torch.manual_seed(0)
+    shape = (1, 12, 12)
+    model = build("cnn", True, 5, shape, T=3, width=0.25).eval()
+    graph = student_to_nir(model, {"kind": "student", "arch": "cnn", "T": 3, "input_shape": shape,
+                                   "num_classes": 5, "mean": (0.0,), "std": (1.0,),
+                                   "class_names": [str(i) for i in range(5)]})
+    rng = np.random.default_rng(40)
+    x = rng.normal(size=(12, *shape)).astype(np.float32)
+    net = lower.lower(graph, "loihi", x[:8])
+    res_i = intsim.IntSimBackend().compile(net).run(x)
+    res = LavaBackend().compile(net).run(x)
+    assert sum(int(v.sum()) for v in res_i.spike_counts.values()) > 0
+    assert_same("lowered cnn", (res_i.logits, res_i.layer_spikes_per_step, None), res)

@@ -72,7 +72,7 @@ class LavaExecutable(Executable):
                        desc=f"lava ({n} samples)", leave=False)
         logits, per_step, trains = [], {}, {}
         steps = 0
-        prof = {"build_s": 0.0, "run_s": 0.0, "runs": 0}
+        prof = {"build_s": 0.0, "compile_s": 0.0, "run_s": 0.0, "stop_s": 0.0, "runs": 0}
         try:
             for (a, b), sched in zip(parts, scheds, strict=True):
                 obs = run_stream(net, sched, xq[a:b], record=record,
@@ -86,8 +86,8 @@ class LavaExecutable(Executable):
                     for k, v in obs.trains.items():
                         trains.setdefault(k, []).append(v)
                 steps += obs.steps
-                prof["build_s"] += obs.build_s
-                prof["run_s"] += obs.run_s
+                for key in ("build_s", "compile_s", "run_s", "stop_s"):
+                    prof[key] += getattr(obs, key)
                 prof["runs"] += 1
                 prof["processes"] = obs.n_processes
                 if bar is not None:

@@ -13,9 +13,11 @@ selected through Lava's `exception_proc_model_map` (backend option conv_model="i
 Lava's `PyConvModelFixed` runs one scipy `convolve2d` per (C_out, C_in) pair and step
 (~0.3 s a step for the cnn student's 32 -> 64 channel layer); this model computes the same
 float64 sums as one BLAS product of an im2col matrix, then applies Lava's exact epilogue
-(`astype(int32)`, 24-bit `signed_clamp`). Both sum exact integers in float64, so they agree
-bit for bit whenever every partial sum is below 2^53; the model proves that bound from its
-weights and the port's message width at the first step and otherwise calls Lava's own conv.
+(`astype(int32)`, 24-bit `signed_clamp`). Both sum exact integers, so they agree bit for
+bit whenever every partial sum is exactly representable: the model proves the bound
+max_k sum|w_k| * max|s| at the first step and then uses float32 (< 2^24), float64 (< 2^53)
+or else Lava's own conv. max|s| is 1 for binary spikes, else the builder's `s_max`
+proc_param (the input's qmax), else the port's 24-bit message width.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class PyCountingLifModel(PyLifResetModelBitAcc):
 class PyConvModelFixedIm2col(PyConvModelFixed):
     """Lava's fixed-point Conv arithmetic, computed as im2col @ kernel (see module docstring)."""
 
+    F32_EXACT = 1 << 24
     F64_EXACT = 1 << 53
 
     def __init__(self, proc_params):
@@ -151,16 +154,18 @@ class PyConvModelFixedIm2col(PyConvModelFixed):
     def _prepare(self, x_shape: tuple[int, ...]) -> None:
         w = np.asarray(self.weight)
         bits = int(self.num_message_bits.item())
-        s_max = (1 << 24) if bits > 0 else 1               # int32 port, 24-bit messages
+        params = getattr(self, "proc_params", None) or {}
+        s_max = int(params.get("s_max", 1 << 24)) if bits > 0 else 1
         bound = int(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
         if bound * s_max >= self.F64_EXACT:
             self._plan = "lava"
             return
+        self._dtype = np.float32 if bound * s_max < self.F32_EXACT else np.float64
         kx, ky = (int(v) for v in self.kernel_size)
         g = int(self.groups[0])
         cout, cin_g = w.shape[0], w.shape[-1]
         # convolution = correlation with the kernel flipped in X and Y
-        wf = w[:, ::-1, ::-1, :].astype(np.float64)
+        wf = w[:, ::-1, ::-1, :].astype(self._dtype)
         # (g, cout/g, kx*ky*cin_g) matching the im2col column order (i, j, c)
         self._wmat = np.ascontiguousarray(wf.reshape(g, cout // g, kx * ky * cin_g))
         self._plan = "im2col"
@@ -181,7 +186,7 @@ class PyConvModelFixedIm2col(PyConvModelFixed):
                                    self.padding, self.dilation, self.groups[0])
         kx, ky, g, cout, cin_g = self._dims
         px, py, sx, sy, dx, dy, wo, ho = self._geom
-        xp = np.pad(s_in.astype(np.float64), ((px, px), (py, py), (0, 0)))
+        xp = np.pad(s_in.astype(self._dtype), ((px, px), (py, py), (0, 0)))
         cols = [xp[i * dx: i * dx + sx * (wo - 1) + 1: sx, j * dy: j * dy + sy * (ho - 1) + 1: sy, :]
                 for i in range(kx) for j in range(ky)]
         col = np.stack(cols, axis=2)                        # (wo, ho, kx*ky, cin)
@@ -189,7 +194,8 @@ class PyConvModelFixedIm2col(PyConvModelFixed):
         col = col.reshape(g, wo * ho, kx * ky * cin_g)
         out = np.matmul(col, self._wmat.transpose(0, 2, 1))   # (g, wo*ho, cout/g)
         out = out.transpose(1, 0, 2).reshape(wo, ho, cout)
-        return out.astype(np.asarray(self.weight).dtype)    # Lava's utils.conv epilogue
+        # Lava's utils.conv epilogue (its sums are float64: same exact integers)
+        return out.astype(np.float64).astype(np.asarray(self.weight).dtype)
 
     def run_spk(self) -> None:
         self.a_out.send(self.a_buf)
