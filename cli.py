@@ -116,7 +116,8 @@ def train_teacher(**opts) -> None:
 @click.option("--target", type=click.Choice(["float", "intsim"]), default="float", show_default=True,
               help="float: the PyTorch model; intsim: the compiled integer model.")
 @click.option("--noise", "noise", multiple=True,
-              help="Noise as TYPE:LEVEL (gaussian:0.1, salt_pepper:0.05, uniform:0.2); repeatable.")
+              help="Noise as TYPE:LEVEL, level in [0, 1]: gaussian, uniform, salt_pepper, speckle, "
+                   "poisson (e.g. gaussian:0.1); repeatable. With --noise, .onnx teachers are accepted too.")
 @click.option("--dataset", default=None, help="Override the checkpoint's dataset.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--download", is_flag=True)
