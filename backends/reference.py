@@ -52,10 +52,8 @@ class ReferenceBackend(Backend):
         options: T (overrides the graph's), batch_size (256), device ("cpu"), dtype ("float64")."""
         if not isinstance(net, nir.NIRGraph):
             raise KdsnnError(f"the reference backend runs NIR graphs, got {type(net).__name__}")
-        if any(type(n).__name__ not in ("Input", "Output", "Conv2d", "Affine", "Linear", "Flatten",
-                                        "AvgPool2d", "SumPool2d", "IF", "I") for n in net.nodes.values()):
-            net = canonicalize(net)
-        return ReferenceExecutable(net, **options)
+        # canonicalize also validates (and is idempotent on kdsnn's own graphs)
+        return ReferenceExecutable(canonicalize(net, source="graph given to reference"), **options)
 
 
 class ReferenceExecutable(Executable):
