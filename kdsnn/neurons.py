@@ -125,15 +125,15 @@ class _IFMultiStep(torch.autograd.Function):
         shape = (T, *y.shape) if static else y.shape
         vpre = torch.empty(shape, dtype=y.dtype, device=y.device)
         mask = torch.empty(shape, dtype=torch.bool, device=y.device)
+        v: torch.Tensor | None = None  # potential after the reset of the previous step
         for t in range(T):
             yt = y if static else y[t]
-            if t == 0:
+            if v is None:
                 vpre[0].copy_(yt)
             else:
                 torch.add(v, yt, out=vpre[t])
             torch.gt(vpre[t], theta, out=mask[t])
-            if t < T - 1:
-                v = vpre[t].masked_fill(mask[t], 0.0)
+            v = vpre[t].masked_fill(mask[t], 0.0) if t < T - 1 else None
         ctx.save_for_backward(vpre, mask)
         ctx.theta, ctx.kind, ctx.slope, ctx.static = theta, kind, slope, static
         return mask.to(y.dtype)
