@@ -730,6 +730,7 @@ def _ensure_readout(new: dict[str, nir.NIRNode], edges: list[tuple[str, str]], p
     if isinstance(new[p], nir.I):
         for q in preds[p]:
             if not isinstance(new[q], SYNAPTIC):
+                ctx.notes.append(f"inserted identity weights between {q!r} and readout {p!r}")
                 return _insert_identity(new, edges, q, p, s, ctx)
         return new, edges
     def fresh(base: str) -> str:
