@@ -1,0 +1,91 @@
+"""Target specs: the built-in Loihi numbers and user spec files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compiler.targets import LOIHI, available_targets, load_target
+from kdsnn.errors import KdsnnError
+
+
+def test_loihi_matches_lava_fixed_point_models() -> None:
+    t = load_target("loihi")
+    assert t is LOIHI and "loihi" in available_targets()
+    assert t.weight_range("mixed") == (-256, 254, 2)          # clip 8 bits, drop the LSB
+    assert t.weight_range("excitatory") == (0, 255, 1)
+    assert t.weight_range("inhibitory") == (-255, 0, 1)
+    assert t.state_max == 2 ** 23 and t.vth_max == 131071 and t.bias_mant_max == 4095
+    assert (t.bias_exp_min, t.bias_exp_max) == (0, 7) and t.decay_unity == 4096
+    assert not t.conv_weight_exp
+    assert t.neurons_per_core == 1024 and t.cores_per_chip == 128
+    assert t.energy_pj["synaptic_op"] == 23.6
+    assert json.loads(json.dumps(t.to_dict()))["name"] == "loihi"
+
+
+def test_weight_range_agrees_with_lava_truncation() -> None:
+    import numpy as np
+
+    from backends.intsim import lava_dense_weights
+    w = np.arange(-400, 400)
+    for mode in ("mixed", "excitatory", "inhibitory"):
+        for bits in (8, 6, 4):
+            lo, hi, step = LOIHI.__class__(name="x", num_weight_bits=bits).weight_range(mode)
+            got = lava_dense_weights(w, mode, bits)
+            assert got.min() == lo and got.max() == hi
+            assert np.all(got % step == 0)
+
+
+def test_user_spec_overrides_a_builtin(tmp_path) -> None:
+    p = tmp_path / "chip.json"
+    p.write_text(json.dumps({"base": "loihi", "name": "mychip", "vth_bits": 16,
+                             "neurons_per_core": 512, "energy_pj": {"synaptic_op": 10.0}}))
+    t = load_target(p)
+    assert t.name == "mychip" and t.vth_max == 65535 and t.neurons_per_core == 512
+    assert t.energy_pj["synaptic_op"] == 10.0 and t.energy_pj["neuron_update_idle"] == 52.0
+    assert t.state_bits == 24
+
+
+def test_full_user_spec(tmp_path) -> None:
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps({"weight_bits": 6, "num_weight_bits": 6, "sign_modes": ["mixed"]}))
+    t = load_target(str(p))
+    assert t.name == "tiny" and t.weight_range("mixed") == (-64, 62, 2)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not valid JSON"),
+    ('{"base": "truenorth"}', "unknown base"),
+    ('{"weigth_bits": 8}', "unknown key\\(s\\) weigth_bits"),
+    ('{"weight_bits": -1}', "weight_bits must be a positive integer"),
+    ('{"weight_exp_min": 3, "weight_exp_max": 1}', "exponent range is empty"),
+    ('{"sign_modes": ["excitatory"]}', "sign_modes must include 'mixed'"),
+    ('[1, 2]', "object at the top level"),
+])
+def test_bad_spec_files(tmp_path, content: str, match: str) -> None:
+    p = tmp_path / "bad.json"
+    p.write_text(content)
+    with pytest.raises(KdsnnError, match=match):
+        load_target(p)
+
+
+def test_unknown_target_and_toml(tmp_path) -> None:
+    with pytest.raises(KdsnnError, match="unknown target 'spinnaker'"):
+        load_target("spinnaker")
+    p = tmp_path / "t.toml"
+    p.write_text('base = "loihi"\nname = "t"\n')
+    try:
+        import tomllib  # noqa: F401
+        has = True
+    except ModuleNotFoundError:
+        try:
+            import tomli  # noqa: F401
+            has = True
+        except ModuleNotFoundError:
+            has = False
+    if has:
+        assert load_target(p).name == "t"
+    else:
+        with pytest.raises(KdsnnError, match="write the spec as JSON"):
+            load_target(p)
