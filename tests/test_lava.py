@@ -457,3 +457,26 @@ def test_lava_equals_intsim_on_a_lowered_zoo_student():
     res = LavaBackend().compile(net).run(x)
     assert sum(int(v.sum()) for v in res_i.spike_counts.values()) > 0
     assert_same("lowered cnn", (res_i.logits, res_i.layer_spikes_per_step, None), res)
+
+
+def test_first_difference_names_sample_layer_and_step():
+    from backends.base import RunResult
+    from backends.lava.parity import first_difference
+
+    per = {"act1": np.array([[1, 2, 3], [4, 5, 6]]), "act2": np.array([[0, 1, 0], [2, 2, 2]])}
+
+    def rr(per, logits, backend):
+        return RunResult(logits=np.array(logits), spike_counts={k: v.sum(1) for k, v in per.items()},
+                         backend=backend, T=3, layer_spikes_per_step=per)
+
+    ref = rr(per, [[1, 2], [3, 4]], "intsim")
+    assert first_difference(ref, rr({k: v.copy() for k, v in per.items()}, [[1, 2], [3, 4]], "lava")) is None
+    # sample 1 differs at act2 step 0 and act1 step 2: the earliest step wins
+    per2 = {k: v.copy() for k, v in per.items()}
+    per2["act1"][1, 2] += 1
+    per2["act2"][1, 0] -= 1
+    d = first_difference(ref, rr(per2, [[1, 2], [3, 5]], "lava"), ["act1", "act2"])
+    assert (d["sample"], d["layer"], d["step"], d["ref"], d["got"]) == (1, "act2", 0, 2, 1)
+    assert "sample 1, layer act2, step 0" in d["message"]
+    d = first_difference(ref, rr({k: v.copy() for k, v in per.items()}, [[1, 2], [3, 5]], "lava"))
+    assert (d["sample"], d["layer"]) == (1, "logits")

@@ -33,6 +33,20 @@ def _import_error() -> str:
     return ""
 
 
+class _Progress:
+    """tqdm in steps, with the samples whose readout step has passed as a postfix."""
+
+    def __init__(self, bar: Any, sched: Any, offset: int, total: int) -> None:
+        self.bar, self.sched, self.offset, self.total, self.done = bar, sched, offset, total, 0
+
+    def __call__(self, n_steps: int) -> None:
+        s = self.sched
+        self.done += n_steps
+        k = (self.done - s.max_depth - s.T) // s.period + 1
+        self.bar.update(n_steps)
+        self.bar.set_postfix(samples=f"{self.offset + max(0, min(k, s.n_samples))}/{self.total}")
+
+
 class LavaExecutable(Executable):
     """A compiled IntNet. Each `run` streams its samples through one (or a few) Lava runs."""
 
@@ -75,8 +89,8 @@ class LavaExecutable(Executable):
         prof = {"build_s": 0.0, "compile_s": 0.0, "run_s": 0.0, "stop_s": 0.0, "runs": 0}
         try:
             for (a, b), sched in zip(parts, scheds, strict=True):
-                obs = run_stream(net, sched, xq[a:b], record=record,
-                                 progress=bar.update if bar is not None else None,
+                tick = _Progress(bar, sched, a, n) if bar is not None else None
+                obs = run_stream(net, sched, xq[a:b], record=record, progress=tick,
                                  chunks=self.progress_chunks if progress else 1,
                                  conv_model=self.conv_model)
                 logits.append(obs.logits)
@@ -90,8 +104,6 @@ class LavaExecutable(Executable):
                     prof[key] += getattr(obs, key)
                 prof["runs"] += 1
                 prof["processes"] = obs.n_processes
-                if bar is not None:
-                    bar.set_postfix(samples=b)
         finally:
             if bar is not None:
                 bar.close()
