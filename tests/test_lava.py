@@ -480,3 +480,20 @@ def test_first_difference_names_sample_layer_and_step():
     assert "sample 1, layer act2, step 0" in d["message"]
     d = first_difference(ref, rr({k: v.copy() for k, v in per.items()}, [[1, 2], [3, 5]], "lava"))
     assert (d["sample"], d["layer"]) == (1, "logits")
+
+
+@pytest.mark.slow
+@needs_lava
+def test_lava_imports_after_the_start_method_was_fixed():
+    """Lava's import calls set_start_method('fork'); a host that already fixed the start
+    method (even by asking for it) must still get a working backend."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp; mp.get_start_method()\n"
+            "from backends.lava import LavaBackend\n"
+            "ok, why = LavaBackend.available(); assert ok, why\n"
+            "import lava.proc.lif.process\n"
+            "print('OK')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-2000:]

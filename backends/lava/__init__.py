@@ -21,14 +21,35 @@ from kdsnn.errors import KdsnnError
 __all__ = ["LavaBackend", "LavaExecutable"]
 
 
+_LAVA_MP = "lava.magma.runtime.message_infrastructure.multiprocessing"
+
+
+def import_lava() -> None:
+    """Import Lava's runtime. Lava calls `multiprocessing.set_start_method('fork')` when
+    imported, which raises once anything has fixed the start method (even a bare
+    `multiprocessing.get_start_method()`); Lava needs fork, so force it for that call."""
+    import multiprocessing as mp
+
+    if _LAVA_MP in sys.modules or mp.get_start_method(allow_none=True) is None:
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+        return
+    orig = mp.set_start_method
+    mp.set_start_method = lambda method, force=False: orig(method, force=True)  # type: ignore[assignment]
+    try:
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401,F811
+    finally:
+        mp.set_start_method = orig  # type: ignore[assignment]
+
+
 def _import_error() -> str:
     if sys.version_info >= (3, 11):
         return (f"lava-nc 0.10 needs Python 3.10 (this is {sys.version_info.major}."
                 f"{sys.version_info.minor}); install kdsnn into a Python 3.10 environment")
     try:
+        import_lava()
         import lava.magma.core.run_configs  # noqa: F401
         import lava.proc.lif.process  # noqa: F401
-    except Exception as e:  # ImportError, numpy ABI errors, start-method RuntimeError
+    except Exception as e:  # ImportError, numpy ABI errors
         return f"lava-nc cannot be imported ({type(e).__name__}: {e}); `pip install lava-nc==0.10.0`"
     return ""
 

@@ -18,6 +18,7 @@ What each IntNet piece becomes (layouts: `layout.py`; timing: `schedule.py`):
   shortcut delay    relay chain: `Sparse(identity)` -> `LIF(vth=0)` per extra step
 """
 
+# ruff: noqa: E402  (lava is imported after import_lava(), which must run first)
 from __future__ import annotations
 
 import shutil
@@ -29,6 +30,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sps
+
+from backends.lava import import_lava
+
+import_lava()                                    # before any lava import: see import_lava
+
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv

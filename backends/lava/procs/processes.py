@@ -20,11 +20,17 @@ or else Lava's own conv. max|s| is 1 for binary spikes, else the builder's `s_ma
 proc_param (the input's qmax), else the port's 24-bit message width.
 """
 
+# ruff: noqa: E402  (lava is imported after import_lava(), which must run first)
 from __future__ import annotations
 
 import os
 
 import numpy as np
+
+from backends.lava import import_lava
+
+import_lava()                                    # before any lava import: see import_lava
+
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyOutPort
