@@ -44,7 +44,7 @@ def _training_options(fn):
         click.option("--width", type=float, default=None, help="Channel width multiplier (default 1)."),
         click.option("--epochs", type=int, default=None, help="Epochs (default: the dataset's)."),
         click.option("--batch-size", type=int, default=64, show_default=True),
-        click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="adamw", show_default=True),
+        click.option("--optimizer", default="adamw", show_default=True, help="sgd or adamw."),
         click.option("--lr", type=float, default=None, help="Peak learning rate (default sgd 0.1, adamw 2e-3); cosine schedule."),
         click.option("--weight-decay", type=float, default=None, help="Default sgd 5e-4, adamw 1e-2."),
         click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights."),
@@ -62,8 +62,8 @@ def _training_options(fn):
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
               help="Output folder (student.pt, best.pt, last.pt, metrics.jsonl).")
 @_training_options
-@click.option("--kd", type=click.Choice(["none", "response", "feature", "both"]), default="both",
-              show_default=True, help="Distillation: none (baseline), response (logits), feature, both.")
+@click.option("--kd", default="both", show_default=True,
+              help="Distillation: none (baseline), response (logits), feature, both.")
 @click.option("--teacher", default=None,
               help="Teacher: a kdsnn teacher .pt, a .onnx file, or torchvision:NAME. Default: train "
                    "the dataset's default teacher first (saved as OUTPUT/teacher.pt).")
@@ -73,7 +73,7 @@ def _training_options(fn):
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the default teacher.")
 @click.option("-T", "--time-steps", type=int, default=4, show_default=True, help="Time steps per sample.")
 @click.option("--theta", type=float, default=1.0, show_default=True, help="IF threshold.")
-@click.option("--surrogate", type=click.Choice(["sigmoid", "arctan"]), default="sigmoid", show_default=True)
+@click.option("--surrogate", default="sigmoid", show_default=True, help="Surrogate gradient: sigmoid or arctan.")
 @click.option("--slope", type=float, default=4.0, show_default=True, help="Surrogate slope.")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="KD weight (response: in [0, 1]).")
 @click.option("--temperature", "--tau", "temperature", type=float, default=4.0, show_default=True,

@@ -99,16 +99,16 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     surrogate = opts.get("surrogate") or "sigmoid"
     if surrogate not in SURROGATES:
         raise KdsnnError(f"unknown --surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
-    T = int(opts.get("time_steps") or 4) if kind == "student" else 1
+    T = int(_opt(opts, "time_steps", 4)) if kind == "student" else 1
     epochs = opts.get("epochs")
     epochs = int(epochs if epochs is not None else (d["epochs"] if kind == "student" else d["teacher_epochs"]))
     train = {
         "epochs": epochs,
-        "batch_size": int(opts.get("batch_size") or 64),
+        "batch_size": int(_opt(opts, "batch_size", 64)),
         "optimizer": optimizer,
         "lr": float(opts["lr"]) if opts.get("lr") is not None else DEFAULT_LR[optimizer],
         "weight_decay": float(opts["weight_decay"]) if opts.get("weight_decay") is not None else DEFAULT_WD[optimizer],
-        "seed": int(opts.get("seed") or 0),
+        "seed": int(_opt(opts, "seed", 0)),
         "alpha": float(opts["alpha"]) if opts.get("alpha") is not None else 0.5,
         "temperature": float(opts["temperature"]) if opts.get("temperature") is not None else 4.0,
         "limit_train": opts.get("limit_train"),
@@ -131,7 +131,7 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
         "arch": arch,
-        "width": float(opts.get("width") or 1.0),
+        "width": float(_opt(opts, "width", 1.0)),
         "num_classes": info.num_classes,
         "input_shape": list(info.input_shape),
         "T": T,
@@ -154,6 +154,12 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "resume": bool(opts.get("resume")),
         "stop_after": opts.get("stop_after"),
     }
+
+
+def _opt(opts: dict[str, Any], key: str, default: Any) -> Any:
+    """opts[key] unless it is missing or None (0 is a value, and gets checked)."""
+    v = opts.get(key)
+    return default if v is None else v
 
 
 # Keys of the run config that are about this invocation, not about the model.
@@ -258,6 +264,9 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
 
     start, best_acc, best_epoch = 0, -1.0, 0
     if cfg.get("resume"):
+        if not (out / "last.pt").exists():
+            raise KdsnnError(f"--resume: {out} holds no last.pt, so there is nothing to resume (it does not exist); "
+                             "run without --resume")
         st = load_checkpoint(out / "last.pt", kind=cfg["kind"])
         _check_resume(st["config"], cfg, out)
         model.load_state_dict(st["model"])
@@ -302,7 +311,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                     z, f_s = net(x), None
                 loss, parts = crit(z, y, z_t, f_s, f_t)
             if not torch.isfinite(loss):
-                raise KdsnnError(f"loss became {float(loss)} at epoch {epoch}, batch {bi + 1}; lower --lr "
+                raise KdsnnError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {bi + 1}; lower --lr "
                                  f"(now {tr['lr']}); earlier checkpoints in {out} are kept")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -422,7 +431,7 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
     dest = out / "teacher.pt"
     if cfg.get("resume") and dest.exists():
         load_checkpoint(dest, kind="teacher")
-        _echo(f"--resume: using the teacher trained earlier, {dest}", cfg["quiet"])
+        _echo(f"--resume: using the teacher trained earlier, {dest}")
         return dest
     d = DEFAULTS.get(cfg["dataset"], DEFAULTS["mnist5k"])
     topts = {**opts, "arch": d["teacher"], "epochs": opts.get("teacher_epochs") or d["teacher_epochs"],
@@ -430,7 +439,7 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
              "resume": bool(cfg.get("resume") and (out / "teacher" / "last.pt").exists())}
     tcfg = make_config("teacher", topts)
     _echo(f"no --teacher given: training the default teacher for {cfg['dataset']}, an ANN {tcfg['arch']} "
-          f"({tcfg['train']['epochs']} epochs), saved as {dest}", cfg["quiet"])
+          f"({tcfg['train']['epochs']} epochs), saved as {dest}")
     res = train_loop(tcfg)
     if is_main():
         with atomic_path(dest) as tmp:
@@ -438,5 +447,5 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
     from kdsnn import distributed
 
     distributed.barrier()  # every rank loads dest as its teacher next
-    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}", cfg["quiet"])
+    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}")
     return dest
