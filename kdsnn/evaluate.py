@@ -84,8 +84,11 @@ def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
                      samples: int | None = None, batch_size: int = 256, device: str = "cpu",
                      seed: int = 0, as_json: bool = False, output: str | None = None,
                      quiet: bool = False, **_: Any) -> list[dict[str, Any]]:
-    """`kdsnn evaluate CKPT...` (float): one line per checkpoint, or JSON with --json."""
-    if noise:
+    """`kdsnn evaluate CKPT...` (float): one line per checkpoint, or JSON with --json.
+
+    With --noise (or an .onnx model) the robustness evaluation (kdsnn.robustness) takes over.
+    """
+    if noise or any(str(c).lower().endswith(".onnx") for c in checkpoints):
         try:
             from kdsnn.robustness import robustness_command
         except ImportError:
