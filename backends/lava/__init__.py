@@ -2,8 +2,15 @@
 (`Loihi2SimCfg(select_tag="fixed_pt")`), bit-exact with the canonical zero-delay semantics
 that intsim computes (DESIGN §4, parity rung 4).
 
-Lava is imported only when a network is compiled, so listing backends works where lava-nc
-cannot be installed (Python >= 3.11); `available()` then says why.
+    exe = LavaBackend().compile(intnet)               # options: period (>= T, default T),
+    res = exe.run(x_normalized, progress=True)        #   conv_model ("im2col" | "lava"),
+    res.logits, res.spike_counts, res.layer_spikes_per_step   # max_samples_per_run (2000)
+
+One `run` streams all its samples through one running Lava network (schedule.py), then
+stops it; `res.extra` says where the time went (compile_s, run_s, stop_s, ...).
+`parity.first_difference(intsim_res, lava_res)` names the first differing sample, layer and
+step for rung 4. Lava is imported only when a network is compiled, so listing backends works
+where lava-nc cannot be installed (Python >= 3.11); `available()` then says why.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ class LavaExecutable(Executable):
 
         run_config(conv_model)                    # validates the name
         self.conv_model = conv_model
+        if int(max_samples_per_run) < 1 or int(progress_chunks) < 1:
+            raise KdsnnError("lava backend: max_samples_per_run and progress_chunks must be >= 1")
         net.validate()
         check(net)
         make_schedule(net, 1, period)             # validates timing now, not at run time
