@@ -156,7 +156,9 @@ def evaluate(**opts) -> None:
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
               help="Output folder for graph.nir, the IntNet artifact, parity.json, reports.")
 @click.option("--samples", type=int, default=None,
-              help="Test samples to run (default: 1000 for intsim/reference, 100 for lava).")
+              help="Test samples to run (default: 1000; on lava the samples Lava runs, default 100).")
+@click.option("--eval-samples", type=int, default=None,
+              help="With --target lava: test samples for the float and intsim rungs (default 1000).")
 @click.option("--calibration", type=int, default=256, show_default=True,
               help="Training samples used to choose the integer scales.")
 @click.option("--dataset", default=None, help="Dataset to run on (needed for a .nir SOURCE).")
