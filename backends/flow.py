@@ -166,7 +166,7 @@ def stage_load_data(ctx: FlowContext) -> None:
     from kdsnn.data import load_arrays
 
     n = ctx.opts.get("samples") or DEFAULT_SAMPLES.get(ctx.target, 1000)
-    if ctx.target == "lava":
+    if ctx.target == "lava" and not ctx.extra.get("rerun"):
         # Lava runs --samples; the float and intsim rungs run the whole evaluation set
         # (intsim is fast), so rung 3's 0.5-point tolerance is judged on enough samples.
         ctx.extra["lava_samples"] = int(n)
@@ -513,6 +513,7 @@ def run_command(**opts: Any) -> FlowContext:
             raise KdsnnError(f"{ipath} was lowered for T={ctx.intnet.T}; re-export to change T")
         ctx.T = ctx.intnet.T
     ctx.opts.setdefault("download", False)
+    ctx.extra["rerun"] = True
     stage_load_data(ctx)
     t0 = time.perf_counter()
     if target == "reference":

@@ -110,6 +110,13 @@ class _Conn:
     padding: tuple[int, int] = (0, 0)
 
 
+def _absmax(t: torch.Tensor | None) -> int:
+    if t is None or t.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(t)
+    return max(-int(lo), int(hi))
+
+
 def _exact_dtype(bound: int) -> torch.dtype:
     if bound < F32_EXACT:
         return torch.float32
@@ -290,6 +297,8 @@ class IntSimExecutable(Executable):
         dyn = None if dynamic is None else dynamic.reshape(T, n, size)
         out = torch.empty((T, n, size), dtype=torch.bool, device=self.device)
         u_wraps = v_clips = 0
+        if a_bound >= (1 << 17) and a_bound < (1 << 31):
+            a_bound = max(_absmax(static), _absmax(dynamic))      # what this batch really reaches
         if p.du == 4095 and p.dv == 0 and a_bound < (1 << 17) and bmax < (1 << 29):
             # IF fast path, int32: u = a << 6 can neither wrap 24 bits (|a| < 2^17) nor
             # overflow int32, and |v + u + bias| < 2^23 + 2^23 + 2^29 < 2^31.

@@ -124,7 +124,7 @@ class _IFMultiStep(torch.autograd.Function):
                 slope: float) -> torch.Tensor:
         shape = (T, *y.shape) if static else y.shape
         vpre = torch.empty(shape, dtype=y.dtype, device=y.device)
-        mask = torch.empty(shape, dtype=torch.bool, device=y.device)
+        spikes = torch.empty(shape, dtype=y.dtype, device=y.device)
         v: torch.Tensor | None = None  # potential after the reset of the previous step
         for t in range(T):
             yt = y if static else y[t]
@@ -132,15 +132,16 @@ class _IFMultiStep(torch.autograd.Function):
                 vpre[0].copy_(yt)
             else:
                 torch.add(v, yt, out=vpre[t])
-            torch.gt(vpre[t], theta, out=mask[t])
-            v = vpre[t].masked_fill(mask[t], 0.0) if t < T - 1 else None
-        ctx.save_for_backward(vpre, mask)
+            torch.gt(vpre[t], theta, out=spikes[t])
+            # hard reset: v - v * s is exactly 0 where s = 1 and exactly v where s = 0
+            v = torch.addcmul(vpre[t], vpre[t], spikes[t], value=-1.0) if t < T - 1 else None
+        ctx.save_for_backward(vpre, spikes)
         ctx.theta, ctx.kind, ctx.slope, ctx.static = theta, kind, slope, static
-        return mask.to(y.dtype)
+        return spikes
 
     @staticmethod
     def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
-        vpre, mask = ctx.saved_tensors
+        vpre, spikes = ctx.saved_tensors
         a_ = ctx.slope
         if ctx.kind == 0:  # a * sig(a x) * (1 - sig(a x)), sig'(.) fused by sigmoid_backward
             sig = torch.sub(vpre, ctx.theta).mul_(a_).sigmoid_()
@@ -148,8 +149,8 @@ class _IFMultiStep(torch.autograd.Function):
         else:  # (a/2) / (1 + (pi/2 a x)^2)
             g = torch.sub(vpre, ctx.theta).mul_(math.pi / 2.0 * a_).square_().add_(1.0).reciprocal_()
             g.mul_(gs).mul_(a_ / 2.0)
-        for t in range(g.shape[0] - 2, -1, -1):
-            g[t].add_(g[t + 1].masked_fill(mask[t], 0.0))
+        for t in range(g.shape[0] - 2, -1, -1):  # g[t] += g[t+1] * (1 - s[t]), exact for s in {0, 1}
+            g[t].add_(torch.addcmul(g[t + 1], g[t + 1], spikes[t], value=-1.0))
         if ctx.static:
             g = g.sum(0)
         return g, None, None, None, None, None
