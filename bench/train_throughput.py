@@ -6,7 +6,8 @@ cross entropy, CPU. snnTorch's IF is `Leaky(beta=1.0, reset_mechanism="zero")` (
 `reset_delay=False`, the same-step hard reset of DESIGN §3) and runs the usual snnTorch
 loop over time steps. Before timing, the two are checked to compute the same logits with
 the same weights (eval mode). Rounds alternate between the two so that a noisy machine
-hurts both alike; the median round is reported.
+hurts both alike; the median round is reported, by wall clock and by this process's CPU
+time (the steadier figure on a shared machine; with --threads 1 it is the work done).
 
     python bench/train_throughput.py [--steps 10] [--rounds 5] [--threads N]
 """
@@ -14,6 +15,7 @@ hurts both alike; the median round is reported.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -61,7 +63,8 @@ class SnnTorchCNN(nn.Module):
             mine.load_state_dict(theirs.state_dict())
 
 
-def steps_per_s(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+def samples_per_s(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[float, float]:
+    """(samples per wall-clock second, samples per CPU second of this process)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
 
@@ -72,10 +75,11 @@ def steps_per_s(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) 
         opt.step()
 
     step()  # warm-up
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    return steps * x.shape[0] / (time.perf_counter() - t)
+    n = steps * x.shape[0]
+    return n / (time.perf_counter() - t), n / (time.process_time() - c)
 
 
 def main() -> None:
@@ -101,13 +105,18 @@ def main() -> None:
     print(f"same weights, eval mode: max |logit difference| = {d:.2e}")
     r_ours, r_theirs = [], []
     for _ in range(a.rounds):
-        r_ours.append(steps_per_s(ours, x, y, a.steps))
-        r_theirs.append(steps_per_s(theirs, x, y, a.steps))
-    mo, mt = statistics.median(r_ours), statistics.median(r_theirs)
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"kdsnn    cnn student T={a.T} batch {a.batch}: {mo:8.1f} samples/s (rounds: {', '.join(f'{v:.0f}' for v in r_ours)})")
-    print(f"snnTorch cnn student T={a.T} batch {a.batch}: {mt:8.1f} samples/s (rounds: {', '.join(f'{v:.0f}' for v in r_theirs)})")
-    print(f"ratio kdsnn / snnTorch: {mo / mt:.2f}x (goal >= 1.5x)")
+        r_ours.append(samples_per_s(ours, x, y, a.steps))
+        r_theirs.append(samples_per_s(theirs, x, y, a.steps))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+    for i, clock in enumerate(("wall-clock", "CPU-time")):
+        mo = statistics.median(r[i] for r in r_ours)
+        mt = statistics.median(r[i] for r in r_theirs)
+        print(f"[{clock}] kdsnn    cnn student T={a.T} batch {a.batch}: {mo:8.1f} samples/s "
+              f"(rounds: {', '.join(f'{r[i]:.0f}' for r in r_ours)})")
+        print(f"[{clock}] snnTorch cnn student T={a.T} batch {a.batch}: {mt:8.1f} samples/s "
+              f"(rounds: {', '.join(f'{r[i]:.0f}' for r in r_theirs)})")
+        print(f"[{clock}] ratio kdsnn / snnTorch: {mo / mt:.2f}x (goal >= 1.5x)")
 
 
 if __name__ == "__main__":
