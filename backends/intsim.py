@@ -117,6 +117,18 @@ def _absmax(t: torch.Tensor | None) -> int:
     return max(-int(lo), int(hi))
 
 
+def _clip_(v: torch.Tensor, lim: int) -> int:
+    """Clip v to +-lim in place (Lava's 24-bit v); returns how many values were clipped."""
+    if v.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(v)
+    if int(hi) <= lim and int(lo) >= -lim:
+        return 0
+    k = int(((v > lim) | (v < -lim)).sum())
+    v.clamp_(-lim, lim)
+    return k
+
+
 def _exact_dtype(bound: int) -> torch.dtype:
     if bound < F32_EXACT:
         return torch.float32
@@ -223,7 +235,12 @@ class IntSimExecutable(Executable):
 
     # -- one batch ----------------------------------------------------------------------
     def _accumulate(self, k: _Conn, s: torch.Tensor) -> torch.Tensor:
-        """a of one connection, flattened (B, n_dst): int32 when it provably fits, else int64."""
+        """a of one connection, flattened (B, n_dst).
+
+        float32 when every value and partial sum is provably an integer below 2^24 (the
+        weight exponent is then an exact multiply / floor by a power of two) and, for conv,
+        below 2^23 (no 24-bit wrap); else int32 when it fits, else int64 with Lava's wraps.
+        """
         c = k.c
         x = s
         if k.pool > 1:
@@ -240,8 +257,14 @@ class IntSimExecutable(Executable):
             with _no_nnpack():
                 acc = F.conv2d(x.to(k.dtype), k.wt, None, k.stride, k.padding, c.dilation, c.groups)
         acc = acc.reshape(acc.shape[0], -1)
+        e = c.weight_exp if c.kind == "dense" else 0
+        if k.dtype == torch.float32 and k.a_bound < (F32_EXACT if c.kind == "dense" else STATE_MAX):
+            if e > 0:
+                acc = acc * float(1 << e)
+            elif e < 0:
+                acc = torch.floor(acc * (1.0 / (1 << -e)))
+            return acc
         if c.kind == "dense":
-            e = c.weight_exp
             if k.bound < (1 << 31) and k.a_bound < (1 << 31):
                 acc = acc.to(torch.int32)
                 return (acc << e) if e >= 0 else (acc >> -e)
@@ -258,24 +281,27 @@ class IntSimExecutable(Executable):
         counts, per_step, trains, diag = {}, {}, {}, {}
         logits = None
         for p in net.populations:
-            static, dynamic = None, None
-            total = sum(k.a_bound for k in self.conns[p.name])
-            for k in self.conns[p.name]:
-                acc = self._accumulate(k, spikes[k.c.src])
-                if total >= (1 << 31):
-                    acc = acc.to(torch.int64)
+            ks = self.conns[p.name]
+            accs = [self._accumulate(k, spikes[k.c.src]) for k in ks]
+            total = sum(k.a_bound for k in ks)
+            if not all(a.dtype == torch.float32 for a in accs) or total >= F32_EXACT:
+                it = torch.int32 if total < (1 << 31) else torch.int64
+                accs = [a.to(it) for a in accs]
+            static = dynamic = None
+            for k, acc in zip(ks, accs, strict=True):
                 if k.src_static:
                     static = acc if static is None else static + acc
                 else:
                     dynamic = acc if dynamic is None else dynamic + acc
-            if total >= (1 << 31):
-                static = None if static is None else wrap(static, 32)
+            if total >= (1 << 31) and static is not None:
+                static = wrap(static, 32)
             s_all, info = self._neurons(p, static, dynamic, total, T, n)
             diag[p.name] = info
             if p.readout:
                 logits = info.pop("v_last")
             spikes[p.name] = s_all.reshape(T * n, *p.shape)
-            per = s_all.view(torch.uint8).sum(dim=2, dtype=torch.int32).T.contiguous()   # (n, T)
+            cdt = torch.float32 if p.size < F32_EXACT else torch.float64
+            per = s_all.sum(dim=2, dtype=cdt).T.to(torch.int64)       # (n, T), exact counts
             per_step[p.name] = per
             counts[p.name] = per.sum(dim=1)
             if record:
@@ -285,35 +311,48 @@ class IntSimExecutable(Executable):
 
     def _neurons(self, p, static: torch.Tensor | None, dynamic: torch.Tensor | None,
                  a_bound: int, T: int, n: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One population's LIF dynamics over T steps -> spikes (T, n, size) bool.
+        """One population's LIF dynamics over T steps -> spikes (T, n, size) float32 0/1.
 
         static: (n, size) a that is the same at every step; dynamic: (T*n, size) a per step.
         """
         size = p.size
         bias = self.bias[p.name]
-        bmax = int(bias.abs().max()) if bias.numel() else 0
+        bmax = _absmax(bias)
         vth = int(p.vth) << VTH_SHIFT
         lim = STATE_MAX - 1
         dyn = None if dynamic is None else dynamic.reshape(T, n, size)
-        out = torch.empty((T, n, size), dtype=torch.bool, device=self.device)
+        out = torch.empty((T, n, size), dtype=torch.float32, device=self.device)
         u_wraps = v_clips = 0
+        is_float = any(t is not None and t.dtype == torch.float32 for t in (static, dynamic))
         if a_bound >= (1 << 17) and a_bound < (1 << 31):
-            a_bound = max(_absmax(static), _absmax(dynamic))      # what this batch really reaches
-        if p.du == 4095 and p.dv == 0 and a_bound < (1 << 17) and bmax < (1 << 29):
-            # IF fast path, int32: u = a << 6 can neither wrap 24 bits (|a| < 2^17) nor
-            # overflow int32, and |v + u + bias| < 2^23 + 2^23 + 2^29 < 2^31.
-            b32 = bias.to(torch.int32)
-            base = b32 if static is None else (static.to(torch.int32) << ACT_SHIFT) + b32
-            v = torch.zeros((n, size), dtype=torch.int32, device=self.device)
+            a_bound = _absmax(static) + _absmax(dynamic)          # what this batch really reaches
+        if_fast = p.du == 4095 and p.dv == 0 and a_bound < (1 << 17)
+        if if_fast and is_float and (a_bound << ACT_SHIFT) + bmax < STATE_MAX:
+            # IF in float32: u = 64 a never wraps (|a| < 2^17) and every value stays an
+            # integer below 2^24: |v| <= 2^23 - 1 before the step, |64 a| + |bias| < 2^23.
+            bf = bias.to(torch.float32)
+            base = bf if static is None else static * float(1 << ACT_SHIFT) + bf
+            v = torch.zeros((n, size), dtype=torch.float32, device=self.device)
             for t in range(T):
                 v += base
                 if dyn is not None:
-                    v += dyn[t].to(torch.int32) << ACT_SHIFT
-                if v.numel():
-                    lo, hi = torch.aminmax(v)
-                    if int(hi) > lim or int(lo) < -lim:
-                        v_clips += int(((v > lim) | (v < -lim)).sum())
-                        v.clamp_(-lim, lim)
+                    v.add_(dyn[t], alpha=float(1 << ACT_SHIFT))
+                v_clips += _clip_(v, lim)
+                s = v > vth
+                v.masked_fill_(s, 0.0)
+                out[t] = s
+            v = v.to(torch.int64)
+        elif if_fast and bmax < (1 << 29):
+            # IF in int32: no 24-bit wrap (|a| < 2^17), and |v + u + bias| < 2^31.
+            b32 = bias.to(torch.int32)
+            base = b32 if static is None else (static.to(torch.int32) << ACT_SHIFT) + b32
+            dyn32 = None if dyn is None else dyn.to(torch.int32)
+            v = torch.zeros((n, size), dtype=torch.int32, device=self.device)
+            for t in range(T):
+                v += base
+                if dyn32 is not None:
+                    v += dyn32[t] << ACT_SHIFT
+                v_clips += _clip_(v, lim)
                 s = v > vth
                 v.masked_fill_(s, 0)
                 out[t] = s
