@@ -219,10 +219,11 @@ def plot_robustness(result: dict[str, Any], path: str | os.PathLike) -> Path:
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         pts = sorted((n["level"], n["spec"]) for n in result["noise"] if n["type"] == kind)
-        for m in result["models"]:
+        for i, m in enumerate(result["models"]):  # styles differ so equal curves stay visible
             xs = [0.0] + [lv for lv, _ in pts]
             ys = [100 * m["accuracy"][CLEAN]] + [100 * m["accuracy"][s] for _, s in pts]
-            ax.plot(xs, ys, marker="o", label=m["label"])
+            ax.plot(xs, ys, marker="osD^v<>"[i % 7], linestyle=["-", "--", "-.", ":"][i % 4],
+                    markersize=6 - (i % 3), label=m["label"])
         ax.set_title(kind if kind != CLEAN else "clean")
         ax.set_xlabel("noise level")
         ax.set_ylabel("accuracy (%)")
