@@ -71,3 +71,27 @@ def test_trained_student_rung3_and_bit_exactness(trained) -> None:
     np.testing.assert_array_equal(r.logits[idx], s["logits"])
     for p in net.populations:
         np.testing.assert_array_equal(r.spike_counts[p.name][idx], s["spikes"][p.name].sum(axis=(1, 2)))
+
+
+def test_evaluate_deployed_clean_and_noisy(trained, tmp_path, capsys) -> None:
+    """`kdsnn evaluate CKPT --target intsim --noise ...`: float and deployed rows, JSON out."""
+    import json
+
+    from backends.evaluate import evaluate_deployed
+    from kdsnn.checkpoint import save_checkpoint
+    from kdsnn.errors import KdsnnError
+
+    m, cfg, *_ = trained
+    ckpt = save_checkpoint(tmp_path / "student.pt", {"config": {**cfg, "width": 0.5, "neuron": {}},
+                                                     "model": m.state_dict()})
+    res = evaluate_deployed(checkpoints=(str(ckpt),), noise=("gaussian:0.3",), samples=120,
+                            calibration=64, as_json=True, output=str(tmp_path / "rob"), quiet=True)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["target"] == "intsim" and res["conditions"] == ["clean", "gaussian:0.3"]
+    labels = [mm["label"] for mm in res["models"]]
+    assert any("(float)" in lb for lb in labels) and any("intsim loihi" in lb for lb in labels)
+    f, i = res["models"]
+    assert abs(f["accuracy"]["clean"] - i["accuracy"]["clean"]) <= 0.03
+    assert (tmp_path / "rob" / "robustness.json").is_file()
+    with pytest.raises(KdsnnError, match="unknown noise|noise"):
+        evaluate_deployed(checkpoints=(str(ckpt),), noise=("fog:0.1",))
