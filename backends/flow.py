@@ -352,9 +352,10 @@ def stage_rung3(ctx: FlowContext) -> None:
     entry = {"rung": 3, "name": f"{INTNET_FILE} on intsim (integer)", "backend": "intsim", **s_int,
              "accuracy_delta_points": delta, "tolerance_points": RUNG3_ACC_POINTS,
              "same_predictions_as_rung1": float((res.predictions == ref.predictions).mean()),
-             "spike_agreement": layers, "passed": bool(abs(delta) <= RUNG3_ACC_POINTS)}
+             "spike_agreement": layers, "overflow": res.extra.get("overflow"),
+             "passed": bool(abs(delta) <= RUNG3_ACC_POINTS)}
     ctx.rungs.append(entry)
-    if not entry["passed"] and not ctx.quiet:
+    if not entry["passed"]:
         import click
 
         click.secho(f"warning: rung 3: integer accuracy differs from the float student by {delta:+.2f} "
