@@ -69,17 +69,17 @@ def match_points(student: list[str], teacher: list[str]) -> list[tuple[str, str]
     return list(zip(student[len(student) - n:], teacher[len(teacher) - n:], strict=True))
 
 
-def _connector(s_shape: tuple[int, ...], t_shape: tuple[int, ...]) -> nn.Module:
+def _connector(s_shape: tuple[int, ...], t_shape: tuple[int, ...], always: bool = False) -> nn.Module:
     """Student-side map from a feature of `s_shape` to the teacher's channels/width."""
     if len(t_shape) == 3 and len(s_shape) == 3:
-        if s_shape[0] == t_shape[0]:
+        if s_shape[0] == t_shape[0] and not always:
             return nn.Identity()
         return nn.Sequential(nn.Conv2d(s_shape[0], t_shape[0], 1, bias=False), nn.BatchNorm2d(t_shape[0]))
     n_t = t_shape[0]
     if len(s_shape) == 3:  # student map against a teacher vector: pool the student map first
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(s_shape[0], n_t, bias=False),
                              nn.BatchNorm1d(n_t))
-    if s_shape[0] == n_t and len(t_shape) == 1:
+    if s_shape[0] == n_t and len(t_shape) == 1 and not always:
         return nn.Identity()
     return nn.Sequential(nn.Linear(s_shape[0], n_t, bias=False), nn.BatchNorm1d(n_t))
 
@@ -94,10 +94,11 @@ def align_teacher(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 class Connectors(nn.Module):
-    """One connector per matched pair (Identity where the shapes already agree)."""
+    """One connector per matched pair (Identity where the shapes already agree, unless
+    `always`: then every student feature gets a learned 1x1 conv / linear + BN)."""
 
     def __init__(self, pairs: list[tuple[str, str]], s_shapes: dict[str, tuple[int, ...]],
-                 t_shapes: dict[str, tuple[int, ...]]) -> None:
+                 t_shapes: dict[str, tuple[int, ...]], always: bool = False) -> None:
         super().__init__()
         self.pairs = list(pairs)
         self.maps = nn.ModuleDict()
@@ -105,7 +106,7 @@ class Connectors(nn.Module):
             s, t = tuple(s_shapes[sname]), tuple(t_shapes[tname])
             if len(t) not in (1, 3) or len(s) not in (1, 3):
                 raise KdsnnError(f"cannot match student feature {sname} {s} to teacher feature {tname} {t}")
-            self.maps[sname] = _connector(s, t)
+            self.maps[sname] = _connector(s, t, always)
 
     def forward(self, fs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {sname: self.maps[sname](fs[sname]) for sname, _ in self.pairs}

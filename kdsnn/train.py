@@ -114,6 +114,7 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "limit_train": opts.get("limit_train"),
         "augment": info.augment,
         "device": str(opts.get("device") or "cpu"),
+        "connector": opts.get("connector") or "auto",
     }
     for k in ("epochs", "batch_size"):
         if train[k] <= 0:
@@ -249,7 +250,8 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
             if not pairs:
                 raise KdsnnError(f"--kd {cfg['kd']} needs teacher features, but teacher {cfg['teacher']} "
                                  "names none (for ONNX teachers give --teacher-features)")
-            crit.connectors = Connectors(pairs, model.feature_shapes(), teacher.feature_shapes).to(device)
+            crit.connectors = Connectors(pairs, model.feature_shapes(), teacher.feature_shapes,
+                                         always=tr.get("connector") == "always").to(device)
     params = list(model.parameters()) + (list(crit.connectors.parameters()) if crit.connectors else [])
     if tr["optimizer"] == "sgd":
         opt = torch.optim.SGD(params, lr=tr["lr"], momentum=0.9, nesterov=True, weight_decay=tr["weight_decay"])
