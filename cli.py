@@ -50,6 +50,8 @@ def _training_options(fn):
         click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights."),
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda (AMP on CUDA)."),
         click.option("--limit-train", type=int, default=None, help="Train on the first N samples only."),
+        click.option("--shift", type=int, default=None,
+                     help="Random translation augmentation, in pixels (default: 2 for MNIST-like data, else 0)."),
         click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last.pt."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
     ]

@@ -41,12 +41,12 @@ from kdsnn.neurons import SURROGATES
 # default epochs of teacher and student. mnist5k's numbers fit the issue's budget: teacher
 # and KD student within 10 minutes on 2 CPU cores.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "mnist5k": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 8, "epochs": 15},
-    "digits": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 20, "epochs": 30},
-    "mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 10, "epochs": 20},
-    "fashion-mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 15, "epochs": 30},
-    "cifar10": {"arch": "vgg11", "teacher": "resnet18", "teacher_epochs": 100, "epochs": 200},
-    "cifar100": {"arch": "resnet18", "teacher": "resnet34", "teacher_epochs": 150, "epochs": 200},
+    "mnist5k": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 8, "epochs": 15, "shift": 2},
+    "digits": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 20, "epochs": 30, "shift": 0},
+    "mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 10, "epochs": 20, "shift": 2},
+    "fashion-mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 15, "epochs": 30, "shift": 2},
+    "cifar10": {"arch": "vgg11", "teacher": "resnet18", "teacher_epochs": 100, "epochs": 200, "shift": 0},
+    "cifar100": {"arch": "resnet18", "teacher": "resnet34", "teacher_epochs": 150, "epochs": 200, "shift": 0},
 }
 OPTIMIZERS = ("sgd", "adamw")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
@@ -115,6 +115,7 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "augment": info.augment,
         "device": str(opts.get("device") or "cpu"),
         "connector": opts.get("connector") or "auto",
+        "shift": int(_opt(opts, "shift", d["shift"])),
     }
     for k in ("epochs", "batch_size"):
         if train[k] <= 0:
@@ -261,6 +262,8 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     net = _wrap(model)
+    # the normalized value of a black pixel: what a shifted image is padded with
+    background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
         crit.connectors = distributed.replicate(crit.connectors, device)
 
@@ -303,6 +306,8 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                    disable=quiet or not is_main(), unit="batch")
         for bi, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if tr.get("shift"):
+                x = random_shift(x, tr["shift"], background)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 z_t = f_t = None
                 if teacher is not None:
@@ -365,6 +370,22 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     distributed.barrier()  # the other ranks may read the final file next (default teacher)
     return {"best_acc": best_acc, "best_epoch": best_epoch, "last": summary,
             "path": str(out / final_name)}
+
+
+def random_shift(x: torch.Tensor, max_shift: int, background: torch.Tensor) -> torch.Tensor:
+    """Translate each image by a random (dy, dx) in [-max_shift, max_shift]^2, filling with
+    `background` (the MNIST-style augmentation; uses the global torch RNG, so it is seeded
+    and resumable)."""
+    b, c, h, w = x.shape
+    p = int(max_shift)
+    xp = torch.nn.functional.pad(x - background, (p, p, p, p)) + background
+    dy = torch.randint(0, 2 * p + 1, (b,)).to(x.device)
+    dx = torch.randint(0, 2 * p + 1, (b,)).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])[:, None, None, :]
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return xp[bi, ci, rows, cols]
 
 
 def _check_resume(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:

@@ -119,3 +119,22 @@ def test_bad_options(tmp_path) -> None:
                     ({"surrogate": "relu"}, "--surrogate"), ({"limit_train": 0}, "--limit-train")]:
         with pytest.raises(KdsnnError, match=msg):
             make_config("student", {**TINY, "output": str(tmp_path), **kw})
+
+
+def test_random_shift_translates_and_pads_with_background() -> None:
+    from kdsnn.train import random_shift
+
+    torch.manual_seed(0)
+    x = torch.arange(3 * 2 * 5 * 5, dtype=torch.float32).view(3, 2, 5, 5)
+    bg = torch.tensor([-1.0, -2.0]).view(1, 2, 1, 1)
+    y = random_shift(x, 2, bg)
+    assert y.shape == x.shape
+    for i in range(3):
+        found = False
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                ref = bg.expand(1, 2, 9, 9).clone()[0]
+                ref[:, 2:7, 2:7] = x[i]
+                if torch.equal(ref[:, 2 + dy:7 + dy, 2 + dx:7 + dx], y[i]):
+                    found = True
+        assert found, i
