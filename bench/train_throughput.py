@@ -1,10 +1,10 @@
 """Training throughput of the kdsnn `cnn` student vs the same network in snnTorch.
 
-Both networks: conv3x3(32)+BN, IF, avgpool2, conv3x3(64)+BN, IF, avgpool2, flatten,
-fc(128)+BN1d, IF, fc(classes), mean of the readout over T steps; T=4, batch 64, AdamW,
-cross entropy, CPU. snnTorch's IF is `Leaky(beta=1.0, reset_mechanism="zero")` (with
-`reset_delay=False`, the same-step hard reset of DESIGN §3) and runs the usual snnTorch
-loop over time steps. Before timing, the two are checked to compute the same logits with
+Both networks are the zoo's `cnn` (whatever its layers are: the snnTorch twin is built
+from the GraphNet's node list with copies of its layers and weights), mean of the readout
+over T steps; T=4, batch 64, AdamW, cross entropy, CPU. snnTorch's IF is
+`Leaky(beta=1.0, reset_mechanism="zero")` (with `reset_delay=False`, the same-step hard
+reset of DESIGN §3) and runs the usual snnTorch loop over time steps. Before timing, the two are checked to compute the same logits with
 the same weights (eval mode). Rounds alternate between the two so that a noisy machine
 hurts both alike; the median round is reported, by wall clock and by this process's CPU
 time (the steadier figure on a shared machine; with --threads 1 it is the work done).
@@ -15,6 +15,7 @@ time (the steadier figure on a shared machine; with --threads 1 it is the work d
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -26,41 +27,47 @@ from torch import nn
 from kdsnn.zoo import build
 
 
-class SnnTorchCNN(nn.Module):
-    """The kdsnn `cnn` student written the snnTorch way (one pass per time step)."""
+class SnnTorchTwin(nn.Module):
+    """A chain-shaped kdsnn GraphNet (the `cnn` student) rebuilt the snnTorch way: the same
+    layers and weights, snnTorch IF neurons, one pass through every layer per time step."""
 
-    def __init__(self, T: int, num_classes: int = 10, slope: float = 4.0) -> None:
+    def __init__(self, net: nn.Module, slope: float = 4.0) -> None:
         import snntorch as snn
         from snntorch import surrogate
 
         super().__init__()
-        self.T = T
+        self.T = net.T
         sg = surrogate.sigmoid(slope=slope)
-        lif = dict(beta=1.0, threshold=1.0, reset_mechanism="zero", reset_delay=False, spike_grad=sg)
-        self.conv1, self.bn1 = nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
-        self.conv2, self.bn2 = nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64)
-        self.fc1, self.bn3 = nn.Linear(64 * 7 * 7, 128, bias=False), nn.BatchNorm1d(128)
-        self.fc2 = nn.Linear(128, num_classes)
-        self.lif1, self.lif2, self.lif3 = (snn.Leaky(**lif) for _ in range(3))
-        self.pool = nn.AvgPool2d(2)
+        theta = net.neuron.get("theta", 1.0)
+        self.names, self.layers = [], nn.ModuleList()
+        for spec in net.specs:
+            if spec.inputs != [self.names[-1] if self.names else "input"]:
+                raise ValueError("the twin is built for chain-shaped networks only")
+            mod = net.nodes[spec.name]
+            if spec.op == "act":
+                mod = snn.Leaky(beta=1.0, threshold=theta, reset_mechanism="zero", reset_delay=False,
+                                spike_grad=sg)
+            elif spec.op == "readout":
+                mod = nn.Identity()
+            else:
+                mod = copy.deepcopy(mod)  # same layer, same weights (conv/linear + BN, pool, flatten)
+            self.names.append(spec.name)
+            self.layers.append(mod)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m1, m2, m3 = self.lif1.init_leaky(), self.lif2.init_leaky(), self.lif3.init_leaky()
+        import snntorch as snn
+
+        mems = {i: m.init_leaky() for i, m in enumerate(self.layers) if isinstance(m, snn.Leaky)}
         out = 0.0
         for _ in range(self.T):
-            s1, m1 = self.lif1(self.bn1(self.conv1(x)), m1)
-            s2, m2 = self.lif2(self.bn2(self.conv2(self.pool(s1))), m2)
-            s3, m3 = self.lif3(self.bn3(self.fc1(self.pool(s2).flatten(1))), m3)
-            out = out + self.fc2(s3)
+            h = x
+            for i, m in enumerate(self.layers):
+                if i in mems:
+                    h, mems[i] = m(h, mems[i])
+                else:
+                    h = m(h)
+            out = out + h
         return out / self.T
-
-    def load_from_kdsnn(self, net: nn.Module) -> None:
-        n = net.nodes
-        pairs = [(self.conv1, n["conv1"].conv), (self.bn1, n["conv1"].bn), (self.conv2, n["conv2"].conv),
-                 (self.bn2, n["conv2"].bn), (self.fc1, n["fc1"].linear), (self.bn3, n["fc1"].bn),
-                 (self.fc2, n["fc2"].linear)]
-        for mine, theirs in pairs:
-            mine.load_state_dict(theirs.state_dict())
 
 
 def samples_per_s(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[float, float]:
@@ -94,8 +101,7 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     ours = build("cnn", True, 10, (1, 28, 28), T=a.T, neuron={"theta": 1.0, "surrogate": "sigmoid", "slope": 4.0})
-    theirs = SnnTorchCNN(a.T)
-    theirs.load_from_kdsnn(ours)
+    theirs = SnnTorchTwin(ours)
     x = torch.randn(a.batch, 1, 28, 28)
     y = torch.randint(0, 10, (a.batch,))
     with torch.no_grad():
