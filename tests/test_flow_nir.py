@@ -62,7 +62,7 @@ def test_export_nir_writes_graph_and_parity(ckpt, tmp_path, capsys):
     out = tmp_path / "exp"
     ctx = flow.export_command(**opts(ckpt, out))
     printed = capsys.readouterr().out
-    assert "graph.nir: 13 nodes" in printed and "rung 2" in printed and "PASS" in printed
+    assert "graph.nir: 12 nodes" in printed and "rung 2" in printed and "PASS" in printed
     par = json.loads((out / "parity.json").read_text())
     assert par["passed"] and par["samples"] == 40 and par["T"] == 3 and par["dataset"] == "digits"
     r1, r2 = par["rungs"]

@@ -99,7 +99,7 @@ def test_export_structure_metadata_and_roundtrip(tmp_path):
             if hasattr(v, attr):
                 assert np.array_equal(getattr(v, attr), getattr(back.nodes[k], attr))
     s = graph_summary(back)
-    assert s["neurons"] == 4 * 12 * 12 + 8 * 6 * 6 + 16 and s["readout"] == 10
+    assert s["neurons"] == 4 * 12 * 12 + 8 * 3 * 3 + 16 and s["readout"] == 10
 
 
 def test_canonicalize_is_idempotent():
