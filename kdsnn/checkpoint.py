@@ -5,7 +5,8 @@ Layout of the dict saved with `torch.save` (atomically, through kdsnn.io):
     version     CHECKPOINT_VERSION
     config      kind ("student"|"teacher"), arch, width, num_classes, input_shape, T,
                 neuron {theta, surrogate, slope}, dataset, mean, std, class_names, kd,
-                kdsnn_version, train {...hyper-parameters}, teacher (spec or None)
+                kdsnn_version, train {...hyper-parameters}, teacher (spec or None),
+                graph {specs: [NodeSpec as dict], feature_points} (the exact network)
     model       the GraphNet state_dict (the exportable network only)
     connectors  state_dict of the training-only feature connectors, or None (never exported)
     epoch, metrics, best_acc
@@ -76,10 +77,28 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     return data
 
 
+def graph_of(model) -> dict[str, Any]:
+    """The node list and feature points of a GraphNet, for the checkpoint config: a
+    checkpoint rebuilds exactly the network it was trained as, even if the zoo changes."""
+    from dataclasses import asdict
+
+    return {"specs": [asdict(s) for s in model.specs], "feature_points": list(model.feature_points)}
+
+
 def build_from_config(config: dict[str, Any]):
-    """The GraphNet described by a checkpoint config (weights not loaded)."""
+    """The GraphNet described by a checkpoint config (weights not loaded): from its stored
+    node list (`graph`) when present, else from the zoo by architecture name."""
+    from kdsnn.layers import GraphNet, NodeSpec
     from kdsnn.zoo import build
 
+    spiking = config["kind"] == "student"
+    if config.get("graph"):
+        g = config["graph"]
+        net = GraphNet([NodeSpec(**d) for d in g["specs"]], tuple(config["input_shape"]),
+                       int(config["num_classes"]), spiking=spiking, T=int(config.get("T", 1) or 1),
+                       neuron=config.get("neuron"), feature_points=g["feature_points"], arch=config["arch"])
+        net.width = float(config.get("width", 1.0))
+        return net
     return build(config["arch"], spiking=config["kind"] == "student",
                  num_classes=int(config["num_classes"]), input_shape=tuple(config["input_shape"]),
                  T=int(config.get("T", 1) or 1), neuron=config.get("neuron"),

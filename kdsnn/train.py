@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Subset
 
 from kdsnn import __version__
-from kdsnn.checkpoint import build_from_config, load_checkpoint, save_checkpoint
+from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.distill import Connectors, DistillLoss, check_mode, match_points
 from kdsnn.errors import KdsnnError
 from kdsnn.evaluate import evaluate_model, resolve_device
@@ -273,7 +273,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
             raise KdsnnError(f"--resume: {out} holds no last.pt, so there is nothing to resume (it does not exist); "
                              "run without --resume")
         st = load_checkpoint(out / "last.pt", kind=cfg["kind"])
-        _check_resume(st["config"], cfg, out)
+        _check_resume(st["config"], {**cfg, "graph": graph_of(model)}, out)
         model.load_state_dict(st["model"])
         if crit.connectors is not None and st.get("connectors") is not None:
             crit.connectors.load_state_dict(st["connectors"])
@@ -289,7 +289,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         with atomic_path(out / "metrics.jsonl") as tmp:  # a fresh run starts a fresh log
             tmp.write_text("")
 
-    ccfg = _ckpt_config(cfg)
+    ccfg = {**_ckpt_config(cfg), "graph": graph_of(model)}
     summary: dict[str, Any] = {}
     # stop_after: end this invocation after that epoch of the schedule (a later --resume goes on)
     last_epoch = min(tr["epochs"], int(cfg.get("stop_after") or tr["epochs"]))
@@ -390,7 +390,7 @@ def random_shift(x: torch.Tensor, max_shift: int, background: torch.Tensor) -> t
 
 def _check_resume(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
     """Resuming must continue the same model and schedule."""
-    for k in ("kind", "arch", "width", "dataset", "T", "kd", "neuron"):
+    for k in ("kind", "arch", "width", "dataset", "T", "kd", "neuron", "graph"):
         if old.get(k) != new.get(k):
             raise KdsnnError(f"--resume: {out / 'last.pt'} was trained with {k}={old.get(k)!r}, "
                              f"now {k}={new.get(k)!r}; use the same options or another -o")

@@ -109,3 +109,28 @@ def test_failed_save_keeps_previous_file(tmp_path) -> None:
         save_checkpoint(path, {"config": cfg, "model": net.state_dict(), "bad": lambda: 0})
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
+def test_stored_graph_is_rebuilt_exactly(tmp_path) -> None:
+    """A checkpoint carrying its node list rebuilds that network, not today's zoo entry."""
+    from kdsnn.checkpoint import graph_of
+    from kdsnn.layers import GraphBuilder, GraphNet
+
+    b = GraphBuilder((1, 8, 8))
+    b.conv("conv1", 3, 3, stride=2)
+    b.act("act1")
+    b.flatten("flatten")
+    b.linear("fc", 10)
+    b.readout()
+    torch.manual_seed(0)
+    cfg = {**_config("student"), "T": 2, "width": 1.0}
+    net = GraphNet(b.specs, (1, 8, 8), 10, spiking=True, T=2, neuron=cfg["neuron"],
+                   feature_points=["act1"], arch="cnn").eval()
+    cfg["graph"] = graph_of(net)
+    save_checkpoint(tmp_path / "g.pt", {"config": cfg, "model": net.state_dict()})
+    model, got = load_model(tmp_path / "g.pt")
+    assert [s.name for s in model.specs] == ["conv1", "act1", "flatten", "fc", "readout"]
+    assert model.feature_points == ["act1"]
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net(x), rtol=0, atol=0)
