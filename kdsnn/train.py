@@ -458,11 +458,11 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
         return dest
     d = DEFAULTS.get(cfg["dataset"], DEFAULTS["mnist5k"])
     topts = {**opts, "arch": d["teacher"], "epochs": opts.get("teacher_epochs") or d["teacher_epochs"],
-             "output": str(out / "teacher"), "width": None, "teacher": None,
+             "output": str(out / "teacher"), "width": d.get("teacher_width", 1.0), "teacher": None,
              "resume": bool(cfg.get("resume") and (out / "teacher" / "last.pt").exists())}
     tcfg = make_config("teacher", topts)
     _echo(f"no --teacher given: training the default teacher for {cfg['dataset']}, an ANN {tcfg['arch']} "
-          f"({tcfg['train']['epochs']} epochs), saved as {dest}")
+          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs), saved as {dest}")
     res = train_loop(tcfg)
     if is_main():
         with atomic_path(dest) as tmp:
