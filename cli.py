@@ -73,6 +73,8 @@ def _training_options(fn):
 @click.option("--teacher-weights", type=click.Path(dir_okay=False), default=None,
               help="Weights file of a torchvision:NAME teacher.")
 @click.option("--teacher-epochs", type=int, default=None, help="Epochs of the default teacher.")
+@click.option("--connector", default="auto", show_default=True,
+              help="Feature KD connectors: auto (1x1 conv/linear + BN where shapes differ) or always.")
 @click.option("-T", "--time-steps", type=int, default=4, show_default=True, help="Time steps per sample.")
 @click.option("--theta", type=float, default=1.0, show_default=True, help="IF threshold.")
 @click.option("--surrogate", default="sigmoid", show_default=True, help="Surrogate gradient: sigmoid or arctan.")

@@ -117,6 +117,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "connector": opts.get("connector") or "auto",
         "shift": int(_opt(opts, "shift", d["shift"])),
     }
+    if train["connector"] not in ("auto", "always"):
+        raise KdsnnError(f"unknown --connector {train['connector']!r}; choose auto or always")
     for k in ("epochs", "batch_size"):
         if train[k] <= 0:
             raise KdsnnError(f"--{k.replace('_', '-')} must be positive, got {train[k]}")

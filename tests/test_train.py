@@ -117,7 +117,8 @@ def test_bad_options(tmp_path) -> None:
     for kw, msg in [({"dataset": "imagenet"}, "unknown dataset"), ({"arch": "alexnet"}, "unknown architecture"),
                     ({"kd": "logit"}, "unknown --kd"), ({"optimizer": "adam"}, "--optimizer"),
                     ({"epochs": 0}, "--epochs"), ({"lr": -1.0}, "--lr"), ({"time_steps": 0}, "time-steps"),
-                    ({"surrogate": "relu"}, "--surrogate"), ({"limit_train": 0}, "--limit-train")]:
+                    ({"surrogate": "relu"}, "--surrogate"), ({"limit_train": 0}, "--limit-train"),
+                    ({"connector": "never"}, "--connector"), ({"batch_size": 0}, "--batch-size")]:
         with pytest.raises(KdsnnError, match=msg):
             make_config("student", {**TINY, "output": str(tmp_path), **kw})
 
