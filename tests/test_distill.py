@@ -118,3 +118,9 @@ def test_bad_modes_and_parameters() -> None:
         DistillLoss("response", alpha=1.5)
     with pytest.raises(KdsnnError, match="temperature"):
         DistillLoss("response", tau=0)
+
+
+def test_connectors_always_learn_a_map() -> None:
+    con = Connectors([("a", "A"), ("c", "C")], {"a": (8, 4, 4), "c": (16,)}, {"A": (8, 4, 4), "C": (16,)},
+                     always=True)
+    assert isinstance(con.maps["a"][0], nn.Conv2d) and isinstance(con.maps["c"][0], nn.Linear)
