@@ -29,13 +29,7 @@ class _SpikeFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        a = ctx.slope
-        if ctx.kind == 0:  # sigmoid: d/dx sigmoid(a x) = a s (1 - s)
-            s = torch.sigmoid(a * x)
-            g = a * s * (1.0 - s)
-        else:  # arctan: d/dx (1/pi) atan(pi/2 a x) = (a/2) / (1 + (pi/2 a x)^2)
-            g = (a / 2.0) / (1.0 + (math.pi / 2.0 * a * x) ** 2)
-        return grad * g, None, None
+        return grad * _surrogate_grad(x, ctx.kind, ctx.slope), None, None
 
 
 def spike(x: torch.Tensor, surrogate: str = "sigmoid", slope: float = 4.0) -> torch.Tensor:
@@ -102,7 +96,8 @@ class IFNeuron(nn.Module):
 
 
 def _surrogate_grad(x: torch.Tensor, kind: int, a: float) -> torch.Tensor:
-    """Derivative of the smooth surrogate of Heaviside(x) (see `_SpikeFn.backward`)."""
+    """Derivative of the smooth surrogate of Heaviside(x):
+    sigmoid: d/dx sigmoid(a x) = a s (1 - s);  arctan: d/dx (1/pi) atan(pi/2 a x) = (a/2) / (1 + (pi/2 a x)^2)."""
     if kind == 0:
         s = torch.sigmoid(a * x)
         return a * s * (1.0 - s)
