@@ -20,6 +20,12 @@ class Teacher(Protocol):
     num_classes: int
     input_shape: tuple[int, ...]          # (C, H, W) it expects, after normalization
     feature_names: list[str]              # in stage order; matched to the student's in order
+    feature_shapes: dict[str, tuple[int, ...]]  # per feature name, without batch (set by check)
+
+    def check(self, input_shape: tuple[int, ...], num_classes: int,
+              mean: list[float] | None = None, std: list[float] | None = None) -> None:
+        """Raise KdsnnError before training if the teacher does not fit the dataset."""
+        ...
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits (B, classes) and {feature name: (B, ...)} for a normalized batch, no grad."""
