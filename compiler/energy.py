@@ -15,12 +15,12 @@ Loihi core walks its whole fan-out list whatever the weight).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from kdsnn.errors import KdsnnError
+from kdsnn.io import read_table
 
 COSTS = ("e_ac_pj", "e_mac_pj", "e_synop_pj", "e_neuron_active_pj", "e_neuron_idle_pj")
 
@@ -96,7 +96,7 @@ def load_energy_model(name_or_path: str | Path | EnergyModel) -> EnergyModel:
     if not path.is_file():
         raise KdsnnError(f"energy model {key!r} is neither built in ({', '.join(BUILTIN)}) "
                          "nor an existing JSON/TOML file")
-    data = _read_table(path)
+    data = read_table(path, "energy model file")
     if not isinstance(data, dict):
         raise KdsnnError(f"energy model file {path} must hold one table/object of fields")
     data = data.get("energy_model", data)
@@ -119,24 +119,3 @@ def load_energy_model(name_or_path: str | Path | EnergyModel) -> EnergyModel:
             raise KdsnnError(f"energy model file {path}: {k} must be a non-negative number of pJ, not {v!r}")
         vals[k] = float(v)
     return EnergyModel(**vals)
-
-
-def _read_table(path: Path) -> Any:
-    text = path.read_text()
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib  # type: ignore[import-not-found]
-        except ModuleNotFoundError:
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ModuleNotFoundError:
-                raise KdsnnError(f"reading {path} needs Python >= 3.11 or the tomli package; "
-                                 "or write the model as JSON") from None
-        try:
-            return tomllib.loads(text)
-        except Exception as e:  # tomllib.TOMLDecodeError
-            raise KdsnnError(f"energy model file {path} is not valid TOML ({e})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise KdsnnError(f"energy model file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None

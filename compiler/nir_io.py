@@ -376,6 +376,22 @@ def _inline_rec(graph: nir.NIRGraph, prefix: str, ctx: _Ctx):
     return nodes, edges, inner
 
 
+def topological_order(names: list[str], preds: dict[str, list[str]],
+                      succs: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """Kahn's order of a DAG: (order, nodes left on a cycle; empty for a DAG)."""
+    indeg = {k: len(preds[k]) for k in names}
+    queue = deque(k for k in names if indeg[k] == 0)
+    order: list[str] = []
+    while queue:
+        k = queue.popleft()
+        order.append(k)
+        for b in succs[k]:
+            indeg[b] -= 1
+            if indeg[b] == 0:
+                queue.append(b)
+    return order, [k for k in names if indeg[k] > 0]
+
+
 def _structure(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]], ctx: _Ctx):
     """Edges refer to nodes, one Input and one Output, every node connected, no cycles.
     Returns (topological order, preds, succs)."""
@@ -417,18 +433,8 @@ def _structure(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]], ctx:
                 raise ctx.fail(k, "has no incoming edge (not connected to the input)")
             if not succs[k]:
                 raise ctx.fail(k, "has no outgoing edge (does not lead to the output)")
-    indeg = {k: len(v) for k, v in preds.items()}
-    queue = deque(k for k in nodes if indeg[k] == 0)
-    order: list[str] = []
-    while queue:
-        k = queue.popleft()
-        order.append(k)
-        for b in succs[k]:
-            indeg[b] -= 1
-            if indeg[b] == 0:
-                queue.append(b)
-    if len(order) != len(nodes):
-        cyc = [k for k in nodes if indeg[k] > 0]
+    order, cyc = topological_order(list(nodes), preds, succs)
+    if cyc:
         raise KdsnnError(f"{ctx.source}: the graph has a cycle through {', '.join(cyc[:6])}: recurrent "
                          "connections are not supported (kdsnn runs feed-forward graphs with zero delay)")
     return order, preds, succs

@@ -26,12 +26,12 @@ Sources of the `loihi` numbers
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from kdsnn.errors import KdsnnError
+from kdsnn.io import read_table
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 
@@ -160,7 +160,7 @@ def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
     if not path.is_file():
         raise KdsnnError(f"unknown target {key!r}: not a built-in ({', '.join(available_targets())}) "
                          "and no such spec file")
-    data = _read_spec(path)
+    data = read_table(path, "target spec")
     if not isinstance(data, dict):
         raise KdsnnError(f"target spec {path}: expected a JSON/TOML object at the top level")
     base_name = data.pop("base", None)
@@ -182,24 +182,3 @@ def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
     if base_name and "energy_pj" in data:
         spec = replace(spec, energy_pj={**BUILTIN[base_name].energy_pj, **data["energy_pj"]})
     return spec.validate()
-
-
-def _read_spec(path: Path) -> Any:
-    text = path.read_text()
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib as toml  # type: ignore[import-not-found]
-        except ModuleNotFoundError:
-            try:
-                import tomli as toml  # type: ignore[import-not-found,no-redef]
-            except ModuleNotFoundError:
-                raise KdsnnError(f"target spec {path}: reading TOML needs Python >= 3.11 or the "
-                                 "'tomli' package; write the spec as JSON instead") from None
-        try:
-            return toml.loads(text)
-        except Exception as e:  # noqa: BLE001 - any parse error is the user's file
-            raise KdsnnError(f"target spec {path} is not valid TOML: {e}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise KdsnnError(f"target spec {path} is not valid JSON: {e.msg} at line {e.lineno}") from None

@@ -77,3 +77,29 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_table(path: str | os.PathLike, what: str) -> Any:
+    """A user's JSON (or TOML) settings file; `what` names it in errors ("target spec ...").
+
+    TOML needs Python >= 3.11 (tomllib) or the tomli package; JSON always works.
+    """
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib as toml  # type: ignore[import-not-found]
+        except ModuleNotFoundError:
+            try:
+                import tomli as toml  # type: ignore[no-redef]
+            except ModuleNotFoundError:
+                raise KdsnnError(f"{what} {path}: reading TOML needs Python >= 3.11 or the 'tomli' "
+                                 "package; write it as JSON instead") from None
+        try:
+            return toml.loads(text)
+        except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+            raise KdsnnError(f"{what} {path} is not valid TOML ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KdsnnError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno})") from None

@@ -8,12 +8,13 @@ refused with the node's name.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Any
 
 import nir
 import numpy as np
 
+from compiler.nir_io import topological_order
 from compiler.passes.state import LNode, LoweringState
 from kdsnn.errors import KdsnnError
 
@@ -58,18 +59,9 @@ def run(st: LoweringState, graph: nir.NIRGraph) -> None:
     if len(inputs) != 1:
         raise KdsnnError(f"the NIR graph must have exactly one Input node, found {len(inputs)}")
     # topological order (Kahn), refusing cycles
-    indeg = {k: len(preds[k]) for k in nodes}
-    q = deque(k for k in nodes if indeg[k] == 0)
-    order = []
-    while q:
-        k = q.popleft()
-        order.append(k)
-        for s in succs[k]:
-            indeg[s] -= 1
-            if indeg[s] == 0:
-                q.append(s)
-    if len(order) != len(nodes):
-        cyc = sorted(k for k in nodes if indeg[k] > 0)
+    order, cyc = topological_order(list(nodes), preds, succs)
+    if cyc:
+        cyc = sorted(cyc)
         raise KdsnnError(f"the NIR graph has a cycle through {', '.join(cyc[:4])}; kdsnn lowers feed-forward graphs only")
     shapes: dict[str, tuple[int, ...]] = {}
     for name in order:
