@@ -5,18 +5,24 @@ numpy arrays only, no framework. Semantics per population p and step t (zero sta
 start of each sample, zero synaptic delay, T steps):
 
     a[t]  = sum over incoming connections c of  accumulate_c(s_src[t])
-            accumulate = Lava's fixed-point Dense/Conv: weights clipped/truncated by
-            (num_weight_bits, sign_mode), integer dot/conv, then << weight_exp
-            (>> -weight_exp when negative; Lava's Conv ignores weight_exp, so conv
-            connections always carry weight_exp = 0)
-    u[t]  = wrap24(decay(u[t-1], du + 1) + (a[t] << 6))
-    v[t]  = clip24(decay(v[t-1], dv) + u[t] + (bias_mant << bias_exp))
+            dense: Lava's PyDenseModelBitAcc — weights clipped to 8 bits and truncated
+            by (num_weight_bits, sign_mode), int32 dot product, then << weight_exp
+            (>> -weight_exp, an arithmetic shift, when negative)
+            conv: Lava's PyConvModelFixed — weights used as given (no clip/truncate),
+            weight_exp ignored (so conv connections carry weight_exp = 0), the sum
+            wrapped to 24 bits
+    u[t]  = wrap24(decay(u[t-1], du + 1) + (a[t] << 6))     Lava's one-sided test:
+            x > 2^23 -> x - 2^24;  x <= -2^23 -> x + 2^24
+    v[t]  = clip24(decay(v[t-1], dv) + u[t] + bias)          clip to [-(2^23-1), 2^23-1]
+            bias = int16(bias_mant) << bias_exp  (>> -bias_exp when negative)
     s[t]  = v[t] > (vth << 6);  v[t] = 0 where s[t]
     decay(x, d) = sign(x) * ((|x| * (4096 - d)) >> 12)
 
 The source "input" emits the quantized image as graded spikes at every step
-(`InputSpec.quantize`). A readout population never fires; its integer `v` after the last
-step is the integer logit, and `logit ~= v * out_scale` recovers the float value.
+(`InputSpec.quantize`). The readout population is thresholded like any other; the
+lowering chooses its vth so that it provably never fires, and backends report it if it
+does. Its integer `v` after the last step is the integer logit; `logit ~= v * out_scale`.
+`backends/intsim.py` is the executable statement of these rules, tested against Lava.
 """
 
 from __future__ import annotations
