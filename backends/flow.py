@@ -291,7 +291,7 @@ def stage_lower(ctx: FlowContext) -> None:
     from kdsnn.data import load_arrays
 
     ctx.extra["target_spec"] = spec = load_target(ctx.opts.get("hw") or "loihi")
-    n_cal = int(ctx.opts.get("calibration") or 256)
+    n_cal = int(256 if ctx.opts.get("calibration") is None else ctx.opts["calibration"])
     if n_cal < 1:
         raise KdsnnError(f"--calibration must be positive, got {n_cal}")
     x_cal, _ = load_arrays(ctx.dataset, "train", n_cal, ctx.opts.get("data_dir"),
@@ -471,8 +471,9 @@ def export_command(**opts: Any) -> FlowContext:
     target = str(opts.get("target") or "lava")
     if target not in PIPELINES:
         raise KdsnnError(f"unknown target {target!r}; choose one of {', '.join(PIPELINES)} (see `kdsnn targets`)")
-    if opts.get("samples") is not None and int(opts["samples"]) < 1:
-        raise KdsnnError(f"--samples must be positive, got {opts['samples']}")
+    for opt in ("samples", "eval_samples", "calibration", "batch_size"):
+        if opts.get(opt) is not None and int(opts[opt]) < 1:
+            raise KdsnnError(f"--{opt.replace('_', '-')} must be positive, got {opts[opt]}")
     ctx = FlowContext(opts=dict(opts), target=target, out=Path(opts["output"]), quiet=bool(opts.get("quiet")))
     for stage in PIPELINES[target]:
         stage(ctx)
