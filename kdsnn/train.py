@@ -11,6 +11,7 @@ Output folder of a run:
   best.pt        the epoch with the best test accuracy so far
   student.pt / teacher.pt   the best model, written when the run ends
   metrics.jsonl  one JSON object per epoch (loss parts, train/test accuracy, lr, time)
+  training.png   loss terms and train/test accuracy per epoch (kdsnn.curves)
 All written atomically (kdsnn.io); a failure (NaN loss, Ctrl-C) leaves the earlier files.
 """
 
@@ -369,6 +370,11 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
             raise KdsnnError(f"no finished epoch in {out}; nothing to write")
         with atomic_path(out / final_name) as tmp:
             shutil.copyfile(best, tmp)
+        from kdsnn.curves import plot_training
+
+        plot_training(out / "metrics.jsonl", out / "training.png",
+                      title=f"{cfg['kind']} {cfg.get('arch', '')} on {cfg.get('dataset', '')}"
+                            + (f", kd={cfg['kd']}" if cfg["kind"] == "student" else ""))
     distributed.barrier()  # the other ranks may read the final file next (default teacher)
     return {"best_acc": best_acc, "best_epoch": best_epoch, "last": summary,
             "path": str(out / final_name)}

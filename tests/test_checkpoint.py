@@ -134,3 +134,21 @@ def test_stored_graph_is_rebuilt_exactly(tmp_path) -> None:
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(model(x), net(x), rtol=0, atol=0)
+
+
+def test_training_curves_plot(tmp_path):
+    """metrics.jsonl -> a real PNG; a truncated last line (killed run) is skipped."""
+    import json
+
+    from kdsnn.curves import plot_training, read_metrics
+
+    m = tmp_path / "metrics.jsonl"
+    recs = [{"epoch": e, "loss": 1.0 / e, "ce": 0.5 / e, "train_acc": 0.5 + e / 10, "test_acc": 0.4 + e / 10}
+            for e in (1, 2, 3)]
+    m.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"epoch": 4, "lo')
+    assert read_metrics(m) == recs
+    png = plot_training(m, tmp_path / "training.png", title="t")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "empty.jsonl").write_text("")
+    assert plot_training(tmp_path / "empty.jsonl", tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
