@@ -238,7 +238,13 @@ def targets(as_json: bool) -> None:
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,
               help="Another export folder to put side by side.")
 def report(**opts) -> None:
-    """Print (and re-render) the operations, memory and energy report of an export folder."""
+    """Print (and re-render) the operations, memory and energy report of an export folder.
+
+    \b
+    Examples:
+      kdsnn report runs/demo/export
+      kdsnn report runs/kd/export --compare runs/nokd/export
+    """
     from compiler.report import report_command
 
     report_command(**opts)
