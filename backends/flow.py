@@ -336,24 +336,15 @@ def stage_rung3(ctx: FlowContext) -> None:
 
     Quantization may legitimately move a spike, so rung 3 is a tolerance check, reported
     (and printed) but not an error; rung 4 below is exact."""
+    from backends.intsim import rung3
+
     ref, res = ctx.results["rung1"], ctx.results["intsim"]
-    s_ref, s_int = _scores(ref, ctx.y), _scores(res, ctx.y)
-    delta = 100 * (s_int["accuracy"] - s_ref["accuracy"])
-    layers = {}
-    for k, c_int in res.spike_counts.items():
-        if k not in ref.spike_counts:
-            continue
-        a, b = np.asarray(ref.spike_counts[k], float), np.asarray(c_int, float)
-        corr = float(np.corrcoef(a, b)[0, 1]) if len(a) > 1 and a.std() > 0 and b.std() > 0 else None
-        layers[k] = {"float_spikes_per_sample": float(a.mean()), "int_spikes_per_sample": float(b.mean()),
-                     "ratio": float(b.sum() / a.sum()) if a.sum() else None,
-                     "per_sample_correlation": corr,
-                     "samples_equal": float((a == b).mean()) if len(a) else 1.0}
-    entry = {"rung": 3, "name": f"{INTNET_FILE} on intsim (integer)", "backend": "intsim", **s_int,
-             "accuracy_delta_points": delta, "tolerance_points": RUNG3_ACC_POINTS,
-             "same_predictions_as_rung1": float((res.predictions == ref.predictions).mean()),
-             "spike_agreement": layers, "overflow": res.extra.get("overflow"),
-             "passed": bool(abs(delta) <= RUNG3_ACC_POINTS)}
+    r = rung3(ref.logits, ctx.y, res, ref, tolerance_points=RUNG3_ACC_POINTS)
+    delta = -r["delta_points"]  # integer minus float, as printed
+    entry = {"rung": 3, "name": f"{INTNET_FILE} on intsim (integer)", "backend": "intsim",
+             **_scores(res, ctx.y), "accuracy_delta_points": delta, "tolerance_points": RUNG3_ACC_POINTS,
+             "same_predictions_as_rung1": r["prediction_agreement"], "spike_agreement": r["layers"],
+             "overflow": r["overflow_events"], "passed": r["passed"]}
     ctx.rungs.append(entry)
     if not entry["passed"]:
         import click

@@ -508,6 +508,7 @@ def rung3(student_logits: np.ndarray, labels: np.ndarray, int_result: RunResult,
                 "ratio": float(a.sum() / b.sum()) if b.sum() > 0 else None,
                 "correlation": corr,
                 "mean_abs_rel_diff": float(np.abs(a - b).mean() / b.mean()) if b.mean() > 0 else None,
+                "samples_equal": float((a == b).mean()) if n else 1.0,
             }
     overflow = int_result.extra.get("overflow", {}) if int_result.extra else {}
     return {
