@@ -19,7 +19,7 @@ import nir
 import numpy as np
 import torch
 
-from compiler.nir_io import canonicalize
+from compiler.nir_io import canonicalize, window_out_hw
 from kdsnn import __version__
 from kdsnn.errors import KdsnnError
 
@@ -66,9 +66,7 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
                               padding=tuple(conv.padding), dilation=tuple(conv.dilation),
                               groups=int(conv.groups),
                               bias=b if b is not None else np.zeros(w.shape[0]))
-            ho = (s[1] + 2 * conv.padding[0] - conv.dilation[0] * (w.shape[2] - 1) - 1) // conv.stride[0] + 1
-            wo = (s[2] + 2 * conv.padding[1] - conv.dilation[1] * (w.shape[3] - 1) - 1) // conv.stride[1] + 1
-            out = (w.shape[0], ho, wo)
+            out = (w.shape[0], *window_out_hw(s[1:], w.shape[2:], conv.stride, conv.padding, conv.dilation))
         elif spec.op == "linear":
             w, b = fold_bn(mod.linear.weight, mod.linear.bias, mod.bn)
             node = nir.Linear(weight=w) if b is None else nir.Affine(weight=w, bias=b)
@@ -82,7 +80,7 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
             if _pair(mod.padding) != (0, 0) or mod.ceil_mode:
                 raise KdsnnError(f"node {spec.name}: AvgPool2d with padding/ceil_mode cannot be exported exactly")
             node = nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(st), padding=np.array([0, 0]))
-            out = (s[0], (s[1] - k[0]) // st[0] + 1, (s[2] - k[1]) // st[1] + 1)
+            out = (s[0], *window_out_hw(s[1:], k, st, (0, 0)))
         elif spec.op == "flatten":
             node = nir.Flatten(input_type={"input": np.array(s)}, start_dim=0, end_dim=-1)
             out = (int(np.prod(s)),)

@@ -376,6 +376,14 @@ def _inline_rec(graph: nir.NIRGraph, prefix: str, ctx: _Ctx):
     return nodes, edges, inner
 
 
+def window_out_hw(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                  padding: tuple[int, ...], dilation: tuple[int, ...] = (1, 1)) -> tuple[int, int]:
+    """Output (H, W) of a conv or pooling window over an (H, W) input (PyTorch's floor rule)."""
+    h, w = ((n + 2 * p - d * (k - 1) - 1) // s + 1
+            for n, k, s, p, d in zip(hw, kernel, stride, padding, dilation, strict=True))
+    return h, w
+
+
 def topological_order(names: list[str], preds: dict[str, list[str]],
                       succs: dict[str, list[str]]) -> tuple[list[str], list[str]]:
     """Kahn's order of a DAG: (order, nodes left on a cycle; empty for a DAG)."""
@@ -586,8 +594,7 @@ def _convert(name: str, node: nir.NIRNode, s: tuple[int, ...] | None, ps: list[s
                                  "count in the mean; use SumPool2d or no padding")
         if min(k) < 1 or min(st) < 1 or min(p) < 0:
             raise ctx.fail(name, f"{kind} kernel {k}, stride {st}, padding {p} are invalid")
-        ho = (s[1] + 2 * p[0] - k[0]) // st[0] + 1
-        wo = (s[2] + 2 * p[1] - k[1]) // st[1] + 1
+        ho, wo = window_out_hw(s[1:], k, st, p)
         if ho < 1 or wo < 1:
             raise ctx.fail(name, f"{kind} kernel {k} is larger than its input {s}")
         cls = nir.AvgPool2d if isinstance(node, nir.AvgPool2d) else nir.SumPool2d
@@ -668,8 +675,7 @@ def _convert_conv(name: str, node: nir.Conv2d, s: tuple[int, ...], ps: list[str]
             raise ctx.fail(name, f"padding {pad!r} is not 'same', 'valid' or integers")
     else:
         p = _pair(name, "padding", pad, ctx)
-    ho = (s[1] + 2 * p[0] - dil[0] * (k[0] - 1) - 1) // stride[0] + 1
-    wo = (s[2] + 2 * p[1] - dil[1] * (k[1] - 1) - 1) // stride[1] + 1
+    ho, wo = window_out_hw(s[1:], k, stride, p, dil)
     if ho < 1 or wo < 1:
         raise ctx.fail(name, f"Conv2d output would be empty for input {s}")
     b = _arr(name, "bias", node.bias if node.bias is not None else 0.0, ctx)

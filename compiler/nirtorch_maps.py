@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compiler.export import fold_bn
+from compiler.export import _pair, fold_bn
 from compiler.nir_io import canonicalize
 
 
@@ -75,10 +75,6 @@ def _flatten(m: nn.Flatten) -> nir.Flatten:
     sd = m.start_dim - 1 if m.start_dim > 0 else m.start_dim
     ed = m.end_dim - 1 if m.end_dim > 0 else m.end_dim
     return nir.Flatten(input_type=None, start_dim=sd, end_dim=ed)
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def torch_to_nir_map() -> dict[type, Any]:

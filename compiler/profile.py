@@ -117,18 +117,29 @@ def target_limits(target: Any = None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------- connectivity ---
+def _taps(n_out: int, k: int, stride: int, pad: int, dil: int) -> np.ndarray:
+    """(n_out, k): the input index output o reads through kernel tap j, o*stride - pad + j*dil
+    (outside [0, n_in) where it falls in the padding)."""
+    return np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None] * dil
+
+
+def _conv_taps(c: Connection, dst_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """_taps along H and W of a conv connection into dst_shape (C, H, W)."""
+    kh, kw = c.weight.shape[2:]
+    return (_taps(dst_shape[1], kh, c.stride[0], c.padding[0], c.dilation[0]),
+            _taps(dst_shape[2], kw, c.stride[1], c.padding[1], c.dilation[1]))
+
+
 def axis_reach(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> np.ndarray:
     """(n_in, k) bool: input index i is reached through kernel tap j by some output index.
 
-    Output o reads input o*stride - pad + j*dil through tap j; padding positions are not
-    neurons, so they carry no synapse.
+    Padding positions are not neurons, so they carry no synapse.
     """
     reach = np.zeros((n_in, k), dtype=bool)
-    o = np.arange(n_out)
-    for j in range(k):
-        i = o * stride - pad + j * dil
-        i = i[(i >= 0) & (i < n_in)]
-        reach[i, j] = True
+    i = _taps(n_out, k, stride, pad, dil)
+    j = np.broadcast_to(np.arange(k), i.shape)
+    inside = (i >= 0) & (i < n_in)
+    reach[i[inside], j[inside]] = True
     return reach
 
 
@@ -172,8 +183,7 @@ def fan_in(c: Connection, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]
     c_out, cin_g, kh, kw = c.weight.shape
     c_in, h_in, w_in = src_shape
     _, h_out, w_out = dst_shape
-    oy = np.arange(h_out)[:, None] * c.stride[0] - c.padding[0] + np.arange(kh)[None] * c.dilation[0]
-    ox = np.arange(w_out)[:, None] * c.stride[1] - c.padding[1] + np.arange(kw)[None] * c.dilation[1]
+    oy, ox = _conv_taps(c, dst_shape)
     ny = ((oy >= 0) & (oy < h_in)).sum(1)
     nx = ((ox >= 0) & (ox < w_in)).sum(1)
     per_pos = cin_g * ny[:, None] * nx[None, :]
@@ -206,9 +216,7 @@ def map_population(net: IntNet, pop: Population, lim: Mapping[str, Any]) -> dict
             dense_axons += int(np.prod(s_shape))
         else:
             cin = s_shape[0]
-            oy = np.arange(shape[1])[:, None] * c.stride[0] - c.padding[0] + np.arange(c.weight.shape[2])[None] * c.dilation[0]
-            ox = np.arange(shape[2])[:, None] * c.stride[1] - c.padding[1] + np.arange(c.weight.shape[3])[None] * c.dilation[1]
-            convs.append((cin, s_shape[1:], oy, ox))
+            convs.append((cin, s_shape[1:], *_conv_taps(c, shape)))
     total_bits = int(bits_pos.sum()) * C
     max_neuron_axons = dense_axons + max(
         (int(((oy >= 0) & (oy < hw[0])).sum(1).max()) * int(((ox >= 0) & (ox < hw[1])).sum(1).max()) * cin
@@ -489,7 +497,9 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
         d["ops_exact"] = d["ops_exact"] and exact
 
     # -- ANN operations --------------------------------------------------------------------
-    student = dict(student_ann_macs) if student_ann_macs is not None else intnet_dense_macs(intnet)
+    # one MAC per synapse (intnet_dense_macs), already summed per population above
+    student = (dict(student_ann_macs) if student_ann_macs is not None
+               else {r["name"]: r["synapses"] for r in layers})
     student_src = "given" if student_ann_macs is not None else "intnet synapses"
     for r in layers:
         r["ann_macs"] = int(ann_macs[r["name"]]) if ann_macs and r["name"] in ann_macs else None
@@ -528,11 +538,11 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
     chips = math.ceil(total_cores / lim["cores_per_chip"])
 
     # -- energy ----------------------------------------------------------------------------
+    ann_total_macs = int(sum(int(v) for v in ann_macs.values())) if ann_macs else None
     energy: dict[str, Any] = {}
     for em in models:
         eff = em.count == "effective"
         snn_total = 0.0
-        ann_total = 0.0 if ann_macs else None
         for r in layers:
             acs = r["eff_acs"] if eff else r["acs"]
             macs = r["eff_macs"] if eff else r["macs"]
@@ -542,7 +552,7 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
             a = em.ann_pj(r["ann_macs"])
             r.setdefault("energy_pj", {})[em.name] = {"snn": e, "ann": a}
             snn_total += e
-        ann_total = em.ann_pj(sum(int(v) for v in ann_macs.values())) if ann_macs else None
+        ann_total = em.ann_pj(ann_total_macs)
         stu = em.ann_pj(sum(student.values()))
         energy[em.name] = {**em.to_dict(), "snn_pj": snn_total, "ann_pj": ann_total,
                            "student_ann_pj": stu,
@@ -563,7 +573,6 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
 
     silent = [r["silent_fraction"] for r in hidden]
     sat = [r["saturated_fraction"] for r in hidden]
-    ann_total_macs = int(sum(int(v) for v in ann_macs.values())) if ann_macs else None
     acs_t, macs_t = tot("acs"), tot("macs")
     totals = {
         "neurons": neurons, "hidden_neurons": hidden_n, "spikes": spikes,

@@ -14,7 +14,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from compiler.nir_io import topological_order
+from compiler.nir_io import topological_order, window_out_hw
 from compiler.passes.state import LNode, LoweringState
 from kdsnn.errors import KdsnnError
 
@@ -102,8 +102,7 @@ def run(st: LoweringState, graph: nir.NIRGraph) -> None:
                 else:
                     raise KdsnnError(f"node {name}: Conv2d padding {pad!r} is not symmetric; cannot lower it")
             pad = _pair(pad, name, "padding")
-            ho = (s[1] + 2 * pad[0] - dil[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
-            wo = (s[2] + 2 * pad[1] - dil[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
+            ho, wo = window_out_hw(s[1:], w.shape[2:], stride, pad, dil)
             if ho < 1 or wo < 1:
                 raise KdsnnError(f"node {name}: Conv2d output would be empty for input {s}")
             b = np.zeros(w.shape[0]) if node.bias is None else np.broadcast_to(np.asarray(node.bias, np.float64), (w.shape[0],))
@@ -128,8 +127,7 @@ def run(st: LoweringState, graph: nir.NIRGraph) -> None:
             avg = isinstance(node, nir.AvgPool2d)
             if avg and pad != (0, 0):
                 raise KdsnnError(f"node {name}: AvgPool2d with padding is ambiguous in NIR (do padded zeros count?); refused")
-            ho = (s[1] + 2 * pad[0] - k[0]) // stv[0] + 1
-            wo = (s[2] + 2 * pad[1] - k[1]) // stv[1] + 1
+            ho, wo = window_out_hw(s[1:], k, stv, pad)
             shape = (s[0], ho, wo)
             st.nodes[name] = LNode(name, "pool", ps, shape, dict(
                 kernel=k, stride=stv, padding=pad, scale=1.0 / (k[0] * k[1]) if avg else 1.0), [name])
