@@ -25,11 +25,10 @@ def deployed_model(path: str | Path, target: str = "loihi", calibration: int = D
                    data_dir: str | None = None, download: bool = False, batch_size: int = 256,
                    dataset: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """(IntNet, intsim executable, checkpoint config) for a student checkpoint."""
+    from backends.flow import lower_for_target
     from backends.intsim import IntSimBackend
     from compiler.export import student_to_nir
-    from compiler.lower import lower
     from kdsnn.checkpoint import load_model
-    from kdsnn.data import load_arrays
 
     model, cfg = load_model(path, "cpu")
     if cfg.get("kind") != "student":
@@ -40,9 +39,7 @@ def deployed_model(path: str | Path, target: str = "loihi", calibration: int = D
         raise KdsnnError(f"{path} names no dataset; give --dataset")
     if calibration <= 0:
         raise KdsnnError(f"calibration needs at least one sample, got {calibration}")
-    graph = student_to_nir(model, cfg)
-    xc, _ = load_arrays(ds, "train", calibration, data_dir, download)
-    net = lower(graph, target, xc)
+    net = lower_for_target(student_to_nir(model, cfg), ds, target, calibration, data_dir, download)
     return net, IntSimBackend().compile(net, batch_size=batch_size), cfg
 
 

@@ -284,26 +284,37 @@ RUNG3_ACC_POINTS = 0.5
 RECORD_BUDGET_BYTES = 256 * 2**20   # spike trains kept for the report (silent/saturated fractions)
 
 
-def stage_lower(ctx: FlowContext) -> None:
-    """Lower graph.nir for the hardware target (--hw) with calibration data; save the IntNet."""
+def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: int = 256,
+                     data_dir: str | None = None, download: bool = False, seed: int = 0,
+                     T: int | None = None) -> Any:
+    """A canonical graph -> IntNet for the hardware target, with scales calibrated on the
+    first `calibration` training samples (shared by `kdsnn export` and `evaluate --target intsim`)."""
     from compiler.lower import lower
     from compiler.targets import load_target
     from kdsnn.data import load_arrays
+
+    x_cal, _ = load_arrays(dataset, "train", int(calibration), data_dir, download, seed)
+    return lower(graph, load_target(hw), x_cal, T=T)
+
+
+def stage_lower(ctx: FlowContext) -> None:
+    """Lower graph.nir for the hardware target (--hw) with calibration data; save the IntNet."""
+    from compiler.targets import load_target
 
     ctx.extra["target_spec"] = spec = load_target(ctx.opts.get("hw") or "loihi")
     n_cal = int(256 if ctx.opts.get("calibration") is None else ctx.opts["calibration"])
     if n_cal < 1:
         raise KdsnnError(f"--calibration must be positive, got {n_cal}")
-    x_cal, _ = load_arrays(ctx.dataset, "train", n_cal, ctx.opts.get("data_dir"),
-                           bool(ctx.opts.get("download")), int(ctx.opts.get("seed") or 0))
     t0 = time.perf_counter()
-    ctx.intnet = net = lower(ctx.graph, spec, x_cal, T=ctx.T)
+    ctx.intnet = net = lower_for_target(ctx.graph, ctx.dataset, spec, n_cal, ctx.opts.get("data_dir"),
+                                        bool(ctx.opts.get("download")), int(ctx.opts.get("seed") or 0),
+                                        T=ctx.T)
     ctx.timings["lower_s"] = time.perf_counter() - t0
     path = net.save(ctx.out / INTNET_FILE)
     ctx.files.append(path)
     ctx.log(f"lowered for {spec.name}: {len(net.populations)} populations, {len(net.connections)} "
             f"connections, depth {net.depth}, input {net.input.bits}-bit graded spikes "
-            f"(calibrated on {len(x_cal)} training samples) -> {path}")
+            f"(calibrated on {n_cal} training samples) -> {path}")
 
 
 def _record_ok(ctx: FlowContext, n: int | None = None) -> bool:
