@@ -1,7 +1,7 @@
 """The `kdsnn` command: one click command per verb.
 
-Ownership while the project is being built: each command's body lives in the module
-named beside it; keep this file thin (options + a call).
+Each command's body lives in the module named beside it; this file holds only the
+options and the call, so `--help` is the whole interface in one place.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ def cli() -> None:
 
 
 # ---------------------------------------------------------------- training (kdsnn/train.py)
-# OWNER: training helper. Add options here; the body calls kdsnn.train.
 def _training_options(fn):
     """Options shared by `distill` and `train-teacher` (defaults depend on the dataset)."""
     opts = [
@@ -113,8 +112,8 @@ def train_teacher(**opts) -> None:
     train_teacher_command(**opts)
 
 
-# OWNERS: float path -> kdsnn/evaluate.py (training helper; noise: teachers/robustness helper);
-#         --target intsim -> backends/evaluate.py (intsim helper).
+# float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target intsim ->
+# backends/evaluate.py
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--target", type=click.Choice(["float", "intsim"]), default="float", show_default=True,
@@ -232,7 +231,6 @@ def targets(as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------- reports (compiler/report.py)
-# OWNER: profiler helper.
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,

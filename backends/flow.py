@@ -7,7 +7,7 @@ Every stage is checked against the previous one (the parity ladder, FINN-style):
   rung 4  Lava fixed_pt: identical to rung 3 on every sample (logits and spike counts)
 A failed rung 2 or 4 raises ParityError (non-zero exit).
 
-Contract of the pieces this flow calls (owners implement them in their modules):
+The pieces this flow calls:
   kdsnn.data.load_arrays(name, split, n, data_dir, download, seed) -> (x float32 normalized, y int64)
   kdsnn.data.dataset_info(name) -> DatasetInfo(name, input_shape, num_classes, mean, std, class_names)
   kdsnn.checkpoint.load_model(path, device) -> (GraphNet, config dict)

@@ -99,7 +99,6 @@ def bias_effective(mant: np.ndarray, exp: int) -> np.ndarray:
 @dataclass
 class _Conn:
     c: Connection
-    w: np.ndarray                     # effective int64 weights (as the IntNet applies them)
     bound: int                        # max |accumulation| for any input within src_max
     a_bound: int                      # max |a| after the weight exponent
     dtype: torch.dtype                # float32 / float64 (proved exact) or int64
@@ -186,15 +185,12 @@ class IntSimExecutable(Executable):
             raise KdsnnError(f"intsim: batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         self.conns: dict[str, list[_Conn]] = {}
-        src_max = {INPUT: net.input.qmax}
-        for p in net.populations:
-            src_max[p.name] = 1
         for p in net.populations:
             lst = []
             for c in net.incoming(p.name):
                 self._check_conn(c)
                 w = effective_weights(c)
-                bound = accumulation_bound(w, c.kind, src_max[c.src])
+                bound = accumulation_bound(w, c.kind, net.input.qmax if c.src == INPUT else 1)
                 if check_lava_datapath:
                     lim = (1 << 31) if c.kind == "dense" else F32_EXACT
                     if bound >= lim:
@@ -202,7 +198,7 @@ class IntSimExecutable(Executable):
                             f"connection {c.name}: accumulation can reach {bound} >= 2^{lim.bit_length() - 1}, "
                             f"beyond Lava's {'int32 Dense' if c.kind == 'dense' else 'float32 Conv'} datapath; "
                             "lower with smaller weights")
-                e = c.weight_exp if c.kind == "dense" else 0
+                e = c.weight_exp                          # 0 for conv (_check_conn)
                 a_bound = (bound << e) if e >= 0 else -((-bound) >> -e)
                 dt = _exact_dtype(bound)
                 fac = pool_factor(c, w, net.shape_of(c.src)) if factor_pools else None
@@ -213,7 +209,7 @@ class IntSimExecutable(Executable):
                         stride = (c.stride[0] // pool, c.stride[1] // pool)
                         padding = (c.padding[0] // pool, c.padding[1] // pool)
                 wt = torch.from_numpy(wr if dt == torch.int64 else wr.astype(np.float64)).to(self.device, dt)
-                lst.append(_Conn(c, w, bound, a_bound, dt, wt, c.src == INPUT, pool, stride, padding))
+                lst.append(_Conn(c, bound, a_bound, dt, wt, c.src == INPUT, pool, stride, padding))
             self.conns[p.name] = lst
         self.bias = {p.name: torch.from_numpy(bias_effective(p.bias_mant, p.bias_exp).reshape(-1)).to(self.device)
                      for p in net.populations}
@@ -229,7 +225,8 @@ class IntSimExecutable(Executable):
             if src_shape[0] % c.groups or c.weight.shape[0] % c.groups or c.weight.shape[1] * c.groups != src_shape[0]:
                 raise KdsnnError(f"connection {c.name}: conv weight {c.weight.shape} with groups={c.groups} "
                                  f"does not fit source channels {src_shape[0]}")
-            out = _conv_out_shape(src_shape, c)
+            out = (int(c.weight.shape[0]), *_conv_hw(src_shape[1:], c.weight.shape[2:], c.stride, c.padding,
+                                                     c.dilation))
             if out != tuple(dst_shape):
                 raise KdsnnError(f"connection {c.name}: conv output {out} != population {c.dst} shape {tuple(dst_shape)}")
 
@@ -257,7 +254,7 @@ class IntSimExecutable(Executable):
             with _no_nnpack():
                 acc = F.conv2d(x.to(k.dtype), k.wt, None, k.stride, k.padding, c.dilation, c.groups)
         acc = acc.reshape(acc.shape[0], -1)
-        e = c.weight_exp if c.kind == "dense" else 0
+        e = c.weight_exp                                          # 0 for conv (_check_conn)
         if k.dtype == torch.float32 and k.a_bound < (F32_EXACT if c.kind == "dense" else STATE_MAX):
             if e > 0:
                 acc = acc * float(1 << e)
@@ -434,12 +431,11 @@ class IntSimBackend(Backend):
 
 
 # -- conv helpers ---------------------------------------------------------------------------
-def _conv_out_shape(src: tuple[int, ...], c: Connection) -> tuple[int, int, int]:
-    _, h, w = src
-    kh, kw = c.weight.shape[2:]
-    ho = (h + 2 * c.padding[0] - c.dilation[0] * (kh - 1) - 1) // c.stride[0] + 1
-    wo = (w + 2 * c.padding[1] - c.dilation[1] * (kw - 1) - 1) // c.stride[1] + 1
-    return (int(c.weight.shape[0]), int(ho), int(wo))
+def _conv_hw(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, int],
+             padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """Output (H, W) of a 2-D convolution (PyTorch's formula)."""
+    return tuple(int((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1)
+                 for i in range(2))
 
 
 def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[int, int],
@@ -452,8 +448,7 @@ def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[i
     sh, sw = stride
     dh, dw = c.dilation
     xp = F.pad(x, (pw, pw, ph, ph))
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = _conv_hw((h, wd), (kh, kw), stride, padding, c.dilation)
     cols = []
     for i in range(kh):
         for j in range(kw):

@@ -39,6 +39,19 @@ def _nz(v: Any) -> float:
     return float(v) if v is not None else 0.0
 
 
+def _grouped_bars(ax: Any, x: np.ndarray, names: list[str], series: list[tuple[str, Any]],
+                  ylabel: str, title: str) -> None:
+    """One bar per series at each x, side by side, on a log axis."""
+    wdt = 0.8 / max(1, len(series))
+    for i, (lab, vals) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * wdt, vals, wdt, label=lab)
+    ax.set_yscale("log", nonpositive="clip")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 def plot_firing_rate(report: Mapping[str, Any], path: Path) -> Path:
     """Firing rate per layer, with silent/saturated fractions when known."""
     layers = report["layers"]
@@ -69,27 +82,13 @@ def plot_ops_energy(report: Mapping[str, Any], path: Path) -> Path:
               ("student as ANN MACs", [_nz(r["student_ann_macs"]) for r in layers]),
               ("SNN ACs", [r["acs"] for r in layers]),
               ("SNN MACs (graded input)", [r["macs"] for r in layers])]
-    wdt = 0.8 / len(series)
-    for i, (lab, vals) in enumerate(series):
-        ax1.bar(x + (i - (len(series) - 1) / 2) * wdt, vals, wdt, label=lab)
-    ax1.set_yscale("log", nonpositive="clip")
-    ax1.set_xticks(x, names, rotation=30, ha="right")
-    ax1.set_ylabel("operations per inference")
-    ax1.set_title("Operations per layer")
-    ax1.legend(fontsize=7)
+    _grouped_bars(ax1, x, names, series, "operations per inference", "Operations per layer")
     bars = []
     for m in report["energy"]:
-        bars.append((f"SNN {m}", [r["energy_pj"][m]["snn"] for r in layers]))
+        bars.append((f"SNN {m}", np.asarray([r["energy_pj"][m]["snn"] for r in layers]) / 1e3))
         if any(r["energy_pj"][m]["ann"] is not None for r in layers):
-            bars.append((f"ANN {m}", [_nz(r["energy_pj"][m]["ann"]) for r in layers]))
-    wdt = 0.8 / max(1, len(bars))
-    for i, (lab, vals) in enumerate(bars):
-        ax2.bar(x + (i - (len(bars) - 1) / 2) * wdt, np.asarray(vals) / 1e3, wdt, label=lab)
-    ax2.set_yscale("log", nonpositive="clip")
-    ax2.set_xticks(x, names, rotation=30, ha="right")
-    ax2.set_ylabel("energy per inference (nJ)")
-    ax2.set_title("Energy per layer")
-    ax2.legend(fontsize=7)
+            bars.append((f"ANN {m}", np.asarray([_nz(r["energy_pj"][m]["ann"]) for r in layers]) / 1e3))
+    _grouped_bars(ax2, x, names, bars, "energy per inference (nJ)", "Energy per layer")
     return _save(fig, path)
 
 

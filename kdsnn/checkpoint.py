@@ -92,17 +92,16 @@ def build_from_config(config: dict[str, Any]):
     from kdsnn.zoo import build
 
     spiking = config["kind"] == "student"
+    T, width = int(config.get("T", 1) or 1), float(config.get("width", 1.0))
     if config.get("graph"):
         g = config["graph"]
         net = GraphNet([NodeSpec(**d) for d in g["specs"]], tuple(config["input_shape"]),
-                       int(config["num_classes"]), spiking=spiking, T=int(config.get("T", 1) or 1),
+                       int(config["num_classes"]), spiking=spiking, T=T,
                        neuron=config.get("neuron"), feature_points=g["feature_points"], arch=config["arch"])
-        net.width = float(config.get("width", 1.0))
+        net.width = width
         return net
-    return build(config["arch"], spiking=config["kind"] == "student",
-                 num_classes=int(config["num_classes"]), input_shape=tuple(config["input_shape"]),
-                 T=int(config.get("T", 1) or 1), neuron=config.get("neuron"),
-                 width=float(config.get("width", 1.0)))
+    return build(config["arch"], spiking=spiking, num_classes=int(config["num_classes"]),
+                 input_shape=tuple(config["input_shape"]), T=T, neuron=config.get("neuron"), width=width)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",

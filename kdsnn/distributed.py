@@ -120,18 +120,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-@contextlib.contextmanager
-def session(device: str | torch.device = "cpu") -> Iterator[torch.device]:
-    """`with session(device) as dev:` joins the group (if launched) and always leaves it."""
-    owned = not (dist.is_available() and dist.is_initialized())
-    dev = init(device)
-    try:
-        yield dev
-    finally:
-        if owned:
-            cleanup()
-
-
 def barrier() -> None:
     if is_dist():
         if dist.get_backend() == "nccl":
@@ -504,11 +492,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return module.module if isinstance(module, DDP) else module
-
-
-def bare_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A state dict with the keys of the plain (unwrapped, unsynchronized) model."""
-    return unwrap(module).state_dict()
 
 
 # ----------------------------------------------------------------------------- evaluation

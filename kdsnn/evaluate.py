@@ -1,7 +1,8 @@
 """Float evaluation of teacher and student checkpoints (`kdsnn evaluate`, the float target).
 
-`evaluate_model` is the one place that runs a model over a test split; the training loop,
-`kdsnn evaluate` and the robustness evaluation (kdsnn.robustness, noise) all call it.
+`evaluate_model` is the one place that runs a torch model over a test split; the training
+loop and `kdsnn evaluate` call it. With --noise (or an ONNX model) `kdsnn evaluate` hands
+over to kdsnn.robustness, which evaluates any batch predict function (ONNX, integer models).
 """
 
 from __future__ import annotations

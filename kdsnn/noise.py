@@ -135,9 +135,9 @@ def apply_noise_batch(x01: np.ndarray, spec: NoiseSpec | str | None, seed: int =
                       indices: np.ndarray | None = None) -> np.ndarray:
     """apply_noise over a batch (N, ...); sample i uses index indices[i] (default 0..N-1)."""
     x01 = np.asarray(x01, dtype=np.float32)
-    if spec is None or parse_noise(spec).is_identity:
+    spec = parse_noise(spec) if spec is not None else None
+    if spec is None or spec.is_identity:
         return x01.copy()
-    spec = parse_noise(spec)
     idx = np.arange(len(x01)) if indices is None else np.asarray(indices)
     if len(idx) != len(x01):
         raise ValueError(f"{len(idx)} indices for {len(x01)} samples")

@@ -8,9 +8,25 @@ import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
+
+
+def split_names(names: list[str] | str) -> list[str]:
+    """Feature names as a list: `--teacher-features a,b` arrives as one string."""
+    if isinstance(names, str):
+        return [n.strip() for n in names.split(",") if n.strip()]
+    return list(names)
+
+
+def same_normalization(mean: Any, std: Any, other_mean: Any, other_std: Any) -> bool:
+    """False only when both normalizations are known and differ (1e-4 per channel): a
+    teacher fed inputs normalized another way than it was trained on is useless."""
+    if mean is None or std is None or other_mean is None or other_std is None:
+        return True
+    return bool(np.allclose(mean, other_mean, atol=1e-4) and np.allclose(std, other_std, atol=1e-4))
 
 
 @runtime_checkable
@@ -67,11 +83,9 @@ class CheckpointTeacher:
             raise KdsnnError(f"teacher {name} has {self.num_classes} classes but the dataset has {num_classes}; "
                              "train the teacher on this dataset")
         tm, ts = self.config.get("mean"), self.config.get("std")
-        if mean is not None and tm is not None and std is not None and ts is not None:
-            if not (torch.allclose(torch.tensor(tm, dtype=torch.float64), torch.tensor(list(mean), dtype=torch.float64), atol=1e-4)
-                    and torch.allclose(torch.tensor(ts, dtype=torch.float64), torch.tensor(list(std), dtype=torch.float64), atol=1e-4)):
-                raise KdsnnError(f"teacher {name} was trained on {self.config.get('dataset')} inputs normalized "
-                                 f"with mean {tm}, std {ts}; the dataset uses mean {list(mean)}, std {list(std)}")
+        if not same_normalization(tm, ts, mean, std):
+            raise KdsnnError(f"teacher {name} was trained on {self.config.get('dataset')} inputs normalized "
+                             f"with mean {tm}, std {ts}; the dataset uses mean {list(mean)}, std {list(std)}")
         dev = next(self.model.parameters()).device
         _, f = self(torch.zeros(2, *self.input_shape, device=dev))
         self.feature_shapes = {k: tuple(v.shape[1:]) for k, v in f.items()}

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
+from kdsnn.teachers import same_normalization, split_names
 
 _NP_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}
 
@@ -116,9 +117,7 @@ class OnnxTeacher:
         if feature_names is None:
             meta = self.metadata.get("kdsnn.feature_points")
             feature_names = json.loads(meta) if meta else []
-        elif isinstance(feature_names, str):
-            feature_names = [f.strip() for f in feature_names.split(",") if f.strip()]
-        self.feature_names: list[str] = list(feature_names)
+        self.feature_names: list[str] = split_names(feature_names)
         self._feature_tensors = [self._resolve(n) for n in self.feature_names]
 
         extra = [t for t in self._feature_tensors if t not in {o.name for o in g.output}]
@@ -198,12 +197,11 @@ class OnnxTeacher:
                              f"(B, C, H, W) or flattened (B, C*H*W)")
         self.input_shape = tuple(input_shape)
         meta_mean, meta_std = self.metadata.get("kdsnn.mean"), self.metadata.get("kdsnn.std")
-        if mean is not None and meta_mean is not None and std is not None and meta_std is not None:
-            if not (np.allclose(json.loads(meta_mean), mean, atol=1e-4)
-                    and np.allclose(json.loads(meta_std), std, atol=1e-4)):
-                raise KdsnnError(f"ONNX teacher {self.path.name} was trained on inputs normalized with "
-                                 f"mean {meta_mean}, std {meta_std}, but the dataset uses mean "
-                                 f"{list(mean)}, std {list(std)}; use the teacher's dataset")
+        if meta_mean is not None and meta_std is not None and \
+                not same_normalization(json.loads(meta_mean), json.loads(meta_std), mean, std):
+            raise KdsnnError(f"ONNX teacher {self.path.name} was trained on inputs normalized with "
+                             f"mean {meta_mean}, std {meta_std}, but the dataset uses mean "
+                             f"{list(mean)}, std {list(std)}; use the teacher's dataset")
         # A dry run: catches shapes fixed deep inside the graph, and gives the class count.
         try:
             logits, feats = self(torch.zeros(2, *self.input_shape))

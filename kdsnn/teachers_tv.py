@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from kdsnn.errors import KdsnnError
+from kdsnn.teachers import split_names
 
 PREFIX = "torchvision:"
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -78,9 +79,7 @@ class TorchvisionTeacher:
         if feature_names is None:
             feature_names = [n for n in ("layer1", "layer2", "layer3", "layer4") if n in mods] \
                 if all(n in mods for n in ("layer1", "layer4")) else []
-        elif isinstance(feature_names, str):
-            feature_names = [f.strip() for f in feature_names.split(",") if f.strip()]
-        self.feature_names: list[str] = list(feature_names)
+        self.feature_names: list[str] = split_names(feature_names)
         for n in self.feature_names:
             if n not in mods or n == "":
                 valid = [k for k in mods if k]

@@ -1,9 +1,9 @@
 """Training: ANN teachers (`kdsnn train-teacher`) and distilled spiking students (`kdsnn distill`).
 
-One function, `train_loop(cfg)`, trains either kind. It is written so distributed data
-parallel slots in without restructuring: every file write and progress bar goes through
-`is_main()`, every per-epoch metric through `reduce_sums()`, and the model is wrapped in
-one place (`_wrap`).
+One function, `train_loop(cfg)`, trains either kind, with or without torchrun: every file
+write and progress bar goes through `distributed.is_main()`, every per-epoch metric through
+`distributed.all_reduce_sum()`, and the model is DDP-wrapped in one place
+(`distributed.wrap_ddp`); in one process these are no-ops.
 
 Output folder of a run:
   last.pt        resumable state after the last finished epoch (model, connectors,
@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from kdsnn import __version__
+from kdsnn import __version__, distributed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.distill import Connectors, DistillLoss, check_mode, match_points
+from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
 from kdsnn.evaluate import evaluate_model, resolve_device
 from kdsnn.io import atomic_path, ensure_dir
@@ -52,29 +53,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 OPTIMIZERS = ("sgd", "adamw")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
 DEFAULT_WD = {"sgd": 5e-4, "adamw": 1e-2}
-
-
-# ------------------------------------------------------------------ distributed seams
-def is_main() -> bool:
-    """Only the main process writes files and shows progress (rank 0 under DDP)."""
-    from kdsnn import distributed
-
-    return distributed.is_main()
-
-
-def reduce_sums(sums: dict[str, float]) -> dict[str, float]:
-    """Sum per-epoch counters over processes (identity in a single process)."""
-    from kdsnn import distributed
-
-    return distributed.all_reduce_sum(dict(sums))
-
-
-def _wrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module the optimizer steps through: DDP with synchronized BatchNorm under torchrun
-    (kdsnn.distributed), the model itself in one process."""
-    from kdsnn import distributed
-
-    return distributed.wrap_ddp(model, next(model.parameters()).device)
 
 
 def _echo(msg: str, quiet: bool = False) -> None:
@@ -203,10 +181,10 @@ def _teacher_for(cfg: dict[str, Any], device: torch.device):
     from kdsnn.teachers import load_teacher
 
     info = dataset_info(cfg["dataset"])
+    # the torchvision-only options; load_teacher ignores them for the other teachers
     teacher = load_teacher(cfg["teacher"], device=device, feature_names=cfg.get("teacher_features"),
-                           **({"weights": cfg.get("teacher_weights"), "num_classes": info.num_classes,
-                               "input_shape": tuple(info.input_shape), "download": cfg.get("download", False)}
-                              if str(cfg["teacher"]).startswith("torchvision:") else {}))
+                           weights=cfg.get("teacher_weights"), num_classes=info.num_classes,
+                           input_shape=tuple(info.input_shape), download=cfg.get("download", False))
     teacher.check(tuple(info.input_shape), info.num_classes, list(info.mean), list(info.std))
     return teacher
 
@@ -221,8 +199,6 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     out = Path(cfg["output"])
     if is_main():
         ensure_dir(out)
-    from kdsnn import distributed
-
     device = distributed.init(resolve_device(tr["device"]))  # joins torchrun's group, if any
     amp = device.type == "cuda"
     quiet = cfg.get("quiet", False)
@@ -264,7 +240,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    net = _wrap(model)
+    net = distributed.wrap_ddp(model, device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
@@ -296,17 +272,16 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     # stop_after: end this invocation after that epoch of the schedule (a later --resume goes on)
     last_epoch = min(tr["epochs"], int(cfg.get("stop_after") or tr["epochs"]))
+    show = is_main() and not quiet  # progress bar and its postfix (rank 0 only)
     for epoch in range(start + 1, last_epoch + 1):
         t0 = time.time()
         net.train()
         if crit.connectors is not None:
             crit.connectors.train()
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        distributed.set_epoch(loader.sampler, epoch)
         sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "n": 0.0}
         bar = tqdm(loader, desc=f"{cfg['kind']} epoch {epoch}/{tr['epochs']}", leave=False,
-                   disable=quiet or not is_main(), unit="batch")
+                   disable=not show, unit="batch")
         for bi, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if tr.get("shift"):
@@ -335,10 +310,10 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                 sums[k] = sums.get(k, 0.0) + float(v) * b
             sums["correct"] += float((z.detach().argmax(1) == y).sum())
             sums["n"] += b
-            if is_main() and not quiet and bi % 10 == 0:
+            if show and bi % 10 == 0:
                 bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
         bar.close()
-        tot = reduce_sums(sums)
+        tot = distributed.all_reduce_sum(sums)
         n = max(tot.pop("n"), 1.0)
         correct = tot.pop("correct")
         ev = evaluate_model(model, cfg, test_ds, batch_size=256, device=device)
@@ -475,8 +450,6 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
     if is_main():
         with atomic_path(dest) as tmp:
             shutil.copyfile(res["path"], tmp)
-    from kdsnn import distributed
-
     distributed.barrier()  # every rank loads dest as its teacher next
     _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}")
     return dest

@@ -22,10 +22,9 @@ NAME = "calibrate"
 
 def conn_apply(c: FConn, x: torch.Tensor) -> torch.Tensor:
     """Float output of one connection for a batch of sources, flattened to (B, n_dst)."""
-    if c.kind == "dense":
-        w = torch.as_tensor(c.weight, dtype=torch.float64)
-        return x.reshape(x.shape[0], -1) @ w.T
     w = torch.as_tensor(c.weight, dtype=torch.float64)
+    if c.kind == "dense":
+        return x.reshape(x.shape[0], -1) @ w.T
     y = F.conv2d(x, w, None, c.stride, c.padding, c.dilation, c.groups)
     return y.reshape(y.shape[0], -1)
 
