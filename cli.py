@@ -258,6 +258,13 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # a wrong flag or value: one line, like every other error
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `kdsnn`: the help, as click shows it
+            click.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        cmd = e.ctx.command_path if e.ctx else "kdsnn"
+        click.secho(f"error: {e.format_message()} (see `{cmd} --help`)", fg="red", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

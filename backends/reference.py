@@ -135,8 +135,8 @@ class ReferenceExecutable(Executable):
         logits: list[np.ndarray] = []
         counts = {k: np.zeros(n, np.int64) for k in self.if_layers}
         per_step = {k: np.zeros((n, self.T), np.int64) for k in self.if_layers}
-        trains = ({k: np.zeros((n, self.T, *s.shape), np.uint8) for s in self.steps if s.kind == "if"
-                   for k in [s.name]} if record else None)
+        trains = ({s.name: np.zeros((n, self.T, *s.shape), np.uint8) for s in self.steps if s.kind == "if"}
+                  if record else None)
         starts = range(0, n, self.batch_size)
         if progress:
             from tqdm import tqdm

@@ -13,7 +13,6 @@ listed as unavailable with the reason; listing never fails because of one plugin
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -53,20 +52,8 @@ def _entry_points() -> list[EntryPoint]:
     return [seen[k] for k in sorted(seen)]
 
 
-def _python_requirement(name: str) -> str | None:
-    """Known interpreter limits of built-in backends (DESIGN §9), checked before importing."""
-    if name == "lava" and sys.version_info >= (3, 11):
-        v = f"{sys.version_info.major}.{sys.version_info.minor}"
-        return f"lava-nc 0.10 needs Python 3.10 (and numpy < 2); this is Python {v}"
-    return None
-
-
 def _inspect(ep: EntryPoint) -> BackendInfo:
     info = BackendInfo(ep.name, False, None, "", "", ep.value)
-    why = _python_requirement(ep.name)
-    if why:
-        info.reason = why
-        return info
     try:
         cls = ep.load()
     except Exception as e:  # a broken plugin must not break the listing

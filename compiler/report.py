@@ -32,24 +32,23 @@ def fmt_num(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if v != int(v) else f"{int(v)}"
 
 
-def fmt_bytes(v: Any) -> str:
+def _with_unit(v: Any, steps: tuple[tuple[float, str], ...], base: str, base_digits: int = 3) -> str:
+    """v in the largest unit of steps it reaches (3 significant digits), else in base."""
     if v is None:
         return "-"
     v = float(v)
-    for div, suf in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+    for div, suf in steps:
         if abs(v) >= div:
             return f"{v / div:.3g} {suf}"
-    return f"{v:.4g} B"
+    return f"{v:.{base_digits}g} {base}"
+
+
+def fmt_bytes(v: Any) -> str:
+    return _with_unit(v, ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")), "B", base_digits=4)
 
 
 def fmt_pj(v: Any) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    for div, suf in ((1e12, "J"), (1e9, "mJ"), (1e6, "uJ"), (1e3, "nJ")):
-        if abs(v) >= div:
-            return f"{v / div:.3g} {suf}"
-    return f"{v:.3g} pJ"
+    return _with_unit(v, ((1e12, "J"), (1e9, "mJ"), (1e6, "uJ"), (1e3, "nJ")), "pJ")
 
 
 def fmt_frac(v: Any) -> str:

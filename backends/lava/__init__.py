@@ -50,7 +50,7 @@ def import_lava() -> None:
 
 def _import_error() -> str:
     if sys.version_info >= (3, 11):
-        return (f"lava-nc 0.10 needs Python 3.10 (this is {sys.version_info.major}."
+        return (f"lava-nc 0.10 needs Python 3.10 and numpy < 2 (this is Python {sys.version_info.major}."
                 f"{sys.version_info.minor}); install kdsnn into a Python 3.10 environment")
     try:
         import_lava()

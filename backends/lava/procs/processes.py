@@ -179,9 +179,7 @@ class PyConvModelFixedIm2col(PyConvModelFixed):
         px, py = (int(v) for v in self.padding)
         sx, sy = (int(v) for v in self.stride)
         dx, dy = (int(v) for v in self.dilation)
-        W, H, _ = x_shape
-        wo = (W + 2 * px - dx * (kx - 1) - 1) // sx + 1
-        ho = (H + 2 * py - dy * (ky - 1) - 1) // sy + 1
+        wo, ho, _ = (int(v) for v in conv_utils.output_shape(x_shape, cout, (kx, ky), (sx, sy), (px, py), (dx, dy)))
         self._geom = (px, py, sx, sy, dx, dy, wo, ho)
 
     def _conv(self, s_in: np.ndarray) -> np.ndarray:
