@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from backends.base import Backend, Executable, RunResult
 from compiler.intnet import INPUT, Connection, IntNet
+from compiler.nir_io import window_out_hw
 from kdsnn.errors import KdsnnError
 
 LAVA_CLIP_BITS = 8                 # Lava's Dense clips weights to 8 bits, whatever the target
@@ -225,8 +226,8 @@ class IntSimExecutable(Executable):
             if src_shape[0] % c.groups or c.weight.shape[0] % c.groups or c.weight.shape[1] * c.groups != src_shape[0]:
                 raise KdsnnError(f"connection {c.name}: conv weight {c.weight.shape} with groups={c.groups} "
                                  f"does not fit source channels {src_shape[0]}")
-            out = (int(c.weight.shape[0]), *_conv_hw(src_shape[1:], c.weight.shape[2:], c.stride, c.padding,
-                                                     c.dilation))
+            out = (int(c.weight.shape[0]), *window_out_hw(src_shape[1:], c.weight.shape[2:], c.stride, c.padding,
+                                                          c.dilation))
             if out != tuple(dst_shape):
                 raise KdsnnError(f"connection {c.name}: conv output {out} != population {c.dst} shape {tuple(dst_shape)}")
 
@@ -431,13 +432,6 @@ class IntSimBackend(Backend):
 
 
 # -- conv helpers ---------------------------------------------------------------------------
-def _conv_hw(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, int],
-             padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    """Output (H, W) of a 2-D convolution (PyTorch's formula)."""
-    return tuple(int((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1)
-                 for i in range(2))
-
-
 def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[int, int],
                 padding: tuple[int, int]) -> torch.Tensor:
     """Exact int64 convolution via im2col (torch has no integer conv2d on CPU)."""
@@ -448,7 +442,7 @@ def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[i
     sh, sw = stride
     dh, dw = c.dilation
     xp = F.pad(x, (pw, pw, ph, ph))
-    ho, wo = _conv_hw((h, wd), (kh, kw), stride, padding, c.dilation)
+    ho, wo = window_out_hw((h, wd), (kh, kw), stride, padding, c.dilation)
     cols = []
     for i in range(kh):
         for j in range(kw):
