@@ -142,7 +142,7 @@ def evaluate(**opts) -> None:
       kdsnn evaluate runs/demo/student.pt --target intsim
     """
     if opts["target"] == "intsim":
-        from backends.evaluate import evaluate_deployed
+        from kdsnn.backends.evaluate import evaluate_deployed
 
         evaluate_deployed(**opts)
     else:
@@ -151,7 +151,7 @@ def evaluate(**opts) -> None:
         evaluate_command(**opts)
 
 
-# ---------------------------------------------------------------- deployment (backends/flow.py)
+# ---------------------------------------------------------------- deployment (kdsnn/deploy.py)
 @cli.command()
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="lava", show_default=True,
@@ -186,7 +186,7 @@ def export(**opts) -> None:
     Example:
       kdsnn export runs/demo/student.pt --target lava --samples 200 -o runs/demo/export
     """
-    from backends.flow import export_command
+    from kdsnn.deploy import export_command
 
     export_command(**opts)
 
@@ -210,7 +210,7 @@ def run(**opts) -> None:
     Example:
       kdsnn run runs/demo/export --target intsim
     """
-    from backends.flow import run_command
+    from kdsnn.deploy import run_command
 
     run_command(**opts)
 
@@ -225,7 +225,7 @@ def targets(as_json: bool) -> None:
     Example:
       kdsnn targets
     """
-    from backends.registry import targets_command
+    from kdsnn.backends.registry import targets_command
 
     targets_command(as_json)
 
@@ -243,7 +243,7 @@ def report(**opts) -> None:
       kdsnn report runs/demo/export
       kdsnn report runs/kd/export --compare runs/nokd/export
     """
-    from compiler.report import report_command
+    from kdsnn.compiler.report import report_command
 
     report_command(**opts)
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, Executable, RunResult
+from kdsnn.backends.base import Backend, Executable, RunResult
 
 __all__ = ["Backend", "Executable", "RunResult"]

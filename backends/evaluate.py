@@ -25,10 +25,11 @@ def deployed_model(path: str | Path, target: str = "loihi", calibration: int = D
                    data_dir: str | None = None, download: bool = False, batch_size: int = 256,
                    dataset: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """(IntNet, intsim executable, checkpoint config) for a student checkpoint."""
-    from backends.flow import lower_for_target
-    from backends.intsim import IntSimBackend
-    from compiler.export import student_to_nir
+    from kdsnn.backends.intsim import IntSimBackend
+    from kdsnn.compiler.export import student_to_nir
+
     from kdsnn.checkpoint import load_model
+    from kdsnn.deploy import lower_for_target
 
     model, cfg = load_model(path, "cpu")
     if cfg.get("kind") != "student":

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.compiler.intnet import INPUT, Connection, IntNet
+from kdsnn.compiler.nir_io import window_out_hw
 
-from backends.base import Backend, Executable, RunResult
-from compiler.intnet import INPUT, Connection, IntNet
-from compiler.nir_io import window_out_hw
 from kdsnn.errors import KdsnnError
 
 LAVA_CLIP_BITS = 8                 # Lava's Dense clips weights to 8 bits, whatever the target

@@ -22,9 +22,9 @@ import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.compiler.nir_io import canonicalize, graph_meta
 
-from backends.base import Backend, Executable, RunResult
-from compiler.nir_io import canonicalize, graph_meta
 from kdsnn.errors import KdsnnError
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}

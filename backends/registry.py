@@ -4,7 +4,7 @@ The built-ins (reference, intsim, lava) register in kdsnn's own pyproject.toml e
 a third party would in theirs:
 
     [project.entry-points."kdsnn.backends"]
-    mybackend = "my_package.module:MyBackend"      # a backends.base.Backend subclass
+    mybackend = "my_package.module:MyBackend"      # a kdsnn.backends.base.Backend subclass
 
 A backend that cannot be imported, is not a Backend, or whose `available()` says no, is
 listed as unavailable with the reason; listing never fails because of one plugin.
@@ -18,8 +18,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import click
+from kdsnn.backends.base import Backend
 
-from backends.base import Backend
 from kdsnn.errors import KdsnnError
 
 GROUP = "kdsnn.backends"

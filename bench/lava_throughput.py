@@ -3,7 +3,7 @@ Lava's time goes.
 
 Network: the demo student (`runs/demo/student.pt`) when it exists, else the zoo `cnn`
 student (mnist5k shape, T=4) with its random initial weights; exported to NIR and lowered
-for Loihi with `compiler.lower` on mnist5k calibration images. Measured in one process:
+for Loihi with `kdsnn.compiler.lower` on mnist5k calibration images. Measured in one process:
 
   intsim                 samples/s, batch 256
   lava streamed          N samples through one running network (period P = T), our
@@ -33,8 +33,9 @@ import torch
 
 def student_net(calibration: int = 64, seed: int = 0):
     """(IntNet, x test images, description)."""
-    from compiler.export import student_to_nir
-    from compiler.lower import lower
+    from kdsnn.compiler.export import student_to_nir
+    from kdsnn.compiler.lower import lower
+
     from kdsnn.data import dataset_info, load_arrays
 
     demo = Path("runs/demo/student.pt")
@@ -67,12 +68,11 @@ def same(a, b) -> bool:
 
 def step_kernels(net, x, reps: int = 5) -> dict[str, float]:
     """Seconds per step of each process model's numpy work, run in this process."""
+    from kdsnn.backends.intsim import IntSimBackend
+    from kdsnn.backends.lava import layout
+    from kdsnn.backends.lava.build import dense_effective_weight
+    from kdsnn.backends.lava.procs.processes import PyConvModelFixedIm2col as Im2col
     from lava.proc.conv import utils as cu
-
-    from backends.intsim import IntSimBackend
-    from backends.lava import layout
-    from backends.lava.build import dense_effective_weight
-    from backends.lava.procs.processes import PyConvModelFixedIm2col as Im2col
 
     r = IntSimBackend().compile(net).run(x[:1], record=True)
     spikes = {k: v[0, 0].reshape(-1) for k, v in r.spike_trains.items()}
@@ -141,8 +141,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
-    from backends.intsim import IntSimBackend
-    from backends.lava import LavaBackend
+    from kdsnn.backends.intsim import IntSimBackend
+    from kdsnn.backends.lava import LavaBackend
 
     net, x, what = student_net()
     n_int = min(a.intsim, len(x))

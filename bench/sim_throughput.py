@@ -37,9 +37,10 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
 
-    from backends.intsim import IntSimBackend
-    from compiler.export import student_to_nir
-    from compiler.lower import lower
+    from kdsnn.backends.intsim import IntSimBackend
+    from kdsnn.compiler.export import student_to_nir
+    from kdsnn.compiler.lower import lower
+
     from kdsnn.data import dataset_info, load_arrays
 
     if a.checkpoint:

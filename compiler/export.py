@@ -18,8 +18,8 @@ from typing import Any
 import nir
 import numpy as np
 import torch
+from kdsnn.compiler.nir_io import canonicalize, window_out_hw
 
-from compiler.nir_io import canonicalize, window_out_hw
 from kdsnn import __version__
 from kdsnn.errors import KdsnnError
 

@@ -9,8 +9,7 @@ where Lava's process models apply them (see backends/intsim.py for the list).
 from __future__ import annotations
 
 import numpy as np
-
-from compiler.intnet import INPUT, IntNet
+from kdsnn.compiler.intnet import INPUT, IntNet
 
 
 def _wrap(x: int, bits: int) -> int:

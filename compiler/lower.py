@@ -2,7 +2,7 @@
 
     net = lower(graph, load_target("loihi"), calibration_x)        # x: (N, C, H, W) normalized
 
-runs the passes of `compiler.passes.PASSES` in order (import, fold flatten/pooling,
+runs the passes of `kdsnn.compiler.passes.PASSES` in order (import, fold flatten/pooling,
 connections, calibration, input quantization, per-layer scales, depth) and returns a
 validated IntNet whose metadata carries the per-layer choices (`metadata["lowering"]`).
 Options: input_bits (graded input width, default the target's), headroom (calibration
@@ -16,11 +16,11 @@ from typing import Any
 
 import nir
 import numpy as np
+from kdsnn.compiler.intnet import IntNet
+from kdsnn.compiler.passes import PASSES, describe
+from kdsnn.compiler.passes.state import LoweringState
+from kdsnn.compiler.targets import TargetSpec, load_target
 
-from compiler.intnet import IntNet
-from compiler.passes import PASSES, describe
-from compiler.passes.state import LoweringState
-from compiler.targets import TargetSpec, load_target
 from kdsnn.errors import KdsnnError
 
 __all__ = ["lower", "describe", "lowering_state"]

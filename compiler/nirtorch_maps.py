@@ -7,7 +7,7 @@ reads or writes gets an explicit mapping here, and `DEFAULT_MAP`s are switched o
 
 - torch -> NIR (`TORCH_TO_NIR`, `module_to_nir`): kdsnn's ConvBN / LinearBN (BatchNorm
   folded), IFNeuron, Readout, nn.AvgPool2d, nn.Flatten, traced by `nirtorch.torch_to_nir`
-  and canonicalized. `compiler.export.student_to_nir` is the exporter the flow uses (it
+  and canonicalized. `kdsnn.compiler.export.student_to_nir` is the exporter the flow uses (it
   walks the GraphNet's own DAG); this path serves plain `nn.Sequential` models and checks
   the exporter independently.
 - NIR -> torch (`NIR_TO_TORCH`, `nir_to_stepper`): one-step modules for
@@ -23,10 +23,9 @@ from typing import Any
 import nir
 import numpy as np
 import torch
+from kdsnn.compiler.export import _pair, fold_bn
+from kdsnn.compiler.nir_io import canonicalize
 from torch import nn
-
-from compiler.export import _pair, fold_bn
-from compiler.nir_io import canonicalize
 
 
 # ------------------------------------------------------------------------------ torch -> NIR

@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+from kdsnn.compiler.energy import DEFAULT_MODELS, EnergyModel, load_energy_model
+from kdsnn.compiler.intnet import INPUT, Connection, IntNet, Population
 
-from compiler.energy import DEFAULT_MODELS, EnergyModel, load_energy_model
-from compiler.intnet import INPUT, Connection, IntNet, Population
 from kdsnn.errors import KdsnnError
 
 SCHEMA = "kdsnn.report"

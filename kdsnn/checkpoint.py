@@ -56,7 +56,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         raise KdsnnError(f"checkpoint {p} is a folder; give the .pt file inside it (e.g. {p / 'student.pt'})")
     try:
         data = torch.load(p, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+    except (RuntimeError, EOFError, MemoryError, OverflowError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
             AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise KdsnnError(f"checkpoint {p} is corrupt or not a PyTorch file ({msg[:120]})") from None

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
+from kdsnn.compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
 
 
 def _conv_shape(h: int, w: int, k: int, s: int, p: int, d: int) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cli import main
+from kdsnn.cli import main
 
 TINY = ["--dataset", "digits", "--width", "0.25", "--limit-train", "32", "--batch-size", "16",
         "--epochs", "1", "-q"]

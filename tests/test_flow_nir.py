@@ -12,10 +12,10 @@ import nir
 import numpy as np
 import pytest
 import torch
+from kdsnn.backends.base import RunResult
+from kdsnn.compiler.nir_io import graph_meta, read_nir, write_nir
 
-import backends.flow as flow
-from backends.base import RunResult
-from compiler.nir_io import graph_meta, read_nir, write_nir
+import kdsnn.deploy as flow
 from kdsnn.checkpoint import save_checkpoint
 from kdsnn.data import dataset_info
 from kdsnn.errors import KdsnnError, ParityError

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from backends.intsim import IntSimBackend
-from compiler.intnet import Connection, InputSpec, IntNet, Population
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
 
 lava = pytest.importorskip("lava")
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kdsnn.compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
 
-from compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
 from kdsnn.errors import KdsnnError
 
 # ---------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def overflow_net(rng, T=4) -> IntNet:
 
 
 def _lava_ok() -> bool:
-    from backends.lava import LavaBackend
+    from kdsnn.backends.lava import LavaBackend
     return LavaBackend.available()[0]
 
 
@@ -235,7 +235,7 @@ def assert_same(name: str, ref, res, trains: bool = False) -> None:
 
 
 def test_schedule_depths_delays_and_steps():
-    from backends.lava.schedule import make_schedule
+    from kdsnn.backends.lava.schedule import make_schedule
 
     net = dense_net(np.random.default_rng(0), residual=True)
     s = make_schedule(net, 5)
@@ -256,7 +256,7 @@ def test_schedule_depths_delays_and_steps():
 
 
 def test_layout_permutations_are_exact():
-    from backends.lava import layout
+    from kdsnn.backends.lava import layout
 
     rng = np.random.default_rng(1)
     shape_s, shape_d = (3, 5, 4), (2, 3, 6)
@@ -277,9 +277,8 @@ def test_layout_permutations_are_exact():
 def test_conv_layout_matches_lavas_conv(k, s, p, d, g):
     """Lava's own conv (true convolution on (W, H, C)) with our converted kernel equals
     PyTorch-layout cross-correlation, for stride/padding/dilation/groups and H != W."""
+    from kdsnn.backends.lava import layout
     from lava.proc.conv import utils
-
-    from backends.lava import layout
 
     rng = np.random.default_rng(2)
     cin, cout, h, w = 4, 8, 9, 7
@@ -302,9 +301,8 @@ def test_conv_layout_matches_lavas_conv(k, s, p, d, g):
 def test_im2col_conv_model_equals_lavas(k, s, p, d, g, graded):
     """PyConvModelFixedIm2col computes exactly what Lava's PyConvModelFixed computes, the
     24-bit output wrap included (large graded inputs and weights force it)."""
+    from kdsnn.backends.lava.procs.processes import PyConvModelFixedIm2col as M
     from lava.proc.conv import utils
-
-    from backends.lava.procs.processes import PyConvModelFixedIm2col as M
 
     rng = np.random.default_rng(8)
     cin, cout, X, Y = 4, 8, 11, 9
@@ -326,7 +324,7 @@ def test_im2col_conv_model_equals_lavas(k, s, p, d, g, graded):
 
 
 def test_dense_weight_rules_are_lavas():
-    from backends.lava.build import dense_effective_weight
+    from kdsnn.backends.lava.build import dense_effective_weight
 
     rng = np.random.default_rng(3)
     for mode in ("mixed", "excitatory", "inhibitory"):
@@ -338,7 +336,7 @@ def test_dense_weight_rules_are_lavas():
 
 def test_reference_matches_intsim():
     """The test's own reference is the canonical semantics: it equals intsim."""
-    intsim = pytest.importorskip("backends.intsim")
+    intsim = pytest.importorskip("kdsnn.backends.intsim")
     rng = np.random.default_rng(4)
     for net in (dense_net(rng, residual=True), conv_net(rng, residual=True), overflow_net(rng)):
         x = rng.normal(size=(6, *net.input.shape)).astype(np.float32)
@@ -354,7 +352,7 @@ def test_overflow_net_overflows():
 
 
 def test_backend_contract_and_refusals():
-    from backends.lava import LavaBackend
+    from kdsnn.backends.lava import LavaBackend
 
     assert LavaBackend.name == "lava" and LavaBackend.accepts == "intnet"
     ok, reason = LavaBackend.available()
@@ -379,7 +377,7 @@ def test_backend_contract_and_refusals():
 @needs_lava
 @pytest.mark.parametrize("residual", [False, True])
 def test_lava_dense_bit_exact(residual):
-    from backends.lava import LavaBackend
+    from kdsnn.backends.lava import LavaBackend
 
     rng = np.random.default_rng(10 + residual)
     net = dense_net(rng, residual=residual)
@@ -396,7 +394,7 @@ def test_lava_dense_bit_exact(residual):
 @pytest.mark.parametrize("residual,conv_model", [(False, "lava"), (True, "im2col")])
 def test_lava_conv_bit_exact(residual, conv_model):
     """Lava's own Conv model and ours, on plain and residual conv nets."""
-    from backends.lava import LavaBackend
+    from kdsnn.backends.lava import LavaBackend
 
     rng = np.random.default_rng(20 + residual)
     net = conv_net(rng, residual=residual)
@@ -413,7 +411,7 @@ def test_lava_conv_bit_exact(residual, conv_model):
 @pytest.mark.slow
 @needs_lava
 def test_lava_near_overflow_and_intsim():
-    from backends.lava import LavaBackend
+    from kdsnn.backends.lava import LavaBackend
 
     rng = np.random.default_rng(30)
     net = overflow_net(rng)
@@ -424,7 +422,7 @@ def test_lava_near_overflow_and_intsim():
     res = LavaBackend().compile(net).run(x)
     assert_same("overflow", ref, res)
     try:
-        from backends.intsim import IntSimBackend
+        from kdsnn.backends.intsim import IntSimBackend
     except ImportError:
         return
     res_i = IntSimBackend().compile(net).run(x)
@@ -436,12 +434,12 @@ def test_lava_near_overflow_and_intsim():
 def test_lava_equals_intsim_on_a_lowered_zoo_student():
     """A zoo cnn student (random weights, narrow) exported to NIR and lowered for Loihi:
     Lava and intsim agree on every sample, layer and step."""
-    lower = pytest.importorskip("compiler.lower")
-    intsim = pytest.importorskip("backends.intsim")
+    lower = pytest.importorskip("kdsnn.compiler.lower")
+    intsim = pytest.importorskip("kdsnn.backends.intsim")
     import torch
+    from kdsnn.backends.lava import LavaBackend
+    from kdsnn.compiler.export import student_to_nir
 
-    from backends.lava import LavaBackend
-    from compiler.export import student_to_nir
     from kdsnn.zoo import build
 
     torch.manual_seed(0)
@@ -460,8 +458,8 @@ def test_lava_equals_intsim_on_a_lowered_zoo_student():
 
 
 def test_first_difference_names_sample_layer_and_step():
-    from backends.base import RunResult
-    from backends.lava.parity import first_difference
+    from kdsnn.backends.base import RunResult
+    from kdsnn.backends.lava.parity import first_difference
 
     per = {"act1": np.array([[1, 2, 3], [4, 5, 6]]), "act2": np.array([[0, 1, 0], [2, 2, 2]])}
 
@@ -491,7 +489,7 @@ def test_lava_imports_after_the_start_method_was_fixed():
     import sys
 
     code = ("import multiprocessing as mp; mp.get_start_method()\n"
-            "from backends.lava import LavaBackend\n"
+            "from kdsnn.backends.lava import LavaBackend\n"
             "ok, why = LavaBackend.available(); assert ok, why\n"
             "import lava.proc.lif.process\n"
             "print('OK')\n")
@@ -506,7 +504,7 @@ def test_lava_imports_after_the_start_method_was_fixed():
 
 def lava_timing_model(net: IntNet, sched, x: np.ndarray):
     """Step the network as Lava does, on the backend's schedule; -> logits, per-step counts."""
-    from backends.lava.schedule import slot
+    from kdsnn.backends.lava.schedule import slot
 
     xq = net.input.quantize(x).astype(np.int64).reshape(len(x), -1)
     N, T, P = len(x), sched.T, sched.period
@@ -557,7 +555,7 @@ def lava_timing_model(net: IntNet, sched, x: np.ndarray):
 def test_schedule_reproduces_canonical_semantics_on_random_graphs(seed):
     """Random dense DAGs with skips of every length, random T, P >= T (P = T included),
     N samples streamed: Lava's timing on the backend's schedule == zero-delay semantics."""
-    from backends.lava.schedule import make_schedule
+    from kdsnn.backends.lava.schedule import make_schedule
 
     rng = np.random.default_rng(100 + seed)
     n_pops = int(rng.integers(2, 6))

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
+from kdsnn.compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
 
 
 def _children() -> list[int]:
@@ -51,7 +50,7 @@ def _tiny_net() -> IntNet:
 
 @pytest.mark.slow
 def test_many_lava_runs_leak_nothing():
-    from backends.lava import LavaBackend
+    from kdsnn.backends.lava import LavaBackend
 
     if not LavaBackend.available()[0]:
         pytest.skip(LavaBackend.available()[1])

@@ -7,14 +7,14 @@ import math
 import nir
 import numpy as np
 import pytest
+from kdsnn.backends.intsim import IntSimBackend, lava_dense_weights
+from kdsnn.backends.reference import ReferenceBackend
+from kdsnn.compiler.intnet import INPUT
+from kdsnn.compiler.intsim_ref import run_scalar
+from kdsnn.compiler.lower import describe, lower, lowering_state
+from kdsnn.compiler.passes.calibrate import simulate
+from kdsnn.compiler.targets import LOIHI
 
-from backends.intsim import IntSimBackend, lava_dense_weights
-from backends.reference import ReferenceBackend
-from compiler.intnet import INPUT
-from compiler.intsim_ref import run_scalar
-from compiler.lower import describe, lower, lowering_state
-from compiler.passes.calibrate import simulate
-from compiler.targets import LOIHI
 from kdsnn.errors import KdsnnError
 
 
@@ -249,7 +249,7 @@ def test_unfoldable_pool_is_refused() -> None:
 
 
 def test_lowered_net_saves_and_keeps_metadata(tmp_path) -> None:
-    from compiler.intnet import IntNet
+    from kdsnn.compiler.intnet import IntNet
     g = conv_graph(2)
     net = lower(g, "loihi", _x(g, 10))
     back = IntNet.load(net.save(tmp_path / "n.intnet"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from kdsnn.backends.intsim import IntSimBackend, rung3
+from kdsnn.backends.reference import ReferenceBackend
+from kdsnn.compiler.export import student_to_nir
+from kdsnn.compiler.intsim_ref import run_scalar
+from kdsnn.compiler.lower import lower
 
-from backends.intsim import IntSimBackend, rung3
-from backends.reference import ReferenceBackend
-from compiler.export import student_to_nir
-from compiler.intsim_ref import run_scalar
-from compiler.lower import lower
 from kdsnn.data import dataset_info, load_arrays
 from kdsnn.zoo import build
 
@@ -77,7 +77,8 @@ def test_evaluate_deployed_clean_and_noisy(trained, tmp_path, capsys) -> None:
     """`kdsnn evaluate CKPT --target intsim --noise ...`: float and deployed rows, JSON out."""
     import json
 
-    from backends.evaluate import evaluate_deployed
+    from kdsnn.backends.evaluate import evaluate_deployed
+
     from kdsnn.checkpoint import save_checkpoint
     from kdsnn.errors import KdsnnError
 

@@ -8,10 +8,10 @@ import nir
 import numpy as np
 import pytest
 import torch
+from kdsnn.backends.reference import ReferenceBackend
+from kdsnn.compiler.export import fold_bn, student_to_nir
+from kdsnn.compiler.nir_io import canonicalize, graph_meta, graph_summary, read_nir, write_nir
 
-from backends.reference import ReferenceBackend
-from compiler.export import fold_bn, student_to_nir
-from compiler.nir_io import canonicalize, graph_meta, graph_summary, read_nir, write_nir
 from kdsnn.errors import KdsnnError
 from kdsnn.zoo import ARCHS, build
 

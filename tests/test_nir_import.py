@@ -15,9 +15,9 @@ import nir
 import numpy as np
 import pytest
 import torch
+from kdsnn.backends.reference import ReferenceBackend
+from kdsnn.compiler.nir_io import canonicalize, graph_meta, read_nir, write_nir
 
-from backends.reference import ReferenceBackend
-from compiler.nir_io import canonicalize, graph_meta, read_nir, write_nir
 from kdsnn.errors import KdsnnError
 
 torch.set_num_threads(1)

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from compiler.energy import HOROWITZ45, LOIHI, load_energy_model
-from compiler.intnet import Connection, InputSpec, IntNet, Population
-from compiler.profile import (
+from kdsnn.compiler.energy import HOROWITZ45, LOIHI, load_energy_model
+from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
+from kdsnn.compiler.profile import (
     build_report,
     fan_in,
     fan_out,
@@ -20,6 +19,7 @@ from compiler.profile import (
     map_population,
     target_limits,
 )
+
 from kdsnn.errors import KdsnnError
 
 
@@ -244,7 +244,7 @@ def test_mapping_conv_input_axons_by_hand():
 
 
 def test_target_limits_from_targetspec():
-    from compiler.targets import load_target
+    from kdsnn.compiler.targets import load_target
 
     lim = target_limits(load_target("loihi"))
     assert (lim["neurons_per_core"], lim["max_fan_in_per_core"], lim["cores_per_chip"]) == (1024, 4096, 128)
@@ -316,8 +316,9 @@ def test_intnet_dense_macs_is_one_mac_per_synapse():
 
 
 def test_report_from_an_intsim_run_with_teacher_and_student():
-    from backends.registry import get_backend
-    from compiler.profile import report_from_run
+    from kdsnn.backends.registry import get_backend
+    from kdsnn.compiler.profile import report_from_run
+
     from kdsnn.zoo import build
 
     net = conv_net()

@@ -8,9 +8,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kdsnn.backends.reference import ReferenceBackend
+from kdsnn.compiler.nir_io import canonicalize
 
-from backends.reference import ReferenceBackend
-from compiler.nir_io import canonicalize
 from kdsnn.errors import KdsnnError
 
 torch.set_num_threads(1)
@@ -96,13 +96,15 @@ def conv_res_graph(T=3):
 
 
 def test_batching_dtype_and_nirtorch_agree():
-    from compiler.nirtorch_maps import nir_to_stepper
+    from kdsnn.compiler.nirtorch_maps import nir_to_stepper
 
     g = conv_res_graph()
     x = np.random.default_rng(0).normal(size=(9, 1, 6, 6)) * 2
     a = ReferenceBackend().compile(g, batch_size=9).run(x)
     b = ReferenceBackend().compile(g, batch_size=2).run(x)
-    np.testing.assert_array_equal(a.logits, b.logits)
+    # float64 convolution may sum in another order for another batch size (oneDNN/BLAS
+    # blocking), so logits agree to rounding, not bit for bit; spikes must agree exactly
+    np.testing.assert_allclose(a.logits, b.logits, rtol=0, atol=1e-12)
     assert all(np.array_equal(a.spike_counts[k], b.spike_counts[k]) for k in a.spike_counts)
     assert a.spike_counts["a2"].sum() > 0
     # an independent executor: nirtorch's interpreter with our step modules, one step per call

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kdsnn.backends import registry
+from kdsnn.backends.reference import ReferenceBackend
 
-from backends import registry
-from backends.reference import ReferenceBackend
 from kdsnn.errors import KdsnnError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def test_builtins_are_registered_through_entry_points():
     infos = {i.name: i for i in registry.list_backends()}
     assert {"reference", "intsim", "lava"} <= set(infos)
     ref = infos["reference"]
-    assert ref.available and ref.accepts == "nir" and ref.entry_point == "backends.reference:ReferenceBackend"
+    assert ref.available and ref.accepts == "nir" and ref.entry_point == "kdsnn.backends.reference:ReferenceBackend"
     assert isinstance(registry.get_backend("reference"), ReferenceBackend)
     for i in infos.values():  # every entry is either usable or says why not
         assert i.available or i.reason

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from compiler.intnet import Connection, InputSpec, IntNet, Population
-from compiler.profile import SCHEMA_VERSION, build_report
-from compiler.report import (
+from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
+from kdsnn.compiler.profile import SCHEMA_VERSION, build_report
+from kdsnn.compiler.report import (
     fmt_bytes,
     fmt_num,
     fmt_pj,
@@ -21,6 +20,7 @@ from compiler.report import (
     report_command,
     write_reports,
 )
+
 from kdsnn.errors import KdsnnError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -137,7 +137,7 @@ def test_compare_ratios():
 
 
 def test_cli_report(two_runs):
-    from cli import cli
+    from kdsnn.cli import cli
 
     a, b = two_runs
     (b / "compare_kd.png").unlink(missing_ok=True)
@@ -169,7 +169,7 @@ def test_formatters():
 
 @pytest.mark.slow
 def test_lava_and_intsim_runs_give_the_same_report():
-    from backends.registry import get_backend
+    from kdsnn.backends.registry import get_backend
 
     lava = get_backend("lava")
     ok, why = lava.available()

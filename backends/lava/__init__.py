@@ -20,9 +20,9 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
+from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.compiler.intnet import IntNet
 
-from backends.base import Backend, Executable, RunResult
-from compiler.intnet import IntNet
 from kdsnn.errors import KdsnnError
 
 __all__ = ["LavaBackend", "LavaExecutable"]
@@ -80,8 +80,8 @@ class LavaExecutable(Executable):
 
     def __init__(self, net: IntNet, period: int | None = None, max_samples_per_run: int = 2000,
                  progress_chunks: int = 20, conv_model: str = "im2col") -> None:
-        from backends.lava.build import check, run_config
-        from backends.lava.schedule import make_schedule
+        from kdsnn.backends.lava.build import check, run_config
+        from kdsnn.backends.lava.schedule import make_schedule
 
         run_config(conv_model)                    # validates the name
         self.conv_model = conv_model
@@ -97,8 +97,8 @@ class LavaExecutable(Executable):
         self.last_profile: dict[str, float] = {}
 
     def run(self, x: np.ndarray, record: bool = False, progress: bool = False) -> RunResult:
-        from backends.lava.build import run_stream
-        from backends.lava.schedule import make_schedule
+        from kdsnn.backends.lava.build import run_stream
+        from kdsnn.backends.lava.schedule import make_schedule
 
         net = self.net
         xq = net.input.quantize(x)
@@ -169,7 +169,7 @@ class LavaBackend(Backend):
     def compile(self, net: Any, **options: Any) -> LavaExecutable:
         if not isinstance(net, IntNet):
             raise KdsnnError(f"the lava backend runs an IntNet, not {type(net).__name__}; "
-                             "lower the graph first (compiler.lower)")
+                             "lower the graph first (kdsnn.compiler.lower)")
         ok, reason = self.available()
         if not ok:
             raise KdsnnError(f"the lava backend is unavailable: {reason}")

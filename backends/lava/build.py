@@ -30,11 +30,14 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sps
-
-from backends.lava import import_lava
+from kdsnn.backends.lava import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
 
+from kdsnn.backends.lava import layout
+from kdsnn.backends.lava.procs.processes import CountingLIF, GradedSource, PyConvModelFixedIm2col
+from kdsnn.backends.lava.schedule import Schedule
+from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
@@ -43,10 +46,6 @@ from lava.proc.lif.process import LIF
 from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
-from backends.lava import layout
-from backends.lava.procs.processes import CountingLIF, GradedSource, PyConvModelFixedIm2col
-from backends.lava.schedule import Schedule
-from compiler.intnet import INPUT, Connection, IntNet
 from kdsnn.errors import KdsnnError
 
 SIGN = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from backends.base import RunResult
+from kdsnn.backends.base import RunResult
 
 
 def first_difference(ref: RunResult, got: RunResult,

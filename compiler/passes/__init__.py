@@ -1,4 +1,4 @@
-"""The lowering passes, in order (`kdsnn` prints them with `compiler.passes.describe()`).
+"""The lowering passes, in order (`kdsnn` prints them with `kdsnn.compiler.passes.describe()`).
 
 Each pass is one small module with NAME, a docstring saying what it does and why it is
 exact (or how it approximates), and `run(state)`.
@@ -6,7 +6,7 @@ exact (or how it approximates), and `run(state)`.
 
 from __future__ import annotations
 
-from compiler.passes import (
+from kdsnn.compiler.passes import (
     calibrate,
     connections,
     depth,

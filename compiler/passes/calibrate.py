@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kdsnn.compiler.passes.state import FConn, LoweringState
 
-from compiler.passes.state import FConn, LoweringState
 from kdsnn.errors import KdsnnError
 
 NAME = "calibrate"

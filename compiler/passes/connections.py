@@ -12,8 +12,8 @@ gain r multiplies its incoming weights and biases.
 from __future__ import annotations
 
 import numpy as np
+from kdsnn.compiler.passes.state import FConn, FPop, LoweringState
 
-from compiler.passes.state import FConn, FPop, LoweringState
 from kdsnn.errors import KdsnnError
 
 NAME = "connections"

@@ -6,8 +6,8 @@ aligns each population to its depth (its connections delay one step each).
 
 from __future__ import annotations
 
-from compiler.intnet import INPUT
-from compiler.passes.state import LoweringState
+from kdsnn.compiler.intnet import INPUT
+from kdsnn.compiler.passes.state import LoweringState
 
 NAME = "depth"
 

@@ -7,7 +7,7 @@ a full Flatten does, so removing it is exact. A Flatten feeding anything else st
 
 from __future__ import annotations
 
-from compiler.passes.state import LoweringState
+from kdsnn.compiler.passes.state import LoweringState
 
 NAME = "fold_flatten"
 

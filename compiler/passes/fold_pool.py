@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kdsnn.compiler.passes.state import LNode, LoweringState
 
-from compiler.passes.state import LNode, LoweringState
 from kdsnn.errors import KdsnnError
 
 NAME = "fold_pool"

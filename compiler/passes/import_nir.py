@@ -13,9 +13,9 @@ from typing import Any
 
 import nir
 import numpy as np
+from kdsnn.compiler.nir_io import topological_order, window_out_hw
+from kdsnn.compiler.passes.state import LNode, LoweringState
 
-from compiler.nir_io import topological_order, window_out_hw
-from compiler.passes.state import LNode, LoweringState
 from kdsnn.errors import KdsnnError
 
 NAME = "import_nir"

@@ -6,8 +6,9 @@ whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize).
 
 from __future__ import annotations
 
-from compiler.intnet import InputSpec
-from compiler.passes.state import LoweringState
+from kdsnn.compiler.intnet import InputSpec
+from kdsnn.compiler.passes.state import LoweringState
+
 from kdsnn.errors import KdsnnError
 
 NAME = "quantize_input"

@@ -30,9 +30,9 @@ import math
 from typing import Any
 
 import numpy as np
+from kdsnn.compiler.intnet import INPUT, Connection, Population
+from kdsnn.compiler.passes.state import FConn, FPop, LoweringState
 
-from compiler.intnet import INPUT, Connection, Population
-from compiler.passes.state import FConn, FPop, LoweringState
 from kdsnn.errors import KdsnnError
 
 NAME = "scales"

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from compiler.intnet import Connection, InputSpec, Population
-from compiler.targets import TargetSpec
+from kdsnn.compiler.intnet import Connection, InputSpec, Population
+from kdsnn.compiler.targets import TargetSpec
 
 SYN_OPS = ("conv", "dense")
 LINEAR_OPS = ("conv", "dense", "pool", "flatten")

@@ -26,11 +26,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
-from backends.lava import import_lava
+from kdsnn.backends.lava import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
 
+from kdsnn.backends.lava.schedule import slot
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyOutPort
@@ -44,8 +44,6 @@ from lava.proc.conv.models import PyConvModelFixed
 from lava.proc.conv.process import Conv
 from lava.proc.lif.models import PyLifResetModelBitAcc
 from lava.proc.lif.process import LIFReset
-
-from backends.lava.schedule import slot
 
 
 class GradedSource(AbstractProcess):

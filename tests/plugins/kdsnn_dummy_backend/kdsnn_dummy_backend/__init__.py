@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from backends.base import Backend, Executable, RunResult
+from kdsnn.backends.base import Backend, Executable, RunResult
 
 
 class _ZeroExecutable(Executable):

@@ -11,13 +11,13 @@ The pieces this flow calls:
   kdsnn.data.load_arrays(name, split, n, data_dir, download, seed) -> (x float32 normalized, y int64)
   kdsnn.data.dataset_info(name) -> DatasetInfo(name, input_shape, num_classes, mean, std, class_names)
   kdsnn.checkpoint.load_model(path, device) -> (GraphNet, config dict)
-  compiler.export.student_to_nir(model, config) -> nir.NIRGraph (canonical, metadata set)
-  compiler.nir_io.write_nir(graph, path); compiler.nir_io.read_nir(path) -> nir.NIRGraph
-  compiler.nir_io.graph_meta(graph) -> dict(T, encoding, mean, std, class_names, input_shape, dataset)
-  compiler.targets.load_target(name_or_path) -> TargetSpec
-  compiler.lower.lower(graph, target, calibration_x) -> IntNet
-  backends.registry.get_backend(name) -> Backend;  Backend.compile(net).run(x) -> RunResult
-  compiler.profile.build_report(...) / compiler.report.write_reports(report, out)  (profiler issue)
+  kdsnn.compiler.export.student_to_nir(model, config) -> nir.NIRGraph (canonical, metadata set)
+  kdsnn.compiler.nir_io.write_nir(graph, path); kdsnn.compiler.nir_io.read_nir(path) -> nir.NIRGraph
+  kdsnn.compiler.nir_io.graph_meta(graph) -> dict(T, encoding, mean, std, class_names, input_shape, dataset)
+  kdsnn.compiler.targets.load_target(name_or_path) -> TargetSpec
+  kdsnn.compiler.lower.lower(graph, target, calibration_x) -> IntNet
+  kdsnn.backends.registry.get_backend(name) -> Backend;  Backend.compile(net).run(x) -> RunResult
+  kdsnn.compiler.profile.build_report(...) / kdsnn.compiler.report.write_reports(report, out)  (profiler issue)
 
 How the flow is built: a `FlowContext` carries everything the stages produce; a target's
 pipeline is a list of stage functions `stage(ctx) -> None` run in order (`PIPELINES`).
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import RunResult
+from kdsnn.backends.base import RunResult
 from kdsnn.errors import KdsnnError, ParityError
 
 GRAPH_FILE = "graph.nir"
@@ -93,7 +93,7 @@ def stage_load_source(ctx: FlowContext) -> None:
     src = Path(ctx.opts["source"])
     ctx.source = src
     if src.suffix.lower() == ".nir":
-        from compiler.nir_io import read_nir
+        from kdsnn.compiler.nir_io import read_nir
 
         ctx.source_kind = "nir"
         ctx.source_graph = read_nir(src)
@@ -106,7 +106,7 @@ def stage_load_source(ctx: FlowContext) -> None:
 
 def stage_resolve_run(ctx: FlowContext) -> None:
     """Dataset, T and shape checks before anything is written."""
-    from compiler.nir_io import graph_meta
+    from kdsnn.compiler.nir_io import graph_meta
     from kdsnn.data import dataset_info
 
     T_opt = ctx.opts.get("time_steps")
@@ -138,12 +138,12 @@ def stage_resolve_run(ctx: FlowContext) -> None:
 def stage_export_nir(ctx: FlowContext) -> None:
     """Write out/graph.nir (the student exported, or the imported graph canonicalized) and
     read it back: everything downstream runs what is on disk."""
-    from compiler.nir_io import read_nir, write_nir
+    from kdsnn.compiler.nir_io import read_nir, write_nir
     from kdsnn.io import ensure_dir
 
     ensure_dir(ctx.out)
     if ctx.source_kind == "checkpoint":
-        from compiler.export import student_to_nir
+        from kdsnn.compiler.export import student_to_nir
 
         ctx.source_graph = student_to_nir(ctx.model, {**ctx.config, "dataset": ctx.dataset})
     else:
@@ -236,7 +236,7 @@ def stage_write_predictions(ctx: FlowContext) -> None:
 
 def stage_write_parity(ctx: FlowContext) -> None:
     """parity.json (atomic): the rungs checked so far, what was run and on what."""
-    from compiler.nir_io import graph_summary
+    from kdsnn.compiler.nir_io import graph_summary
     from kdsnn.io import write_json
 
     doc = {
@@ -256,7 +256,7 @@ def stage_print_summary(ctx: FlowContext) -> None:
     """A few lines for people: the graph and each rung."""
     import click
 
-    from compiler.nir_io import graph_summary
+    from kdsnn.compiler.nir_io import graph_summary
 
     s = graph_summary(ctx.graph)
     kinds = ", ".join(f"{k} {v}" for k, v in s["node_types"].items() if k not in ("Input", "Output"))
@@ -289,8 +289,8 @@ def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: i
                      T: int | None = None) -> Any:
     """A canonical graph -> IntNet for the hardware target, with scales calibrated on the
     first `calibration` training samples (shared by `kdsnn export` and `evaluate --target intsim`)."""
-    from compiler.lower import lower
-    from compiler.targets import load_target
+    from kdsnn.compiler.lower import lower
+    from kdsnn.compiler.targets import load_target
     from kdsnn.data import load_arrays
 
     x_cal, _ = load_arrays(dataset, "train", int(calibration), data_dir, download, seed)
@@ -299,7 +299,7 @@ def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: i
 
 def stage_lower(ctx: FlowContext) -> None:
     """Lower graph.nir for the hardware target (--hw) with calibration data; save the IntNet."""
-    from compiler.targets import load_target
+    from kdsnn.compiler.targets import load_target
 
     ctx.extra["target_spec"] = spec = load_target(ctx.opts.get("hw") or "loihi")
     n_cal = int(256 if ctx.opts.get("calibration") is None else ctx.opts["calibration"])
@@ -334,7 +334,7 @@ def _head(res: RunResult, n: int) -> RunResult:
 
 def stage_intsim(ctx: FlowContext) -> None:
     """Run the IntNet on intsim (canonical integer semantics)."""
-    from backends.registry import get_backend
+    from kdsnn.backends.registry import get_backend
 
     t0 = time.perf_counter()
     exe = get_backend("intsim").compile(ctx.intnet, batch_size=int(ctx.opts.get("batch_size") or 256))
@@ -347,7 +347,7 @@ def stage_rung3(ctx: FlowContext) -> None:
 
     Quantization may legitimately move a spike, so rung 3 is a tolerance check, reported
     (and printed) but not an error; rung 4 below is exact."""
-    from backends.intsim import rung3
+    from kdsnn.backends.intsim import rung3
 
     ref, res = ctx.results["rung1"], ctx.results["intsim"]
     r = rung3(ref.logits, ctx.y, res, ref, tolerance_points=RUNG3_ACC_POINTS)
@@ -367,7 +367,7 @@ def stage_rung3(ctx: FlowContext) -> None:
 
 def stage_lava(ctx: FlowContext) -> None:
     """Run the same IntNet as real Lava processes (Loihi2SimCfg fixed_pt)."""
-    from backends.registry import get_backend
+    from kdsnn.backends.registry import get_backend
 
     t0 = time.perf_counter()
     n = min(int(ctx.extra.get("lava_samples") or len(ctx.x)), len(ctx.x))
@@ -378,7 +378,7 @@ def stage_lava(ctx: FlowContext) -> None:
 
 def stage_rung4(ctx: FlowContext) -> None:
     """Rung 4: Lava == intsim on every sample, logits and per-layer spikes at every step."""
-    from backends.lava.parity import first_difference
+    from kdsnn.backends.lava.parity import first_difference
 
     res = ctx.results["lava"]
     n = len(res.logits)
@@ -399,8 +399,8 @@ def stage_rung4(ctx: FlowContext) -> None:
 
 def stage_report(ctx: FlowContext) -> None:
     """Spikes, operations, memory, energy and Loihi mapping of the deployed run (+ plots)."""
-    from compiler.profile import report_from_run
-    from compiler.report import render_table, write_reports
+    from kdsnn.compiler.profile import report_from_run
+    from kdsnn.compiler.report import render_table, write_reports
 
     key = "lava" if "lava" in ctx.results else "intsim"
     res = ctx.results[key]
@@ -487,7 +487,7 @@ def run_command(**opts: Any) -> FlowContext:
     """`kdsnn run FOLDER --target T`: run an exported folder again and print accuracy, spikes."""
     import click
 
-    from compiler.nir_io import graph_meta, read_nir
+    from kdsnn.compiler.nir_io import graph_meta, read_nir
 
     folder = Path(opts["artifact"])
     target = str(opts.get("target") or "intsim")
@@ -507,7 +507,7 @@ def run_command(**opts: Any) -> FlowContext:
     if not ctx.dataset:
         raise KdsnnError(f"{gpath} does not name its dataset; give --dataset")
     if target != "reference":
-        from compiler.intnet import IntNet
+        from kdsnn.compiler.intnet import IntNet
 
         ipath = folder / INTNET_FILE
         if not ipath.exists():
@@ -523,7 +523,7 @@ def run_command(**opts: Any) -> FlowContext:
     if target == "reference":
         res = _reference(ctx, ctx.graph).run(ctx.x, progress=not ctx.quiet)
     else:
-        from backends.registry import get_backend
+        from kdsnn.backends.registry import get_backend
 
         opts_b = {"batch_size": int(opts.get("batch_size") or 256)} if target == "intsim" else {}
         res = get_backend(target).compile(ctx.intnet, **opts_b).run(ctx.x, progress=not ctx.quiet)
@@ -539,7 +539,7 @@ def run_command(**opts: Any) -> FlowContext:
 
 # ------------------------------------------------------------------------------ helpers
 def _reference(ctx: FlowContext, graph: Any):
-    from backends.registry import get_backend
+    from kdsnn.backends.registry import get_backend
 
     return get_backend("reference").compile(graph, T=ctx.T, batch_size=int(ctx.opts.get("batch_size") or 256),
                                             device=ctx.opts.get("device") or "cpu")
