@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from kdsnn.compiler.energy import DEFAULT_MODELS, EnergyModel, load_energy_model
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet, Population
+from kdsnn.compiler.raster import RASTER_NEURONS, raster_layer
 
 from kdsnn.errors import KdsnnError
 
@@ -381,7 +382,7 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
                  energy_models: Iterable[str | EnergyModel] | None = None,
                  meta: Mapping[str, Any] | None = None,
                  x: np.ndarray | None = None,
-                 raster_neurons: int = 16) -> dict[str, Any]:
+                 raster_neurons: int = RASTER_NEURONS) -> dict[str, Any]:
     """The report of one run (JSON-able dict). See DEFINITIONS for every number.
 
     spike_counts: {population: (N,)} from RunResult; spike_trains {population: (N, T, *shape)}
@@ -426,12 +427,7 @@ def build_report(intnet: IntNet, spike_counts: Mapping[str, Any],
             per_neuron[p.name] = c.mean(axis=0)
             row["spikes_per_step"] = tr.sum(axis=2).mean(axis=0).tolist()
             if tr.shape[0] > 0:
-                s0 = tr[0].astype(np.int64)
-                order = np.argsort(-s0.sum(0), kind="stable")[:raster_neurons]
-                idx = np.sort(order)
-                ev = np.argwhere(s0[:, idx])
-                raster["layers"].append({"name": p.name, "neurons": idx.tolist(),
-                                         "events": ev[:, [0, 1]].tolist()})
+                raster["layers"].append(raster_layer(p.name, tr[0], raster_neurons))
         else:
             per_neuron[p.name] = None
         if row["spikes_per_step"] is None and layer_spikes_per_step and p.name in layer_spikes_per_step:
