@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from kdsnn.compiler import plots
-from kdsnn.compiler.raster import pick_neurons, raster_layer
+from kdsnn.compiler.profile import plots
+from kdsnn.compiler.profile.raster import pick_neurons, raster_layer
 from matplotlib.colors import to_hex
 from test_report import make_report
 

@@ -133,7 +133,7 @@ def figure_memory(report: Mapping[str, Any]) -> Any:
 
 def figure_raster(report: Mapping[str, Any]) -> Any | None:
     """Spike raster of one sample: per layer, neurons whose timing varies first, then
-    saturated and silent ones (compiler.raster), labelled with their flat indices."""
+    saturated and silent ones (profile.raster), labelled with their flat indices."""
     ras = report.get("raster") or {}
     groups = ras.get("layers") or []
     if not groups:
