@@ -22,6 +22,7 @@ from torch import nn
 from kdsnn.encoding import rate_encode
 from kdsnn.lif import LIFNeuron
 from kdsnn.neurons import IFNeuron
+from kdsnn.timefold import fold, sum_inputs
 
 NEURON_MODULES = (IFNeuron, LIFNeuron)
 
@@ -144,19 +145,13 @@ class GraphNet(nn.Module):
         if x.ndim == len(self.input_shape) + 2:        # trains (B, T, ...) -> time-folded (T*B, ...)
             if x.shape[1] != T:
                 raise ValueError(f"input trains have {x.shape[1]} steps, the network runs T={T}")
-            vals: dict[str, tuple[torch.Tensor, bool]] = {
-                "input": (x.transpose(0, 1).reshape(T * x.shape[0], *x.shape[2:]), False)}
+            vals: dict[str, tuple[torch.Tensor, bool]] = {"input": (fold(x), False)}
         else:
             vals = {"input": (x, True)}  # (tensor, static)
         feats: dict[str, torch.Tensor] = {}
         out = None
         for s in self.specs:
-            ins = [vals[i] for i in s.inputs]
-            if len(ins) == 1:
-                h, static = ins[0]
-            else:
-                static = all(st for _, st in ins)
-                h = sum(_expand(t, T) if (st and not static) else t for t, st in ins)
+            h, static = sum_inputs([vals[i] for i in s.inputs], T)
             mod = self.nodes[s.name]
             if pre and s.name in self.feature_points:
                 feats[s.name] = h if static else h.reshape(T, -1, *h.shape[1:]).mean(0)
@@ -199,11 +194,6 @@ def make_neuron(cfg: dict[str, Any]) -> nn.Module:
     if model != "if":
         raise ValueError(f"unknown neuron model {model!r}; choose if or lif")
     return IFNeuron(**cfg)
-
-
-def _expand(x: torch.Tensor, T: int) -> torch.Tensor:
-    """Static (B, ...) -> time-folded (T*B, ...)."""
-    return x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
 
 
 class GraphBuilder:
