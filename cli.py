@@ -78,6 +78,17 @@ def _training_options(fn):
 @click.option("--theta", type=float, default=1.0, show_default=True, help="IF threshold.")
 @click.option("--surrogate", default="sigmoid", show_default=True, help="Surrogate gradient: sigmoid or arctan.")
 @click.option("--slope", type=float, default=4.0, show_default=True, help="Surrogate slope.")
+@click.option("--neuron", type=click.Choice(["if", "lif"]), default="if", show_default=True,
+              help="Student neuron: if (no leak, reset to zero) or lif (a leak per layer, exported as NIR LIF).")
+@click.option("--beta", type=float, default=None,
+              help="LIF leak per step, v = beta*v + y (default 0.9; snapped to the 12-bit decay grid 1 - k/4096).")
+@click.option("--tau-mem", type=float, default=None,
+              help="LIF membrane time constant in time steps instead of --beta (beta = 1 - 1/tau).")
+@click.option("--learn-beta", is_flag=True, help="Learn each LIF layer's leak (kept in [0.5, 1], on the decay grid).")
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), default="zero", show_default=True,
+              help="LIF reset: to zero, or subtract the threshold.")
+@click.option("--encoding", type=click.Choice(["direct", "rate"]), default="direct", show_default=True,
+              help="Input: direct (the image at every step) or rate (Bernoulli spikes, seeded by --seed).")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="KD weight (response: in [0, 1]).")
 @click.option("--temperature", "--tau", "temperature", type=float, default=4.0, show_default=True,
               help="Softmax temperature of response KD.")

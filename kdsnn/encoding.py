@@ -15,11 +15,25 @@ Spike trains are (N, T, *input_shape) float32 in {0, 1}, the layout of `--input 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from kdsnn.errors import KdsnnError
+
 ENCODINGS = ("direct", "rate")
+
+
+def encoding_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A student's encoding, as GraphNet takes it, from its run config."""
+    kind = config.get("encoding") or "direct"
+    if kind not in ENCODINGS:
+        raise KdsnnError(f"unknown encoding {kind!r}; choose one of {', '.join(ENCODINGS)}")
+    if kind == "direct":
+        return {"kind": "direct"}
+    return {"kind": kind, "seed": int(config.get("encoding_seed") or 0),
+            "mean": list(config.get("mean") or []), "std": list(config.get("std") or [])}
 
 
 def intensity(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
