@@ -110,7 +110,6 @@ def test_rate_student_encodes_images_itself():
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_lif_student_exports_to_nir_lif_and_the_reference_reproduces_it(reset):
     import nir
-
     from kdsnn.backends.reference import ReferenceBackend
     from kdsnn.compiler.export import student_to_nir
 
