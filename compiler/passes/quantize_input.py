@@ -1,7 +1,8 @@
 """Pass `quantize_input`: the image becomes signed graded spikes of `input_bits` bits.
 
 scale = qmax / max|x| over the calibration samples, so the calibration range uses the
-whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize).
+whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize). A
+deployment-exact student (kdsnn.deploy_exact) keeps the input grid it was trained on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def run(st: LoweringState) -> None:
     qmax = 2 ** (bits - 1) - 1
     xmax = st.stats["input"]["x_max"]
     scale = qmax / xmax if xmax > 0 else 1.0
+    if st.plan is not None:             # the input grid the student was trained on
+        bits, scale = int(st.plan["input"]["bits"]), float(st.plan["input"]["scale"])
     mean = tuple(float(m) for m in (st.meta.get("mean") or ()))
     std = tuple(float(s) for s in (st.meta.get("std") or ()))
     st.input_spec = InputSpec(shape=tuple(shape), scale=float(scale), bits=bits, mean=mean, std=std)
