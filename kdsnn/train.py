@@ -219,6 +219,11 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                                   train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"]))
 
     model = build_from_config(cfg).to(device)
+    if cfg.get("init_weights"):  # fine-tuning (kdsnn finetune) starts from an existing student
+        model.load_state_dict(load_checkpoint(cfg["init_weights"], kind=cfg["kind"])["model"])
+    from kdsnn.deploy_exact import training_forward
+
+    fwd = training_forward(model, cfg)  # the integer-exact forward of a deployment-exact run, else model
     crit = DistillLoss(cfg["kd"], tr["alpha"], tr["temperature"])
     teacher = None
     if crit.uses_teacher:
@@ -240,7 +245,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    net = distributed.wrap_ddp(model, device)  # DDP + synchronized BatchNorm under torchrun
+    net = distributed.wrap_ddp(fwd, device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
@@ -316,7 +321,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         tot = distributed.all_reduce_sum(sums)
         n = max(tot.pop("n"), 1.0)
         correct = tot.pop("correct")
-        ev = evaluate_model(model, cfg, test_ds, batch_size=256, device=device)
+        ev = evaluate_model(fwd, cfg, test_ds, batch_size=256, device=device)
         dt = time.time() - t0
         rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "train_acc": correct / n,
                "test_acc": ev["accuracy"], "test_loss": ev["loss"], "lr": opt.param_groups[0]["lr"],
