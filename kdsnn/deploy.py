@@ -17,7 +17,7 @@ The pieces this flow calls:
   kdsnn.compiler.targets.load_target(name_or_path) -> TargetSpec
   kdsnn.compiler.lower.lower(graph, target, calibration_x) -> IntNet
   kdsnn.backends.registry.get_backend(name) -> Backend;  Backend.compile(net).run(x) -> RunResult
-  kdsnn.compiler.profile.build_report(...) / kdsnn.compiler.report.write_reports(report, out)  (profiler issue)
+  kdsnn.compiler.profile.build.build_report(...) / kdsnn.compiler.profile.report.write_reports(report, out)  (profiler issue)
 
 How the flow is built: a `FlowContext` carries everything the stages produce; a target's
 pipeline is a list of stage functions `stage(ctx) -> None` run in order (`PIPELINES`).
@@ -400,8 +400,8 @@ def stage_rung4(ctx: FlowContext) -> None:
 
 def stage_report(ctx: FlowContext) -> None:
     """Spikes, operations, memory, energy and Loihi mapping of the deployed run (+ plots)."""
-    from kdsnn.compiler.profile import report_from_run
-    from kdsnn.compiler.report import render_table, write_reports
+    from kdsnn.compiler.profile.build import report_from_run
+    from kdsnn.compiler.profile.report import render_table, write_reports
 
     key = "lava" if "lava" in ctx.results else "intsim"
     res = ctx.results[key]
