@@ -530,6 +530,20 @@ def lower_exact(model: nn.Module, config: dict[str, Any], calibration_x: np.ndar
     return net
 
 
+def rung3_exact(model: nn.Module, config: dict[str, Any], intnet: IntNet, x: np.ndarray, y: np.ndarray,
+                batch_size: int = 128) -> dict[str, Any] | None:
+    """Rung 3 exact for a deployment-exact student whose lowering reused its plan, else None
+    (the driver then checks today's tolerance rung). JSON-ready, with the student's integer
+    accuracy; `passed` only when every sample is identical."""
+    if not is_exact(config) or not intnet.metadata.get("lowering", {}).get("deploy_exact_plan"):
+        return None
+    r = compare_runs(ExactStudent(model, config["deploy_exact"]), intnet, x, batch_size)
+    preds = r.pop("predictions")
+    r["accuracy_student_int"] = float((preds == np.asarray(y)).mean()) if len(preds) else 0.0
+    r["layers_compared"] = len(r["layers"])
+    return r
+
+
 def is_exact(config: dict[str, Any] | None) -> bool:
     return bool(config and isinstance(config.get("deploy_exact"), dict))
 
@@ -546,4 +560,4 @@ def headroom_note(plan: dict[str, Any]) -> str:
 
 
 __all__ = ["ExactStudent", "make_plan", "compare_runs", "spike_agreement_float", "lower_exact",
-           "training_forward", "is_exact", "plan_target"]
+           "rung3_exact", "training_forward", "is_exact", "plan_target"]
