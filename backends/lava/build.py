@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sps
-from kdsnn.backends.lava import import_lava
+from kdsnn.backends.lava.runtime import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from kdsnn.backends.lava import import_lava
+from kdsnn.backends.lava.runtime import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
 
