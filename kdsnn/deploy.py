@@ -12,12 +12,12 @@ The pieces this flow calls:
   kdsnn.data.dataset_info(name) -> DatasetInfo(name, input_shape, num_classes, mean, std, class_names)
   kdsnn.checkpoint.load_model(path, device) -> (GraphNet, config dict)
   kdsnn.compiler.export.student_to_nir(model, config) -> nir.NIRGraph (canonical, metadata set)
-  kdsnn.compiler.nir_io.write_nir(graph, path); kdsnn.compiler.nir_io.read_nir(path) -> nir.NIRGraph
-  kdsnn.compiler.nir_io.graph_meta(graph) -> dict(T, encoding, mean, std, class_names, input_shape, dataset)
+  kdsnn.compiler.nir.write.write_nir(graph, path); kdsnn.compiler.nir.read.read_nir(path) -> nir.NIRGraph
+  kdsnn.compiler.nir.meta.graph_meta(graph) -> dict(T, encoding, mean, std, class_names, input_shape, dataset)
   kdsnn.compiler.targets.load_target(name_or_path) -> TargetSpec
   kdsnn.compiler.lower.lower(graph, target, calibration_x) -> IntNet
   kdsnn.backends.registry.get_backend(name) -> Backend;  Backend.compile(net).run(x) -> RunResult
-  kdsnn.compiler.profile.build_report(...) / kdsnn.compiler.report.write_reports(report, out)  (profiler issue)
+  kdsnn.compiler.profile.build.build_report(...) / kdsnn.compiler.profile.report.write_reports(report, out)  (profiler issue)
 
 How the flow is built: a `FlowContext` carries everything the stages produce; a target's
 pipeline is a list of stage functions `stage(ctx) -> None` run in order (`PIPELINES`).
@@ -93,7 +93,7 @@ def stage_load_source(ctx: FlowContext) -> None:
     src = Path(ctx.opts["source"])
     ctx.source = src
     if src.suffix.lower() == ".nir":
-        from kdsnn.compiler.nir_io import read_nir
+        from kdsnn.compiler.nir.read import read_nir
 
         ctx.source_kind = "nir"
         ctx.source_graph = read_nir(src)
@@ -106,7 +106,7 @@ def stage_load_source(ctx: FlowContext) -> None:
 
 def stage_resolve_run(ctx: FlowContext) -> None:
     """Dataset, T and shape checks before anything is written."""
-    from kdsnn.compiler.nir_io import graph_meta
+    from kdsnn.compiler.nir.meta import graph_meta
     from kdsnn.data import dataset_info
 
     T_opt = ctx.opts.get("time_steps")
@@ -138,7 +138,8 @@ def stage_resolve_run(ctx: FlowContext) -> None:
 def stage_export_nir(ctx: FlowContext) -> None:
     """Write out/graph.nir (the student exported, or the imported graph canonicalized) and
     read it back: everything downstream runs what is on disk."""
-    from kdsnn.compiler.nir_io import read_nir, write_nir
+    from kdsnn.compiler.nir.read import read_nir
+    from kdsnn.compiler.nir.write import write_nir
     from kdsnn.io import ensure_dir
 
     ensure_dir(ctx.out)
@@ -236,7 +237,7 @@ def stage_write_predictions(ctx: FlowContext) -> None:
 
 def stage_write_parity(ctx: FlowContext) -> None:
     """parity.json (atomic): the rungs checked so far, what was run and on what."""
-    from kdsnn.compiler.nir_io import graph_summary
+    from kdsnn.compiler.nir.meta import graph_summary
     from kdsnn.io import write_json
 
     doc = {
@@ -256,7 +257,7 @@ def stage_print_summary(ctx: FlowContext) -> None:
     """A few lines for people: the graph and each rung."""
     import click
 
-    from kdsnn.compiler.nir_io import graph_summary
+    from kdsnn.compiler.nir.meta import graph_summary
 
     s = graph_summary(ctx.graph)
     kinds = ", ".join(f"{k} {v}" for k, v in s["node_types"].items() if k not in ("Input", "Output"))
@@ -399,8 +400,8 @@ def stage_rung4(ctx: FlowContext) -> None:
 
 def stage_report(ctx: FlowContext) -> None:
     """Spikes, operations, memory, energy and Loihi mapping of the deployed run (+ plots)."""
-    from kdsnn.compiler.profile import report_from_run
-    from kdsnn.compiler.report import render_table, write_reports
+    from kdsnn.compiler.profile.build import report_from_run
+    from kdsnn.compiler.profile.report import render_table, write_reports
 
     key = "lava" if "lava" in ctx.results else "intsim"
     res = ctx.results[key]
@@ -487,7 +488,8 @@ def run_command(**opts: Any) -> FlowContext:
     """`kdsnn run FOLDER --target T`: run an exported folder again and print accuracy, spikes."""
     import click
 
-    from kdsnn.compiler.nir_io import graph_meta, read_nir
+    from kdsnn.compiler.nir.meta import graph_meta
+    from kdsnn.compiler.nir.read import read_nir
 
     folder = Path(opts["artifact"])
     target = str(opts.get("target") or "intsim")
