@@ -73,13 +73,15 @@ def residual_graph(seed: int = 0) -> nir.NIRGraph:
         "act3": _if((4, 3, 3), theta=2.0),
         "flat": nir.Flatten(input_type={"input": np.array([4, 3, 3])}, start_dim=0, end_dim=-1),
         "fc": nir.Linear(weight=rng.normal(0, 0.3, (3, 36))),
-        "readout": nir.I(r=np.full(3, 2.0)),
+        "readout": nir.I(r=np.full(3, 2.0)),   # gain dt*r = 2 at the dt = 1 s below
         "output": nir.Output(output_type={"output": np.array([3])}),
     }
     edges = [("input", "conv1"), ("conv1", "act1"), ("act1", "conv2a"), ("conv2a", "act2a"),
              ("act2a", "conv2b"), ("conv2b", "act2"), ("act1", "act2"), ("act2", "pool"),
              ("pool", "act3"), ("act3", "flat"), ("flat", "fc"), ("fc", "readout"), ("readout", "output")]
-    return _graph(nodes, edges, T=3)
+    g = _graph(nodes, edges, T=3)
+    g.metadata["dt"] = 1.0
+    return g
 
 
 def mlp_graph(seed: int = 0) -> nir.NIRGraph:
