@@ -348,7 +348,7 @@ def stage_rung3(ctx: FlowContext) -> None:
 
     Quantization may legitimately move a spike, so rung 3 is a tolerance check, reported
     (and printed) but not an error; rung 4 below is exact."""
-    from kdsnn.backends.intsim import rung3
+    from kdsnn.backends.intsim.fast import rung3
 
     ref, res = ctx.results["rung1"], ctx.results["intsim"]
     r = rung3(ref.logits, ctx.y, res, ref, tolerance_points=RUNG3_ACC_POINTS)
