@@ -248,7 +248,7 @@ def report(**opts) -> None:
       kdsnn report runs/demo/export
       kdsnn report runs/kd/export --compare runs/nokd/export
     """
-    from kdsnn.compiler.report import report_command
+    from kdsnn.compiler.profile.report import report_command
 
     report_command(**opts)
 

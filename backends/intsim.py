@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.compiler.geometry import window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
-from kdsnn.compiler.nir_io import window_out_hw
 
 from kdsnn.errors import KdsnnError
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Backend, Executable, RunResult
-from kdsnn.compiler.nir_io import canonicalize, graph_meta
+from kdsnn.compiler.nir.canonicalize import canonicalize
+from kdsnn.compiler.nir.meta import graph_meta
 
 from kdsnn.errors import KdsnnError
 

@@ -18,7 +18,8 @@ from typing import Any
 import nir
 import numpy as np
 import torch
-from kdsnn.compiler.nir_io import canonicalize, window_out_hw
+from kdsnn.compiler.geometry import pair, window_out_hw
+from kdsnn.compiler.nir.canonicalize import canonicalize
 
 from kdsnn import __version__
 from kdsnn.errors import KdsnnError
@@ -76,8 +77,8 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
             node = nir.IF(r=np.ones(s), v_threshold=np.full(s, th), v_reset=np.zeros(s))
             out = s
         elif spec.op == "avgpool":
-            k, st = _pair(mod.kernel_size), _pair(mod.stride or mod.kernel_size)
-            if _pair(mod.padding) != (0, 0) or mod.ceil_mode:
+            k, st = pair(mod.kernel_size), pair(mod.stride or mod.kernel_size)
+            if pair(mod.padding) != (0, 0) or mod.ceil_mode:
                 raise KdsnnError(f"node {spec.name}: AvgPool2d with padding/ceil_mode cannot be exported exactly")
             node = nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(st), padding=np.array([0, 0]))
             out = (s[0], *window_out_hw(s[1:], k, st, (0, 0)))
@@ -113,7 +114,3 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={k: v for k, v in meta.items() if v is not None},
                          type_check=False)
     return canonicalize(graph, source=f"student {meta['arch']}")
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))

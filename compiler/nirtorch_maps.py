@@ -23,8 +23,9 @@ from typing import Any
 import nir
 import numpy as np
 import torch
-from kdsnn.compiler.export import _pair, fold_bn
-from kdsnn.compiler.nir_io import canonicalize
+from kdsnn.compiler.export import fold_bn
+from kdsnn.compiler.geometry import pair
+from kdsnn.compiler.nir.canonicalize import canonicalize
 from torch import nn
 
 
@@ -64,9 +65,9 @@ def _readout(m: nn.Module) -> nir.I:
 
 
 def _avgpool(m: nn.AvgPool2d) -> nir.AvgPool2d:
-    k = _pair(m.kernel_size)
-    s = _pair(m.stride if m.stride is not None else m.kernel_size)
-    return nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(_pair(m.padding)))
+    k = pair(m.kernel_size)
+    s = pair(m.stride if m.stride is not None else m.kernel_size)
+    return nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(pair(m.padding)))
 
 
 def _flatten(m: nn.Flatten) -> nir.Flatten:

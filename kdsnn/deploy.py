@@ -158,7 +158,7 @@ class Deployment:
         return next((r for r in self.rungs if r.rung == n), None)
 
     def write_parity(self) -> Path:
-        from kdsnn.compiler.nir_io import graph_summary
+        from kdsnn.compiler.nir.meta import graph_summary
 
         doc = {"source": str(self.source.path), "source_kind": self.source.kind, "target": self.plan.target,
                "dataset": self.setup.dataset.name, "split": "test", "samples": len(self.samples),
@@ -170,7 +170,7 @@ class Deployment:
 
     def summary_lines(self) -> list[str]:
         """A few lines for people: the graph, each rung, the files written."""
-        from kdsnn.compiler.nir_io import graph_summary
+        from kdsnn.compiler.nir.meta import graph_summary
 
         s = graph_summary(self.graph)
         kinds = ", ".join(f"{k} {v}" for k, v in s["node_types"].items() if k not in ("Input", "Output"))
@@ -270,7 +270,7 @@ def export(cfg: ExportConfig) -> Deployment:
     d.files.append(write_predictions(d.out, y, d.results))
     d.write_parity()
     if plan.lowers:
-        from kdsnn.compiler.report import render_table, write_reports
+        from kdsnn.compiler.profile.report import render_table, write_reports
 
         t0 = time.perf_counter()
         res = d.results[plan.target]
@@ -325,7 +325,8 @@ class Rerun:
 
 def rerun(cfg: RunConfig) -> Rerun:
     """Run an export folder again on any registered backend."""
-    from kdsnn.compiler.nir_io import graph_meta, read_nir
+    from kdsnn.compiler.nir.meta import graph_meta
+    from kdsnn.compiler.nir.read import read_nir
 
     cfg.check()
     plan = plan_for(cfg.target)

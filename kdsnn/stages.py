@@ -97,7 +97,7 @@ def load_source(cfg: ExportConfig) -> Source:
     """A student checkpoint (.pt) or a .nir graph from any framework."""
     src = Path(cfg.source)
     if src.suffix.lower() == ".nir":
-        from kdsnn.compiler.nir_io import read_nir
+        from kdsnn.compiler.nir.read import read_nir
 
         return Source(src, "nir", graph=read_nir(src))
     from kdsnn.checkpoint import load_model
@@ -108,7 +108,7 @@ def load_source(cfg: ExportConfig) -> Source:
 
 def resolve(source: Source, cfg: ExportConfig) -> Setup:
     """Dataset, T and shape checks before anything is written."""
-    from kdsnn.compiler.nir_io import graph_meta
+    from kdsnn.compiler.nir.meta import graph_meta
     from kdsnn.data import dataset_info
 
     T_opt = cfg.time_steps
@@ -139,7 +139,8 @@ def resolve(source: Source, cfg: ExportConfig) -> Setup:
 def export_graph(source: Source, setup: Setup, out: Path) -> Exported:
     """Write out/graph.nir (the student exported, or the imported graph with its metadata
     completed) and read it back."""
-    from kdsnn.compiler.nir_io import read_nir, write_nir
+    from kdsnn.compiler.nir.read import read_nir
+    from kdsnn.compiler.nir.write import write_nir
     from kdsnn.io import ensure_dir
 
     ensure_dir(out)
@@ -251,7 +252,7 @@ def run_student(model: Any, x: np.ndarray, batch_size: int = 256, device: str = 
 def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Source, setup: Setup,
                 float_run: RunResult | None) -> dict[str, Any]:
     """Spikes, operations, memory, energy and core mapping of the deployed run."""
-    from kdsnn.compiler.profile import report_from_run
+    from kdsnn.compiler.profile.build import report_from_run
 
     n = len(res.logits)
     x, y = samples.x[:n], samples.y[:n]

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 from kdsnn.backends.base import RunResult
-from kdsnn.compiler.nir_io import graph_meta, read_nir, write_nir
+from kdsnn.compiler.nir.meta import graph_meta
+from kdsnn.compiler.nir.read import read_nir
+from kdsnn.compiler.nir.write import write_nir
 
 import kdsnn.deploy as flow
 from kdsnn.checkpoint import save_checkpoint

@@ -10,7 +10,10 @@ import pytest
 import torch
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.export import fold_bn, student_to_nir
-from kdsnn.compiler.nir_io import canonicalize, graph_meta, graph_summary, read_nir, write_nir
+from kdsnn.compiler.nir.canonicalize import canonicalize
+from kdsnn.compiler.nir.meta import graph_meta, graph_summary
+from kdsnn.compiler.nir.read import read_nir
+from kdsnn.compiler.nir.write import write_nir
 
 from kdsnn.errors import KdsnnError
 from kdsnn.zoo import ARCHS, build

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 from kdsnn.backends.reference import ReferenceBackend
-from kdsnn.compiler.nir_io import canonicalize, graph_meta, read_nir, write_nir
+from kdsnn.compiler.nir.canonicalize import canonicalize
+from kdsnn.compiler.nir.meta import graph_meta
+from kdsnn.compiler.nir.read import read_nir
+from kdsnn.compiler.nir.write import write_nir
 
 from kdsnn.errors import KdsnnError
 

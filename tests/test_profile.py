@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kdsnn.compiler.energy import HOROWITZ45, LOIHI, load_energy_model
 from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
-from kdsnn.compiler.profile import (
-    build_report,
-    fan_in,
-    fan_out,
-    graphnet_profile,
-    intnet_dense_macs,
-    map_population,
-    target_limits,
-)
+from kdsnn.compiler.profile.ann import FloatCounts, graphnet_profile
+from kdsnn.compiler.profile.build import build_report
+from kdsnn.compiler.profile.counting import RunCounts
+from kdsnn.compiler.profile.energy import HOROWITZ45, LOIHI, load_energy_model
+from kdsnn.compiler.profile.limits import target_limits
+from kdsnn.compiler.profile.mapping import map_population
+from kdsnn.compiler.profile.synapses import fan_in, fan_out, intnet_dense_macs
 
 from kdsnn.errors import KdsnnError
 
@@ -122,9 +119,9 @@ def test_dense_counts_by_hand():
     tr = np.array([[[1, 0], [1, 0], [1, 0], [1, 0]],      # neuron 0 saturated, neuron 1 silent
                    [[0, 0], [1, 1], [0, 0], [0, 0]]], np.uint8)
     x = np.array([[1.0, 0.0, -2.0], [0.0, 0.0, 3.0]], np.float32)  # non-zero: 2 and 1 values
-    rep = build_report(net, {"h": tr.sum(axis=(1, 2)), "o": np.zeros(2)}, None, {"h": tr},
-                       None, "intsim", {"h": 6, "o": 4}, None, {"h": 8, "o": 6},
-                       ["horowitz45", "loihi"], {}, x=x, raster_neurons=1)
+    rep = build_report(net, RunCounts({"h": tr.sum(axis=(1, 2)), "o": np.zeros(2)}, spike_trains={"h": tr}, x=x),
+                       floats=FloatCounts(ann_macs={"h": 6, "o": 4}, ann_params={"h": 8, "o": 6}),
+                       energy_models=["horowitz45", "loihi"], raster_neurons=1)
     h, o = rep["layers"]
     # raster: the most active neuron of sample 0 (neuron 0, at every step); uint8 trains
     assert rep["raster"]["layers"] == [{"name": "h", "neurons": [0], "events": [[0, 0], [1, 0], [2, 0], [3, 0]]}]
@@ -184,13 +181,13 @@ def test_conv_counts_by_hand_and_without_trains():
     tr[0, :, 0, 0, 0] = 1
     counts = {"a": np.array([2]), "b": np.array([0]), "o": np.array([0])}
     trains = {"a": tr, "b": np.zeros((1, 2, 2, 1, 1), np.uint8)}
-    rep = build_report(net, counts, None, trains, None, "intsim", None, None, None, ["horowitz45"], {})
+    rep = build_report(net, RunCounts(counts, spike_trains=trains), energy_models=["horowitz45"])
     b = rep["layers"][1]
     # c2 is a 3x3 valid conv with groups=1 from (2,3,3) to (2,1,1): the corner (ky=kx=0) feeds
     # both outputs through tap (0, 0); weight of output 0 there is zero -> effective fan-out 1
     assert b["acs"] == 2 * 2 and b["eff_acs"] == 2 * 1 and b["ops_exact"]
     # without trains the conv's mean fan-out is used and the count is flagged
-    rep2 = build_report(net, counts, None, None, None, "intsim", None, None, None, ["horowitz45"], {})
+    rep2 = build_report(net, RunCounts(counts), energy_models=["horowitz45"])
     b2 = rep2["layers"][1]
     assert b2["acs"] == 2 * 2  # every source of c2 has fan-out 2 (valid conv onto 1x1)
     assert b2["eff_acs"] == pytest.approx(2 * (35 / 18))  # 17 taps x 2 + 1 over 18 sources
@@ -203,7 +200,7 @@ def test_conv_counts_by_hand_and_without_trains():
 def test_missing_population_counts_is_an_error():
     net = dense_net()
     with pytest.raises(KdsnnError, match="no spike counts for population h"):
-        build_report(net, {"o": np.zeros(1)}, None, None, None, "intsim", None, None, None, None, {})
+        build_report(net, RunCounts({"o": np.zeros(1)}))
 
 
 # ------------------------------------------------------------------------------ mapping ---
@@ -273,8 +270,7 @@ def test_user_energy_model_json_and_toml(tmp_path):
     m2 = load_energy_model(t)
     assert m2.name == "chip2" and m2.snn_pj(1, 1, 0, 0) == pytest.approx(5.0)
     # a user model flows into the report
-    rep = build_report(dense_net(), {"h": np.array([2]), "o": np.array([0])}, None, None, None,
-                       "intsim", None, None, None, [p], {})
+    rep = build_report(dense_net(), RunCounts({"h": np.array([2]), "o": np.array([0])}), energy_models=[p])
     assert set(rep["energy"]) == {"chip"}
 
 
@@ -317,7 +313,7 @@ def test_intnet_dense_macs_is_one_mac_per_synapse():
 
 def test_report_from_an_intsim_run_with_teacher_and_student():
     from kdsnn.backends.registry import get_backend
-    from kdsnn.compiler.profile import report_from_run
+    from kdsnn.compiler.profile.build import report_from_run
 
     from kdsnn.zoo import build
 

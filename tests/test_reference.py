@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kdsnn.backends.reference import ReferenceBackend
-from kdsnn.compiler.nir_io import canonicalize
+from kdsnn.compiler.nir.canonicalize import canonicalize
 
 from kdsnn.errors import KdsnnError
 

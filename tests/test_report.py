@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
-from kdsnn.compiler.profile import SCHEMA_VERSION, build_report
-from kdsnn.compiler.report import (
+from kdsnn.compiler.profile.ann import FloatCounts
+from kdsnn.compiler.profile.build import build_report
+from kdsnn.compiler.profile.counting import RunCounts
+from kdsnn.compiler.profile.definitions import SCHEMA_VERSION
+from kdsnn.compiler.profile.report import (
     fmt_bytes,
     fmt_num,
     fmt_pj,
@@ -49,9 +52,10 @@ def make_report(seed: int = 0, T: int = 3, rate: float = 0.4, backend: str = "in
     counts = {k: v.reshape(n, -1).sum(1) for k, v in trains.items()}
     per_step = {k: v.reshape(n, T, -1).sum(2) for k, v in trains.items()}
     x = rng.normal(size=(n, 1, 6, 6)).astype(np.float32)
-    return build_report(net, counts, per_step, trains, None, backend,
-                        {"act1": 1296, "readout": 108}, None, {"act1": 40, "readout": 111},
-                        ["horowitz45", "loihi"], {"accuracy": 0.9, "dataset": "test"}, x=x)
+    return build_report(net, RunCounts(counts, backend, per_step, trains, x),
+                        floats=FloatCounts(ann_macs={"act1": 1296, "readout": 108},
+                                           ann_params={"act1": 40, "readout": 111}),
+                        energy_models=["horowitz45", "loihi"], meta={"accuracy": 0.9, "dataset": "test"})
 
 
 def test_report_json_round_trip_and_files(tmp_path):
@@ -95,8 +99,7 @@ def test_table_shows_layers_totals_energy():
 
 def test_no_trains_report_says_null():
     net = small_net()
-    rep = build_report(net, {"act1": np.array([3, 5]), "readout": np.array([0, 0])}, None, None, None,
-                       "lava", None, None, None, None, {})
+    rep = build_report(net, RunCounts({"act1": np.array([3, 5]), "readout": np.array([0, 0])}, "lava"))
     assert rep["layers"][0]["silent_fraction"] is None and rep["totals"]["silent_fraction"] is None
     assert rep["raster"]["layers"] == []
     assert rep["energy"]["horowitz45"]["ann_pj"] is None
@@ -180,8 +183,7 @@ def test_lava_and_intsim_runs_give_the_same_report():
     reps = []
     for name in ("intsim", "lava"):
         res = get_backend(name).compile(net).run(x, record=True)
-        rep = build_report(net, res.spike_counts, res.layer_spikes_per_step, res.spike_trains, None,
-                           name, None, None, None, None, {}, x=x)
+        rep = build_report(net, RunCounts.of(res, x))
         rep["meta"].pop("backend")
         rep["meta"].pop("created")
         reps.append(rep)

@@ -13,21 +13,13 @@ from typing import Any
 
 import nir
 import numpy as np
-from kdsnn.compiler.nir_io import topological_order, window_out_hw
+from kdsnn.compiler.geometry import pair, window_out_hw
+from kdsnn.compiler.nir.order import topological_order
 from kdsnn.compiler.passes.state import LNode, LoweringState
 
 from kdsnn.errors import KdsnnError
 
 NAME = "import_nir"
-
-
-def _pair(v: Any, name: str, what: str) -> tuple[int, int]:
-    a = np.ravel(np.asarray(v)).astype(int)
-    if a.size == 1:
-        return int(a[0]), int(a[0])
-    if a.size == 2:
-        return int(a[0]), int(a[1])
-    raise KdsnnError(f"node {name}: {what} {v!r} is not one or two integers")
 
 
 def _uniform(v: Any, name: str, what: str) -> float:
@@ -91,8 +83,8 @@ def run(st: LoweringState, graph: nir.NIRGraph) -> None:
             groups = int(node.groups)
             if w.ndim != 4 or w.shape[1] * groups != s[0]:
                 raise KdsnnError(f"node {name}: Conv2d weight {w.shape} with groups={groups} does not fit input channels {s[0]}")
-            stride = _pair(node.stride, name, "stride")
-            dil = _pair(node.dilation, name, "dilation")
+            stride = pair(node.stride, "stride", f"node {name}: ")
+            dil = pair(node.dilation, "dilation", f"node {name}: ")
             pad = node.padding
             if isinstance(pad, str):
                 if pad == "valid":
@@ -101,7 +93,7 @@ def run(st: LoweringState, graph: nir.NIRGraph) -> None:
                     pad = tuple(d * (k - 1) // 2 for d, k in zip(dil, w.shape[2:], strict=True))
                 else:
                     raise KdsnnError(f"node {name}: Conv2d padding {pad!r} is not symmetric; cannot lower it")
-            pad = _pair(pad, name, "padding")
+            pad = pair(pad, "padding", f"node {name}: ")
             ho, wo = window_out_hw(s[1:], w.shape[2:], stride, pad, dil)
             if ho < 1 or wo < 1:
                 raise KdsnnError(f"node {name}: Conv2d output would be empty for input {s}")
@@ -121,9 +113,9 @@ def run(st: LoweringState, graph: nir.NIRGraph) -> None:
         elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
             if len(s) != 3:
                 raise KdsnnError(f"node {name}: {kind} needs a (C, H, W) input, got {s}")
-            k = _pair(node.kernel_size, name, "kernel_size")
-            stv = _pair(node.stride if node.stride is not None else node.kernel_size, name, "stride")
-            pad = _pair(node.padding if node.padding is not None else 0, name, "padding")
+            k = pair(node.kernel_size, "kernel_size", f"node {name}: ")
+            stv = pair(node.stride if node.stride is not None else node.kernel_size, "stride", f"node {name}: ")
+            pad = pair(node.padding if node.padding is not None else 0, "padding", f"node {name}: ")
             avg = isinstance(node, nir.AvgPool2d)
             if avg and pad != (0, 0):
                 raise KdsnnError(f"node {name}: AvgPool2d with padding is ambiguous in NIR (do padded zeros count?); refused")

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kdsnn.compiler.plots import plot_compare, write_plots
-from kdsnn.compiler.profile import SCHEMA, SCHEMA_VERSION
+from kdsnn.compiler.profile.definitions import SCHEMA, SCHEMA_VERSION
+from kdsnn.compiler.profile.plots import plot_compare, write_plots
 
 from kdsnn.errors import KdsnnError
 from kdsnn.io import ensure_dir, write_json, write_text

@@ -1,0 +1,57 @@
+"""Writing NIR files: atomically, with metadata made HDF5-storable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from kdsnn.errors import KdsnnError
+from kdsnn.io import atomic_path
+
+
+def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
+    """Write `graph` with `nir.write` (HDF5) atomically; metadata made HDF5-storable."""
+    dest = Path(path)
+    g = nir.NIRGraph(nodes=graph.nodes, edges=list(graph.edges),
+                     metadata=_encode_meta(dict(graph.metadata or {})), type_check=False)
+    with atomic_path(dest, suffix=".nir") as tmp:
+        try:
+            nir.write(tmp, g)
+        except OSError as e:
+            raise KdsnnError(f"cannot write NIR file {dest}: {e}") from None
+    return dest
+
+
+def _encode_meta(md: dict[str, Any]) -> dict[str, Any]:
+    """Plain Python metadata -> values nir.write can store in HDF5."""
+    out: dict[str, Any] = {}
+    for k, v in md.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            out[k] = _encode_meta(v)
+        elif isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, (bool, np.bool_)):
+            out[k] = int(v)
+        elif isinstance(v, (int, np.integer)):
+            out[k] = int(v)
+        elif isinstance(v, (float, np.floating)):
+            out[k] = float(v)
+        elif isinstance(v, (list, tuple, np.ndarray)):
+            arr = list(np.asarray(v).ravel()) if isinstance(v, np.ndarray) else list(v)
+            if not arr:
+                continue
+            if all(isinstance(a, (str, bytes, np.str_, np.bytes_)) for a in arr):
+                out[k] = np.array([a.encode() if isinstance(a, str) else bytes(a) for a in arr], dtype="S")
+            elif all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in arr):
+                out[k] = np.asarray(arr, dtype=np.int64)
+            else:
+                out[k] = np.asarray(arr, dtype=np.float64)
+        else:
+            out[k] = str(v)
+    return out
