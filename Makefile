@@ -9,13 +9,18 @@ STAMP  := $(VENV)/.installed
 venv: $(STAMP)
 
 # Rebuilt when missing or when the project's dependency list changes.
+# pip stays quiet (no progress bars in a log); each step says what it does and what it took.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@test -x $(PY) || { echo "venv: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "venv: upgrading pip"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "venv: installing kdsnn and its dependencies (torch, lava-nc, nir, ...) into $(VENV); several minutes on a fresh machine"
+	@t0=$$(date +%s); $(PY) -m pip install --quiet --progress-bar off -e '.[dev]' && \
+	  echo "venv: installed $$($(PY) -m pip list --format=freeze 2>/dev/null | wc -l) packages in $$(( $$(date +%s) - t0 )) s"
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	@echo "demo: distill a spiking CNN on mnist5k (3 epochs, default teacher first), then export it to Lava"
 	$(VENV)/bin/kdsnn distill --dataset mnist5k --arch cnn --kd both --epochs 3 -o runs/demo
 	$(VENV)/bin/kdsnn export runs/demo/student.pt --target lava --samples 200 -o runs/demo/export
 

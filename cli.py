@@ -239,14 +239,17 @@ def targets(as_json: bool) -> None:
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,
-              help="Another export folder to put side by side.")
+              help="Another export folder to put side by side (needs -o).")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
+              help="With --compare: the folder for compare.md and compare.png (the runs are named by "
+                   "what differs in their paths).")
 def report(**opts) -> None:
     """Print (and re-render) the operations, memory and energy report of an export folder.
 
     \b
     Examples:
       kdsnn report runs/demo/export
-      kdsnn report runs/kd/export --compare runs/nokd/export
+      kdsnn report runs/kd/export --compare runs/nokd/export -o runs/kd-vs-nokd
     """
     from kdsnn.compiler.profile.report import report_command
 

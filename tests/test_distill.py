@@ -111,6 +111,24 @@ def test_distill_loss_modes() -> None:
     assert set(parts) == {"soft", "ce", "feat"}
 
 
+@pytest.mark.parametrize("kd", ["none", "response", "feature", "both"])
+def test_logged_terms_times_their_weights_add_up_to_the_loss(kd) -> None:
+    """The loss line prints weighted terms; they must sum to the total it prints."""
+    torch.manual_seed(1)
+    z_s, z_t = torch.randn(6, 3), torch.randn(6, 3)
+    y = torch.randint(0, 3, (6,))
+    f_s, f_t = {"p": torch.rand(6, 4, 2, 2)}, {"q": torch.randn(6, 4, 2, 2)}
+    con = Connectors([("p", "q")], {"p": (4, 2, 2)}, {"q": (4, 2, 2)})
+    crit = DistillLoss(kd, 0.5, 4.0, con if kd in ("feature", "both") else None)
+    loss, parts = crit(z_s, y, z_t, f_s, f_t)
+    w = crit.weights()
+    assert set(w) == set(parts)
+    assert abs(sum(w[k] * float(v) for k, v in parts.items()) - float(loss)) < 1e-5
+    text = crit.describe({k: float(v) for k, v in parts.items()})
+    if kd in ("response", "both"):
+        assert f"soft {8 * float(parts['soft']):.4f} (8 x {float(parts['soft']):.4f})" in text
+
+
 def test_bad_modes_and_parameters() -> None:
     with pytest.raises(KdsnnError, match="unknown --kd"):
         check_mode("logits")

@@ -123,8 +123,10 @@ def test_dense_counts_by_hand():
                        floats=FloatCounts(ann_macs={"h": 6, "o": 4}, ann_params={"h": 8, "o": 6}),
                        energy_models=["horowitz45", "loihi"], raster_neurons=1)
     h, o = rep["layers"]
-    # raster: the most active neuron of sample 0 (neuron 0, at every step); uint8 trains
-    assert rep["raster"]["layers"] == [{"name": "h", "neurons": [0], "events": [[0, 0], [1, 0], [2, 0], [3, 0]]}]
+    # raster of sample 0 with room for one neuron: none varies, so the saturated neuron 0
+    # (at every step) before the silent one; uint8 trains
+    assert rep["raster"]["layers"] == [{"name": "h", "neurons": [0], "events": [[0, 0], [1, 0], [2, 0], [3, 0]],
+                                        "kinds": {"varying": 0, "saturated": 1, "silent": 1}}]
     assert h["spikes"] == (4 + 2) / 2
     assert h["firing_rate"] == 3 / (2 * 4)
     assert h["silent_fraction"] == (0.5 + 0.0) / 2          # sample 0: neuron 1 silent

@@ -118,18 +118,32 @@ def two_runs(tmp_path_factory):
     return a, b
 
 
-def test_report_command_and_compare(two_runs, capsys):
+def test_report_command_and_compare(two_runs, capsys, tmp_path):
     a, b = two_runs
     (a / "report.md").unlink()
     report_command(a, None)
     out = capsys.readouterr().out
     assert "kdsnn report: backend intsim" in out and (a / "report.md").is_file()
-    report_command(a, b)
+    assert "mean over the first 5 test samples" in out
+    assert out.strip().splitlines()[-1].startswith(f"wrote {a.as_posix()}/: report.md, plots/firing_rate.png")
+    with pytest.raises(KdsnnError, match="--compare needs -o DIR"):
+        report_command(a, b)
+    written = report_command(a, b, tmp_path / "cmp")
     out = capsys.readouterr().out
-    assert "A = kd   B = nokd" in out and "B/A" in out and "firing rate" in out
-    png = a / "compare_nokd.png"
-    assert png.read_bytes()[:8] == PNG_MAGIC
-    assert (a / "compare_nokd.md").is_file()
+    # the runs are named by what differs in their paths, and so are the columns
+    assert "kd vs nokd" in out and "nokd / kd" in out and "firing rate" in out
+    png = tmp_path / "cmp" / "compare.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and (tmp_path / "cmp" / "compare.md").is_file()
+    assert png in written and not (a / "compare_nokd.png").exists()  # nothing in the run folder
+    assert "compare.md, " in out.strip().splitlines()[-1] or "compare.png" in out.strip().splitlines()[-1]
+
+
+def test_run_labels_from_paths(tmp_path):
+    from kdsnn.compiler.profile.report import run_labels
+
+    assert run_labels(tmp_path / "runs/kd/export", tmp_path / "runs/nokd/export") == ("kd", "nokd")
+    assert run_labels(tmp_path / "a/T4", tmp_path / "a/T8") == ("T4", "T8")
+    assert run_labels(tmp_path / "x/kd/export", tmp_path / "y/kd/export") == ("x", "y")
 
 
 def test_compare_ratios():
@@ -143,11 +157,11 @@ def test_cli_report(two_runs):
     from kdsnn.cli import cli
 
     a, b = two_runs
-    (b / "compare_kd.png").unlink(missing_ok=True)
-    r = CliRunner().invoke(cli, ["report", str(b), "--compare", str(a)])
+    out = a.parent / "cmp_cli"
+    r = CliRunner().invoke(cli, ["report", str(b), "--compare", str(a), "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert "A = nokd   B = kd" in r.output
-    assert (b / "compare_kd.png").is_file()
+    assert "nokd vs kd" in r.output
+    assert (out / "compare.png").is_file()
 
 
 def test_load_report_errors(tmp_path):

@@ -27,13 +27,14 @@ from kdsnn.compiler.profile.definitions import DEFINITIONS, SCHEMA, SCHEMA_VERSI
 from kdsnn.compiler.profile.energy import DEFAULT_MODELS, EnergyModel, load_energy_model
 from kdsnn.compiler.profile.limits import target_limits
 from kdsnn.compiler.profile.mapping import map_layers
+from kdsnn.compiler.profile.raster import RASTER_NEURONS
 
 
 def build_report(intnet: IntNet, run: RunCounts, *, target: Any = None,
                  floats: FloatCounts | None = None,
                  energy_models: Iterable[str | EnergyModel] | None = None,
                  meta: Mapping[str, Any] | None = None,
-                 raster_neurons: int = 16) -> dict[str, Any]:
+                 raster_neurons: int = RASTER_NEURONS) -> dict[str, Any]:
     """The report of one run (JSON-able dict). See DEFINITIONS for every number.
 
     run: what the backend counted; target: a TargetSpec, a dict of limits or None (Loihi 1);

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from kdsnn.compiler.intnet import INPUT, IntNet
+from kdsnn.compiler.profile.raster import RASTER_NEURONS, raster_layer
 from kdsnn.compiler.profile.synapses import fan_out
 
 from kdsnn.errors import KdsnnError
@@ -57,10 +58,10 @@ def samples_run(intnet: IntNet, run: RunCounts) -> int:
     return max((int(np.asarray(v).shape[0]) for k, v in run.spike_counts.items() if k in names), default=0)
 
 
-def population_activity(intnet: IntNet, run: RunCounts, notes: list[str], raster_neurons: int = 16
-                        ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray | None], dict[str, Any]]:
+def population_activity(intnet: IntNet, run: RunCounts, notes: list[str],
+                        raster_neurons: int = RASTER_NEURONS) -> tuple[list[dict[str, Any]], dict[str, np.ndarray | None], dict[str, Any]]:
     """(one report row per population, mean spikes per neuron where known, the raster of
-    sample 0's `raster_neurons` most active neurons per layer)."""
+    sample 0: up to `raster_neurons` neurons per layer, chosen by profile.raster)."""
     T = int(intnet.T)
     layers: list[dict[str, Any]] = []
     per_neuron: dict[str, np.ndarray | None] = {}
@@ -89,12 +90,7 @@ def population_activity(intnet: IntNet, run: RunCounts, notes: list[str], raster
             per_neuron[p.name] = c.mean(axis=0)
             row["spikes_per_step"] = tr.sum(axis=2).mean(axis=0).tolist()
             if tr.shape[0] > 0:
-                s0 = tr[0].astype(np.int64)
-                order = np.argsort(-s0.sum(0), kind="stable")[:raster_neurons]
-                idx = np.sort(order)
-                ev = np.argwhere(s0[:, idx])
-                raster["layers"].append({"name": p.name, "neurons": idx.tolist(),
-                                         "events": ev[:, [0, 1]].tolist()})
+                raster["layers"].append(raster_layer(p.name, tr[0], raster_neurons))
         else:
             per_neuron[p.name] = None
         per_step = run.layer_spikes_per_step

@@ -1,7 +1,8 @@
 """PNG plots of a report (headless: matplotlib's Agg canvas, no pyplot state).
 
 Every plot is drawn from the report dict alone, so `kdsnn report` can re-render them from
-report.json without the network or the run.
+report.json without the network or the run. `figure_*` build the matplotlib Figure (tests
+read what it shows: bar heights, colours, axis scales, labels); `plot_*` save it.
 """
 
 from __future__ import annotations
@@ -39,139 +40,198 @@ def _nz(v: Any) -> float:
     return float(v) if v is not None else 0.0
 
 
-def _grouped_bars(ax: Any, x: np.ndarray, names: list[str], series: list[tuple[str, Any]],
-                  ylabel: str, title: str) -> None:
-    """One bar per series at each x, side by side, on a log axis."""
+# One colour per meaning, the same in every plot of a report (never one colour for two things).
+COLORS = {
+    "ANN teacher": "tab:red", "student as ANN": "tab:orange", "SNN ACs": "tab:blue",
+    "SNN MACs (graded input)": "tab:cyan", "firing rate": "tab:blue", "silent": "0.55",
+    "saturated": "tab:purple", "SNN weights": "tab:blue", "SNN biases": "tab:green",
+    "SNN state (u, v)": "tab:cyan", "ANN teacher fp32": "tab:red",
+}
+_ENERGY_COLORS = ("tab:green", "tab:olive", "navy", "teal")       # SNN energy, per energy model
+_ENERGY_ANN = ("tab:pink", "tab:brown", "tab:gray", "gold")       # ANN energy, per energy model
+
+
+def _grouped_bars(ax: Any, names: list[str], series: list[tuple[str, Any, str]], ylabel: str,
+                  title: str, log: bool = True) -> None:
+    """Bars of each series (label, values, colour) side by side, centred on each name's tick."""
+    x = np.arange(len(names))
     wdt = 0.8 / max(1, len(series))
-    for i, (lab, vals) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * wdt, vals, wdt, label=lab)
-    ax.set_yscale("log", nonpositive="clip")
+    for i, (lab, vals, color) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * wdt, vals, wdt, label=lab, color=color)
+    if log:
+        ax.set_yscale("log", nonpositive="clip")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7)
 
 
-def plot_firing_rate(report: Mapping[str, Any], path: Path) -> Path:
-    """Firing rate per layer, with silent/saturated fractions when known."""
+def figure_firing_rate(report: Mapping[str, Any]) -> Any:
+    """Firing rate, silent and saturated fraction per layer, centred on the layer's tick; a
+    layer without fractions (the readout never fires; no spike trains) says n/a in place."""
     layers = report["layers"]
     names = _names(report)
     fig = _figure(max(5.0, 1.2 * len(names) + 2), 4)
     ax = fig.add_subplot(111)
     x = np.arange(len(names))
-    ax.bar(x - 0.25, [r["firing_rate"] for r in layers], 0.25, label="firing rate")
-    if all(r["silent_fraction"] is not None for r in layers):
-        ax.bar(x, [r["silent_fraction"] for r in layers], 0.25, label="silent fraction")
-        ax.bar(x + 0.25, [r["saturated_fraction"] for r in layers], 0.25, label="saturated fraction")
+    w = 0.27
+    for off, key, lab in ((-w, "firing_rate", "firing rate"), (0.0, "silent_fraction", "silent"),
+                          (w, "saturated_fraction", "saturated")):
+        vals = [r[key] for r in layers]
+        have = [i for i, v in enumerate(vals) if v is not None]
+        ax.bar(x[have] + off, [vals[i] for i in have], w, color=COLORS[lab],
+               label=lab if key == "firing_rate" else f"{lab} neurons (fraction)")
+        for i in (i for i, v in enumerate(vals) if v is None):
+            ax.text(x[i] + off, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="0.4")
     ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction")
-    ax.set_title(f"Activity per layer (T={report['meta']['T']}, {report['meta']['backend']})")
+    meta = report["meta"]
+    ax.set_title(f"Activity per layer (T={meta['T']}, {meta['backend']}, {meta.get('samples', '?')} samples)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
-def plot_ops_energy(report: Mapping[str, Any], path: Path) -> Path:
-    """ANN dense MACs vs SNN operations per layer, and energy per layer under each model."""
+def figure_ops_energy(report: Mapping[str, Any]) -> Any:
+    """Operations per layer (ANN MACs vs SNN ACs/MACs) and energy per layer per model."""
     layers = report["layers"]
     names = _names(report)
     fig = _figure(max(8.0, 1.6 * len(names) + 3), 4.2)
     ax1, ax2 = fig.add_subplot(121), fig.add_subplot(122)
-    x = np.arange(len(names))
-    series = [("ANN teacher MACs", [_nz(r["ann_macs"]) for r in layers]),
-              ("student as ANN MACs", [_nz(r["student_ann_macs"]) for r in layers]),
-              ("SNN ACs", [r["acs"] for r in layers]),
-              ("SNN MACs (graded input)", [r["macs"] for r in layers])]
-    _grouped_bars(ax1, x, names, series, "operations per inference", "Operations per layer")
+    series = [("ANN teacher MACs", [_nz(r["ann_macs"]) for r in layers], COLORS["ANN teacher"]),
+              ("student as ANN MACs", [_nz(r["student_ann_macs"]) for r in layers], COLORS["student as ANN"]),
+              ("SNN ACs", [r["acs"] for r in layers], COLORS["SNN ACs"]),
+              ("SNN MACs (graded input)", [r["macs"] for r in layers], COLORS["SNN MACs (graded input)"])]
+    _grouped_bars(ax1, names, series, "operations per inference", "Operations per layer")
     bars = []
-    for m in report["energy"]:
-        bars.append((f"SNN {m}", np.asarray([r["energy_pj"][m]["snn"] for r in layers]) / 1e3))
+    for i, m in enumerate(report["energy"]):
+        bars.append((f"SNN, {m}", np.asarray([r["energy_pj"][m]["snn"] for r in layers]) / 1e3,
+                     _ENERGY_COLORS[i % len(_ENERGY_COLORS)]))
         if any(r["energy_pj"][m]["ann"] is not None for r in layers):
-            bars.append((f"ANN {m}", np.asarray([_nz(r["energy_pj"][m]["ann"]) for r in layers]) / 1e3))
-    _grouped_bars(ax2, x, names, bars, "energy per inference (nJ)", "Energy per layer")
-    return _save(fig, path)
+            bars.append((f"ANN teacher, {m}", np.asarray([_nz(r["energy_pj"][m]["ann"]) for r in layers]) / 1e3,
+                         _ENERGY_ANN[i % len(_ENERGY_ANN)]))
+    _grouped_bars(ax2, names, bars, "energy per inference (nJ)", "Energy per layer (model)")
+    return fig
 
 
-def plot_memory(report: Mapping[str, Any], path: Path) -> Path:
-    """Memory per layer: ANN float32 parameters vs SNN integer weights, biases and state."""
+def figure_memory(report: Mapping[str, Any]) -> Any:
+    """Memory per layer on a log axis (sizes span decades): ANN fp32 parameters next to the
+    SNN's integer weights, biases and neuron state."""
     layers = report["layers"]
     names = _names(report)
-    fig = _figure(max(5.0, 1.2 * len(names) + 2), 4)
+    fig = _figure(max(5.0, 1.4 * len(names) + 2), 4)
     ax = fig.add_subplot(111)
-    x = np.arange(len(names))
     mem = [r["memory"] for r in layers]
-    ax.bar(x - 0.2, [_nz(m["ann_fp32_bytes"]) / 1024 for m in mem], 0.4, label="ANN teacher fp32")
-    bottom = np.zeros(len(names))
+    series = [("ANN teacher fp32", [_nz(m["ann_fp32_bytes"]) for m in mem], COLORS["ANN teacher fp32"])]
     for key, lab in (("snn_weight_bytes", "SNN weights"), ("snn_bias_bytes", "SNN biases"),
                      ("snn_state_bytes", "SNN state (u, v)")):
-        vals = np.array([m[key] for m in mem]) / 1024
-        ax.bar(x + 0.2, vals, 0.4, bottom=bottom, label=lab)
-        bottom += vals
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel("KiB")
-    ax.set_title("Memory per layer")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+        series.append((lab, [float(m[key]) for m in mem], COLORS[lab]))
+    _grouped_bars(ax, names, series, "bytes (log)", "Memory per layer")
+    return fig
 
 
-def plot_raster(report: Mapping[str, Any], path: Path) -> Path | None:
-    """Spike raster of a few neurons per layer for one sample; None without spike trains."""
+def figure_raster(report: Mapping[str, Any]) -> Any | None:
+    """Spike raster of one sample: per layer, neurons whose timing varies first, then
+    saturated and silent ones (profile.raster), labelled with their flat indices."""
     ras = report.get("raster") or {}
     groups = ras.get("layers") or []
     if not groups:
         return None
     T = int(ras.get("T", report["meta"]["T"]))
-    fig = _figure(max(5.0, 0.5 * T + 4), max(3.0, 0.12 * sum(len(g["neurons"]) for g in groups) + 1.5))
+    rows = sum(len(g["neurons"]) for g in groups)
+    fig = _figure(max(6.0, 0.35 * T + 5), max(3.5, 0.07 * rows + 1.8))
     ax = fig.add_subplot(111)
     row = 0
     ticks, labels = [], []
     for gi, g in enumerate(groups):
         ev = np.asarray(g["events"], dtype=float).reshape(-1, 2)
+        n = len(g["neurons"])
         if ev.size:
-            ax.scatter(ev[:, 0], row + ev[:, 1], marker="|", s=80, color=f"C{gi % 10}")
-        ticks.append(row + (len(g["neurons"]) - 1) / 2)
-        labels.append(g["name"])
-        row += len(g["neurons"])
+            ax.scatter(ev[:, 0], row + ev[:, 1], marker="|", s=40, color=f"C{gi % 10}")
+        step = max(1, n // 6)
+        for j in range(0, n, step):
+            ticks.append(row + j)
+            labels.append(str(g["neurons"][j]))
+        k = g.get("kinds") or {}
+        desc = (f"{g['name']}\n{k.get('varying', '?')} vary, {k.get('saturated', '?')} sat., "
+                f"{k.get('silent', '?')} silent") if k else g["name"]
+        ax.text(T - 0.4, row + (n - 1) / 2, desc, va="center", ha="left", fontsize=7, color=f"C{gi % 10}")
+        row += n
         ax.axhline(row - 0.5, color="0.8", lw=0.5)
-    ax.set_yticks(ticks, labels)
+    ax.set_yticks(ticks, labels, fontsize=6)
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_xticks(range(T))
     ax.set_ylim(-0.5, row - 0.5)
     ax.set_xlabel("time step")
-    ax.set_title(f"Spike raster, sample {ras.get('sample', 0)} (most active neurons per layer)")
-    return _save(fig, path)
+    ax.set_ylabel("neuron (flat index in its layer)")
+    ax.set_title(f"Spike raster, sample {ras.get('sample', 0)}")
+    return fig
 
 
-def plot_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str, str],
-                 path: Path) -> Path:
-    """Two runs side by side: firing rate per layer, and operations / energy / memory totals."""
-    fig = _figure(11, 4)
+def figure_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str, str]) -> Any:
+    """Two runs: firing rate per layer, and B's totals as a % difference from A's (bars from 0,
+    labelled, so a 2 % difference shows)."""
+    fig = _figure(12, 4.4)
     ax1, ax2 = fig.add_subplot(121), fig.add_subplot(122)
     names = [n for n in _names(a) if n in set(_names(b))] or _names(a)
     x = np.arange(len(names))
     for i, (rep, lab) in enumerate(((a, labels[0]), (b, labels[1]))):
         rate = {r["name"]: r["firing_rate"] for r in rep["layers"]}
-        ax1.bar(x + (i - 0.5) * 0.4, [rate.get(n, 0.0) for n in names], 0.4, label=lab)
+        ax1.bar(x + (i - 0.5) * 0.4, [rate.get(n, 0.0) for n in names], 0.4, label=lab, color=("C0", "C1")[i])
     ax1.set_xticks(x, names, rotation=30, ha="right")
     ax1.set_ylabel("firing rate")
     ax1.set_title("Firing rate per layer")
-    ax1.legend(fontsize=8)
-    keys = [("synops", "SynOps", lambda r: r["totals"]["synops"]),
-            ("spikes", "spikes", lambda r: r["totals"]["spikes"])]
+    ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.32), ncol=2, frameon=False)
+    keys = compare_totals(a, b)
+    xs = np.arange(len(keys))
+    pct = np.array([100.0 * (vb / va - 1.0) if va else np.nan for _, va, vb in keys])
+    colors = ["tab:green" if v < 0 else "tab:red" for v in np.nan_to_num(pct)]
+    ax2.bar(xs, np.nan_to_num(pct), 0.6, color=colors)
+    for xi, v in zip(xs, pct, strict=True):
+        ax2.annotate("n/a" if np.isnan(v) else f"{v:+.1f}%", (xi, 0 if np.isnan(v) else v), ha="center",
+                     va="bottom" if (np.isnan(v) or v >= 0) else "top", fontsize=7,
+                     xytext=(0, 2 if (np.isnan(v) or v >= 0) else -2), textcoords="offset points")
+    ax2.axhline(0, color="0.3", lw=0.8)
+    lim = max(1.0, float(np.nanmax(np.abs(pct))) * 1.25) if np.isfinite(pct).any() else 1.0
+    ax2.set_ylim(-lim, lim)
+    ax2.set_xticks(xs, [k[0] for k in keys], rotation=30, ha="right")
+    ax2.set_ylabel(f"{labels[1]} vs {labels[0]} (%)")
+    ax2.set_title("Totals per inference: difference")
+    return fig
+
+
+def compare_totals(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+    """(label, A, B) of the totals the compare plot draws."""
+    keys = [("SynOps", lambda r: r["totals"]["synops"]), ("spikes", lambda r: r["totals"]["spikes"])]
     for m in a["energy"]:
         if m in b["energy"]:
-            keys.append((m, f"E {m}", lambda r, m=m: r["energy"][m]["snn_pj"]))
-    keys.append(("mem", "SNN bytes", lambda r: r["memory"]["snn_total_bytes"]))
-    xs = np.arange(len(keys))
-    va = np.array([max(f(a), 1e-12) for _, _, f in keys])
-    vb = np.array([f(b) for _, _, f in keys])
-    ax2.bar(xs - 0.2, np.ones(len(keys)), 0.4, label=labels[0])
-    ax2.bar(xs + 0.2, vb / va, 0.4, label=labels[1])
-    ax2.set_xticks(xs, [k[1] for k in keys], rotation=30, ha="right")
-    ax2.set_ylabel(f"relative to {labels[0]}")
-    ax2.set_title("Totals per inference")
-    ax2.legend(fontsize=8)
-    return _save(fig, path)
+            keys.append((f"E {m}", lambda r, m=m: r["energy"][m]["snn_pj"]))
+    keys.append(("SNN bytes", lambda r: r["memory"]["snn_total_bytes"]))
+    return [(lab, float(f(a)), float(f(b))) for lab, f in keys]
+
+
+def plot_firing_rate(report: Mapping[str, Any], path: Path) -> Path:
+    return _save(figure_firing_rate(report), path)
+
+
+def plot_ops_energy(report: Mapping[str, Any], path: Path) -> Path:
+    return _save(figure_ops_energy(report), path)
+
+
+def plot_memory(report: Mapping[str, Any], path: Path) -> Path:
+    return _save(figure_memory(report), path)
+
+
+def plot_raster(report: Mapping[str, Any], path: Path) -> Path | None:
+    """None without spike trains."""
+    fig = figure_raster(report)
+    return None if fig is None else _save(fig, path)
+
+
+def plot_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str, str],
+                 path: Path) -> Path:
+    return _save(figure_compare(a, b, labels), path)
 
 
 def write_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:

@@ -98,22 +98,39 @@ def _layer_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def samples_text(meta: Mapping[str, Any]) -> str:
+    """Which samples a run's measured numbers come from: 'first 200 test samples'."""
+    n = meta.get("samples")
+    split = meta.get("split") or "test"
+    return f"first {n:,} {split} samples" if isinstance(n, int) else f"{split} samples"
+
+
 def _summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """The KDSNN paper's Tab. 3 analogue: ANN teacher vs SNN student."""
+    """The KDSNN paper's Tab. 3 analogue: ANN teacher vs SNN student, and what each row is
+    measured on (the networks alone, or which samples)."""
     t, mem, meta = report["totals"], report["memory"], report["meta"]
-    stu = f"{fmt_num(mem.get('student_params'))} (IntNet weights + biases)"
+    on = f"{samples_text(meta)}, {meta['backend']}"
+    stu = f"{fmt_num(mem.get('student_params'))} integer (IntNet weights + biases)"
     if meta.get("student_float_params") is not None:
         stu = f"{fmt_num(meta['student_float_params'])} float; " + stu
-    rows = [["parameters", fmt_num(mem["ann_params"]), stu],
-            ["memory", fmt_bytes(mem["ann_fp32_bytes"]) + " (fp32)",
-             fmt_bytes(mem["snn_total_bytes"]) + " (int weights+bias+state+input)"],
-            ["operations / inference", fmt_num(t["ann_macs"]) + " MACs",
-             f"{fmt_num(t['acs'])} ACs + {fmt_num(t['macs'])} MACs"]]
+    ann_p = fmt_num(mem["ann_params"]) + (" float" if mem["ann_params"] is not None else "")
+    rows = [["parameters", ann_p, stu, "the networks (no data)"],
+            ["memory", fmt_bytes(mem["ann_fp32_bytes"]) + " (fp32 parameters)",
+             f"{fmt_bytes(mem['snn_total_bytes'])} = weights {fmt_bytes(mem['snn_weight_bytes'])} + biases "
+             f"{fmt_bytes(mem['snn_bias_bytes'])} + neuron state {fmt_bytes(mem['snn_state_bytes'])} + input "
+             f"{fmt_bytes(mem['input_buffer_bytes'])}", "the networks (no data)"],
+            ["operations / inference", fmt_num(t["ann_macs"]) + " MACs (dense)",
+             f"{fmt_num(t['acs'])} ACs + {fmt_num(t['macs'])} MACs",
+             f"ANN: dense count, no data; SNN: mean over the {on}"]]
     for name, e in report["energy"].items():
-        rows.append([f"energy ({name})", fmt_pj(e["ann_pj"]), fmt_pj(e["snn_pj"])])
-    rows.append(["time steps", "1", f"{meta['T']} (Lava: {report['latency']['lava_steps']})"])
+        rows.append([f"energy ({name})", fmt_pj(e["ann_pj"]), fmt_pj(e["snn_pj"]),
+                     f"ANN: dense; SNN: mean over the {on}"])
+    rows.append(["time steps", "1", f"{meta['T']} (Lava: {report['latency']['lava_steps']})", "-"])
     if meta.get("teacher_accuracy") is not None or meta.get("accuracy") is not None:
-        rows.append(["accuracy", fmt_frac(meta.get("teacher_accuracy")), fmt_frac(meta.get("accuracy"))])
+        rows.append(["accuracy", fmt_frac(meta.get("teacher_accuracy")), fmt_frac(meta.get("accuracy")),
+                     f"the same {samples_text(meta)} (SNN on {meta['backend']})"])
+    if meta.get("float_accuracy") is not None:
+        rows.append(["student accuracy, float", "", fmt_frac(meta["float_accuracy"]), f"the same {samples_text(meta)}"])
     return rows
 
 
@@ -121,7 +138,7 @@ def render_table(report: Mapping[str, Any]) -> str:
     """The terminal table: per-layer activity, operations, memory and cores, then totals."""
     meta = report["meta"]
     head = (f"kdsnn report: backend {meta['backend']}, target {meta['target']}, T={meta['T']}, "
-            f"{meta['samples']} sample(s), counts per inference")
+            f"counts per inference, mean over the {samples_text(meta)}")
     header, rows = _layer_rows(report)
     lines = [head, _grid(header, rows, total=True)]
     mem, mp, lat = report["memory"], report["mapping"], report["latency"]
@@ -142,11 +159,11 @@ def render_table(report: Mapping[str, Any]) -> str:
 def render_markdown(report: Mapping[str, Any], plots: list[str] | None = None) -> str:
     meta = report["meta"]
     out = [f"# kdsnn report ({meta['backend']}, {meta['target']}, T={meta['T']})", "",
-           f"Schema `{report['schema']}` v{report['schema_version']}; {meta['samples']} sample(s); "
-           f"created {meta.get('created', '-')}; kdsnn {meta.get('kdsnn_version') or '-'}. "
-           "All counts are per inference, averaged over the samples run.", "",
+           f"Schema `{report['schema']}` v{report['schema_version']}; created {meta.get('created', '-')}; "
+           f"kdsnn {meta.get('kdsnn_version') or '-'}. All counts are per inference, averaged over the "
+           f"{samples_text(meta)} run on {meta['backend']}.", "",
            "## ANN teacher vs SNN student", "",
-           _grid(["", "ANN teacher", "SNN student"], _summary_rows(report), md=True), "",
+           _grid(["", "ANN teacher", "SNN student", "measured on"], _summary_rows(report), md=True), "",
            "## Per layer", "", _grid(*_layer_rows(report), md=True), ""]
     ops_header = ["layer", "synapses", "ACs", "eff. ACs", "MACs", "eff. MACs", "dense SynOps",
                   "student MACs", "ANN MACs", "exact"]
@@ -245,7 +262,9 @@ _COMPARE: list[tuple[str, Callable[[Mapping[str, Any]], Any], Callable[[Any], st
 
 
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str, str]) -> str:
-    """Two reports side by side with the ratio B/A, then firing rate per layer."""
+    """Two reports side by side (columns named by their runs) with the ratio, then firing
+    rate per layer."""
+    la, lb = labels
     rows = []
     metrics = list(_COMPARE)
     for m in a["energy"]:
@@ -257,7 +276,8 @@ def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str
         if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool) and va:
             ratio = fmt_ratio(vb / va)
         rows.append([name, fmt(va), fmt(vb), ratio])
-    out = [f"A = {labels[0]}   B = {labels[1]}", _grid(["metric", "A", "B", "B/A"], rows)]
+    out = [f"{la} vs {lb} (measured on the {samples_text(a['meta'])} and the {samples_text(b['meta'])})",
+           _grid(["metric", la, lb, f"{lb} / {la}"], rows)]
     ra = {r["name"]: r for r in a["layers"]}
     lrows = []
     for r in b["layers"]:
@@ -266,33 +286,51 @@ def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], labels: tuple[str
             lrows.append([r["name"], fmt_frac(x["firing_rate"]), fmt_frac(r["firing_rate"]),
                           fmt_num(x["acs"] + x["macs"]), fmt_num(r["acs"] + r["macs"])])
     if lrows:
-        out.append(_grid(["layer", "rate A", "rate B", "SynOps A", "SynOps B"], lrows))
+        out.append(_grid(["layer", f"rate {la}", f"rate {lb}", f"SynOps {la}", f"SynOps {lb}"], lrows))
     return "\n".join(out)
 
 
-def _labels(a: Path, b: Path) -> tuple[str, str]:
-    la, lb = a.resolve().name, b.resolve().name
-    if la == lb:
-        la, lb = f"{a.resolve().parent.name}/{la}", f"{b.resolve().parent.name}/{lb}"
-    return la, lb
+def run_labels(a: Path, b: Path) -> tuple[str, str]:
+    """Names for two runs from their paths: what differs once the common leading and trailing
+    folders are dropped (runs/kd/export, runs/nokd/export -> kd, nokd)."""
+    pa, pb = a.resolve().parts, b.resolve().parts
+    if pa == pb:
+        return str(a), str(b)
+    lead = 0
+    while lead < min(len(pa), len(pb)) - 1 and pa[lead] == pb[lead]:
+        lead += 1
+    trail = 0
+    while trail < min(len(pa), len(pb)) - lead - 1 and pa[-1 - trail] == pb[-1 - trail]:
+        trail += 1
+    la = "/".join(pa[lead:len(pa) - trail]) or a.name
+    lb = "/".join(pb[lead:len(pb) - trail]) or b.name
+    return (la, lb) if la != lb else (str(a), str(b))
 
 
-def report_command(folder: str | Path, compare: str | Path | None = None) -> None:
-    """`kdsnn report FOLDER [--compare OTHER]`."""
+def report_command(folder: str | Path, compare: str | Path | None = None,
+                   output: str | Path | None = None) -> list[Path]:
+    """`kdsnn report FOLDER [--compare OTHER -o DIR]`; returns the files written."""
     import click
+
+    from kdsnn.outputs import echo_written
 
     folder = Path(folder)
     rep = load_report(folder)
-    write_reports(rep, folder, json_too=False)
+    if compare is not None and output is None:
+        raise KdsnnError("--compare needs -o DIR, the folder for compare.md and compare.png "
+                         "(e.g. -o runs/compare)")
+    other = load_report(Path(compare)) if compare is not None else None
+    written = write_reports(rep, folder, json_too=False)
     click.echo(render_table(rep))
-    if compare is not None:
-        other_dir = Path(compare)
-        other = load_report(other_dir)
-        labels = _labels(folder, other_dir)
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in other_dir.resolve().name)
-        png = plot_compare(rep, other, labels, folder / f"compare_{safe}.png")
+    if other is not None:
+        out = ensure_dir(Path(output))
+        labels = run_labels(folder, Path(compare))
+        png = plot_compare(rep, other, labels, out / "compare.png")
         text = render_compare(rep, other, labels)
-        write_text(folder / f"compare_{safe}.md", f"# {labels[0]} vs {labels[1]}\n\n```\n{text}\n```\n\n![compare]({png.name})\n")
+        md = write_text(out / "compare.md", f"# {labels[0]} vs {labels[1]}\n\n{folder} vs {compare}\n\n"
+                        f"```\n{text}\n```\n\n![compare]({png.name})\n")
+        written += [md, png]
         click.echo("")
         click.echo(text)
-        click.echo(f"compare plot: {png}")
+    echo_written(written)
+    return written
