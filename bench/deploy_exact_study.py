@@ -51,7 +51,7 @@ def run_cli(args: list[str], out: Path, log: Path) -> float:
 def analyse(float_pt: Path, exact_pt: Path, none_pt: Path, n: int) -> dict:
     import numpy as np
     import torch
-    from kdsnn.backends.intsim import IntSimExecutable
+    from kdsnn.backends.intsim import IntSimBackend
     from kdsnn.compiler.export import student_to_nir
     from kdsnn.compiler.lower import lower
 
@@ -69,14 +69,14 @@ def analyse(float_pt: Path, exact_pt: Path, none_pt: Path, n: int) -> dict:
     net_e = de.lower_exact(me, ce, x_cal)
     with torch.no_grad():
         acc = {"float": float((run_student(mf, x).predictions == y).mean()),
-               "float_on_intsim": float((IntSimExecutable(net_f).run(x).predictions == y).mean()),
+               "float_on_intsim": float((IntSimBackend().compile(net_f).run(x).predictions == y).mean()),
                "none": float((run_student(mn, x).predictions == y).mean())}
     after = de.compare_runs(de.ExactStudent(me, ce["deploy_exact"]), net_e, x)
     acc["exact"] = float((after.pop("predictions") == y).mean())
     before = de.spike_agreement_float(mf, net_f, x)
     return {"accuracy": acc, "before": before, "after": after["layers"], "exact_passed": after["passed"],
             "samples": int(len(y)), "prediction_agreement_float_intsim": None if not len(y) else
-            float(np.mean(run_student(mf, x).predictions == IntSimExecutable(net_f).run(x).predictions))}
+            float(np.mean(run_student(mf, x).predictions == IntSimBackend().compile(net_f).run(x).predictions))}
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ integer logits, student forward vs intsim, on every sample.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdsnn.backends.intsim import IntSimExecutable, bias_effective, lava_dense_weights
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.backends.intsim.fast import _no_nnpack, bias_effective, lava_dense_weights
 from kdsnn.compiler.export import fold_bn_torch, student_to_nir
 from kdsnn.compiler.intnet import InputSpec, IntNet
 from kdsnn.compiler.lower import lower, lowering_state, plan_from_state, target_fingerprint
@@ -426,17 +426,6 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-@contextlib.contextmanager
-def _no_nnpack():
-    """NNPACK's Winograd/FFT convolutions are not exact (as in backends/intsim.py)."""
-    try:
-        ctx = torch.backends.nnpack.flags(enabled=False)
-    except AttributeError:  # pragma: no cover - very old torch
-        ctx = contextlib.nullcontext()
-    with ctx:
-        yield
-
-
 # ------------------------------------------------------------------ rung 3 exact
 def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int = 128) -> dict[str, Any]:
     """Rung 3 exact: the student's integer forward vs intsim on every sample of x.
@@ -444,7 +433,7 @@ def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int =
     Equal means every layer's spikes at every step and the integer logits are the same.
     Returns per-layer fractions of equal samples and of equal (sample, step) spike maps,
     the fraction of samples whose logits are equal, and the first difference."""
-    exe = IntSimExecutable(net, batch_size=batch_size)
+    exe = IntSimBackend().compile(net, batch_size=batch_size)
     names = [p.name for p in net.populations]
     n = len(x)
     eq_samples = {k: 0 for k in names}
@@ -496,7 +485,7 @@ def spike_agreement_float(student: nn.Module, net: IntNet, x: np.ndarray, batch_
     equal intsim's at every step, and of equal (sample, step) spike maps ("before")."""
     import copy
 
-    exe = IntSimExecutable(net, batch_size=batch_size)
+    exe = IntSimBackend().compile(net, batch_size=batch_size)
     m = copy.deepcopy(student).double().eval()
     ifs = {k: mod for k, mod in m.nodes.items() if isinstance(mod, IFNeuron)}
     for mod in ifs.values():

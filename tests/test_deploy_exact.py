@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.compiler.export import student_to_nir
 from kdsnn.compiler.lower import lower
 
@@ -92,9 +93,7 @@ def test_exact_through_clipping_and_wrapping(small) -> None:
         p["scale"] *= 64.0
         p["vth"] = int(min((1 << 17) - 1, p["vth"] * 64))
     net = _exact_net(m, cfg, x[:128], plan)
-    from kdsnn.backends.intsim import IntSimExecutable
-
-    diag = IntSimExecutable(net).run(x[128:256]).extra["overflow"]
+    diag = IntSimBackend().compile(net).run(x[128:256]).extra["overflow"]
     assert sum(d["v_clips"] + d["u_wraps"] for d in diag.values()) > 0      # the hostile case happens
     rep = de.compare_runs(de.ExactStudent(m, plan), net, x[128:256])
     assert rep["passed"], rep["first_difference"]
