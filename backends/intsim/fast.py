@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.backends.base import Executable, RunResult
 from kdsnn.compiler.geometry import window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 
@@ -420,22 +420,6 @@ class IntSimExecutable(Executable):
             extra={"overflow": diag, "out_scale": net.readout.out_scale,
                    "input_int": xq_all if record else None},
         )
-
-
-class IntSimBackend(Backend):
-    name = "intsim"
-    accepts = "intnet"
-    description = "bit-accurate integer IF simulator (Lava fixed-point arithmetic, zero delay), batched"
-    flow_options = ("batch_size",)
-
-    def compile(self, net: Any, **options: Any) -> IntSimExecutable:
-        if not isinstance(net, IntNet):
-            raise KdsnnError(f"intsim runs an IntNet (lower the NIR graph first), got {type(net).__name__}")
-        if not net.feed_forward_if:         # recurrence, delays, resets, spike trains: step by step
-            from kdsnn.backends.intsim_steps import StepSimExecutable
-
-            return StepSimExecutable(net, **options)
-        return IntSimExecutable(net, **options)
 
 
 # -- conv helpers ---------------------------------------------------------------------------
