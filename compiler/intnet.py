@@ -1,4 +1,4 @@
-"""IntNet: the integer IR every integer backend executes bit for bit (DESIGN §4).
+"""IntNet: the integer IR every integer backend executes bit for bit (docs/design.md, "Integer semantics").
 
 Read it like NIR's own IR: one small dataclass per concept, shapes and parameters explicit,
 numpy arrays only, no framework. Semantics per population p and step t (zero state at the

@@ -1,4 +1,4 @@
-"""A deliberately simple scalar executor of an IntNet, written straight from DESIGN §4.
+"""A deliberately simple scalar executor of an IntNet, written straight from docs/design.md, "Integer semantics".
 
 Python integers, one neuron and one synapse at a time, no vectorization, no float: slow
 and obviously right. It is the oracle `intsim` is tested against (and what the flow uses

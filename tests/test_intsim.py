@@ -1,4 +1,4 @@
-"""intsim against the scalar reference (DESIGN §4), on random IntNets and edge cases."""
+"""intsim against the scalar reference (docs/design.md, "Integer semantics"), on random IntNets and edge cases."""
 
 from __future__ import annotations
 

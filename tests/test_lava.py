@@ -1,4 +1,4 @@
-"""The Lava backend against the canonical integer semantics (DESIGN §4), sample by sample.
+"""The Lava backend against the canonical integer semantics (docs/design.md, "Integer semantics"), sample by sample.
 
 `ref_run` is written straight from compiler/intnet.py's docstring (and Lava's fixed-point
 arithmetic it names); once backends/intsim/ exists, the Lava runs are compared to it too.

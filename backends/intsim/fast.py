@@ -1,4 +1,4 @@
-"""intsim: the bit-accurate integer IF simulator (DESIGN §4), batched and fast.
+"""intsim: the bit-accurate integer IF simulator (docs/design.md, "Integer semantics"), batched and fast.
 
 Canonical semantics: zero synaptic delay, T steps per sample, zero state at sample start,
 and Lava 0.10's fixed-point arithmetic exactly, including its integer widths:
@@ -459,7 +459,7 @@ def _no_nnpack():
 # -- parity rung 3 ----------------------------------------------------------------------------
 def rung3(student_logits: np.ndarray, labels: np.ndarray, int_result: RunResult,
           ref_result: RunResult | None = None, tolerance_points: float = 0.5) -> dict[str, Any]:
-    """Rung 3 of the parity ladder (DESIGN §5): the lowered IntNet on intsim vs the float student.
+    """Rung 3 of the parity ladder (docs/design.md, "The parity ladder"): the lowered IntNet on intsim vs the float student.
 
     Accuracy of both on the same samples (pass: |float - integer| <= tolerance_points) and,
     given a float run with spike counts (the `reference` backend on the NIR graph), the

@@ -1,5 +1,5 @@
 """intsim's step-by-step path: recurrent and delayed networks, leaky/current-based and
-subtractive-reset neurons, spike-train inputs, spiking readouts (DESIGN §4).
+subtractive-reset neurons, spike-train inputs, spiking readouts (docs/design.md, "Integer semantics").
 
 `IntSimExecutable` (backends/intsim/fast.py) folds time: it computes one population for all T
 steps, then the next, which needs a feed-forward graph without delays. Here the loop is the
