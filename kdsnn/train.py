@@ -35,10 +35,12 @@ from torch.utils.data import Subset
 
 from kdsnn import distributed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
+from kdsnn.deploy_exact import training_forward
+from kdsnn.device import resolve_device
 from kdsnn.distill import Connectors, DistillLoss, match_points
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
-from kdsnn.evaluate import evaluate_model, resolve_device
+from kdsnn.evaluate import evaluate_model
 from kdsnn.io import atomic_path, ensure_dir
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
@@ -131,7 +133,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         tot = _train_epoch(run, epoch)
         n = max(tot.pop("n"), 1.0)
         correct = tot.pop("correct")
-        ev = evaluate_model(run.model, cfg, run.test_ds, batch_size=256, device=run.device)
+        ev = evaluate_model(training_forward(run.model, cfg), cfg, run.test_ds, batch_size=256, device=run.device)
         dt = time.time() - t0
         rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "train_acc": correct / n,
                "test_acc": ev["accuracy"], "test_loss": ev["loss"], "lr": run.opt.param_groups[0]["lr"],
@@ -176,6 +178,8 @@ def _setup(cfg: dict[str, Any]) -> _Run:
                                   train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"]))
 
     model = build_from_config(cfg).to(device)
+    if cfg.get("init_weights"):  # fine-tuning (kdsnn finetune) starts from an existing student
+        model.load_state_dict(load_checkpoint(cfg["init_weights"], kind=cfg["kind"])["model"])
     crit = DistillLoss(cfg["kd"], tr["alpha"], tr["temperature"])
     teacher = None
     if crit.uses_teacher:
@@ -197,7 +201,7 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    net = distributed.wrap_ddp(model, device)  # DDP + synchronized BatchNorm under torchrun
+    net = distributed.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
@@ -361,14 +365,14 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
           f"-> {Path(cfg['output']) / 'teacher.pt'}", cfg["quiet"])
     res = train_loop(cfg)
     _echo(f"teacher {cfg['arch']}: best test accuracy {100 * res['best_acc']:.2f}% (epoch {res['best_epoch']}) "
-          f"-> {res['path']}")
+          f"-> {res['path']}", cfg["silent"])
     if opts.get("onnx") and is_main():
         from kdsnn.checkpoint import load_model
         from kdsnn.export_onnx import export_onnx
 
         model, mcfg = load_model(res["path"], "cpu", kind="teacher")
         path = export_onnx(model, Path(cfg["output"]) / "teacher.onnx", config=mcfg)
-        _echo(f"ONNX teacher -> {path}")
+        _echo(f"ONNX teacher -> {path}", cfg["silent"])
         res["onnx"] = str(path)
     return res
 
@@ -389,7 +393,7 @@ def distill_command(**opts: Any) -> dict[str, Any]:
           + f", {tr['epochs']} epochs -> {out / 'student.pt'}", cfg["quiet"])
     res = train_loop(cfg)
     _echo(f"student {cfg['arch']} (kd={cfg['kd']}): best test accuracy {100 * res['best_acc']:.2f}% "
-          f"(epoch {res['best_epoch']}) -> {res['path']}")
+          f"(epoch {res['best_epoch']}) -> {res['path']}", cfg["silent"])
     return res
 
 
@@ -399,7 +403,7 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
     dest = out / "teacher.pt"
     if cfg.get("resume") and dest.exists():
         load_checkpoint(dest, kind="teacher")
-        _echo(f"--resume: using the teacher trained earlier, {dest}")
+        _echo(f"--resume: using the teacher trained earlier, {dest}", cfg["silent"])
         return dest
     d = DEFAULTS.get(cfg["dataset"], DEFAULTS["mnist5k"])
     topts = {**opts, "arch": d["teacher"], "epochs": opts.get("teacher_epochs") or d["teacher_epochs"],
@@ -407,11 +411,11 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
              "resume": bool(cfg.get("resume") and (out / "teacher" / "last.pt").exists())}
     tcfg = make_config("teacher", topts)
     _echo(f"no --teacher given: training the default teacher for {cfg['dataset']}, an ANN {tcfg['arch']} "
-          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs), saved as {dest}")
+          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs), saved as {dest}", cfg["silent"])
     res = train_loop(tcfg)
     if is_main():
         with atomic_path(dest) as tmp:
             shutil.copyfile(res["path"], tmp)
     distributed.barrier()  # every rank loads dest as its teacher next
-    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}")
+    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}", cfg["silent"])
     return dest
