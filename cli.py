@@ -230,7 +230,7 @@ def targets(as_json: bool) -> None:
     targets_command(as_json)
 
 
-# ---------------------------------------------------------------- reports (compiler/report.py)
+# ---------------------------------------------------------- reports (compiler/profile/report.py)
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,

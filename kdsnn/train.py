@@ -3,7 +3,9 @@
 One function, `train_loop(cfg)`, trains either kind, with or without torchrun: every file
 write and progress bar goes through `distributed.is_main()`, every per-epoch metric through
 `distributed.all_reduce_sum()`, and the model is DDP-wrapped in one place
-(`distributed.wrap_ddp`); in one process these are no-ops.
+(`distributed.wrap_ddp`); in one process these are no-ops. It runs in four steps: `_setup`
+(data, model, loss, optimizer), `_resume`, `_train_epoch`, `_checkpoint`; the run's
+configuration comes from `kdsnn.train_config.make_config`.
 
 Output folder of a run:
   last.pt        resumable state after the last finished epoch (model, connectors,
@@ -22,6 +24,7 @@ import math
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,127 +33,19 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from kdsnn import __version__, distributed
+from kdsnn import distributed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
-from kdsnn.distill import Connectors, DistillLoss, check_mode, match_points
+from kdsnn.distill import Connectors, DistillLoss, match_points
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
 from kdsnn.evaluate import evaluate_model, resolve_device
 from kdsnn.io import atomic_path, ensure_dir
-from kdsnn.neurons import SURROGATES
-
-# The dataset's default teacher (trained by `distill` when no --teacher is given) and the
-# default epochs of teacher and student. mnist5k's numbers fit the issue's budget: teacher
-# and KD student within 10 minutes on 2 CPU cores.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "mnist5k": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 8, "epochs": 15, "shift": 2},
-    "digits": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 20, "epochs": 30, "shift": 0},
-    "mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 10, "epochs": 20, "shift": 2},
-    "fashion-mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 15, "epochs": 30, "shift": 2},
-    "cifar10": {"arch": "vgg11", "teacher": "resnet18", "teacher_epochs": 100, "epochs": 200, "shift": 0},
-    "cifar100": {"arch": "resnet18", "teacher": "resnet34", "teacher_epochs": 150, "epochs": 200, "shift": 0},
-}
-OPTIMIZERS = ("sgd", "adamw")
-DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
-DEFAULT_WD = {"sgd": 5e-4, "adamw": 1e-2}
+from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
 
 def _echo(msg: str, quiet: bool = False) -> None:
     if is_main() and not quiet:
         click.echo(msg)
-
-
-# ------------------------------------------------------------------ configuration
-def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """The full run configuration (what the checkpoint carries) from the CLI options."""
-    from kdsnn.data import dataset_info
-    from kdsnn.zoo import ARCHS
-
-    info = dataset_info(opts.get("dataset") or "mnist5k")
-    d = DEFAULTS.get(info.name, DEFAULTS["mnist5k"])
-    arch = opts.get("arch") or (d["arch"] if kind == "student" else d["teacher"])
-    if arch not in ARCHS:
-        raise KdsnnError(f"unknown architecture {arch!r}; choose one of {', '.join(sorted(ARCHS))}")
-    kd = check_mode(opts.get("kd") or "both") if kind == "student" else "none"
-    optimizer = (opts.get("optimizer") or "adamw").lower()
-    if optimizer not in OPTIMIZERS:
-        raise KdsnnError(f"unknown --optimizer {optimizer!r}; choose sgd or adamw")
-    surrogate = opts.get("surrogate") or "sigmoid"
-    if surrogate not in SURROGATES:
-        raise KdsnnError(f"unknown --surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
-    T = int(_opt(opts, "time_steps", 4)) if kind == "student" else 1
-    epochs = opts.get("epochs")
-    epochs = int(epochs if epochs is not None else (d["epochs"] if kind == "student" else d["teacher_epochs"]))
-    train = {
-        "epochs": epochs,
-        "batch_size": int(_opt(opts, "batch_size", 64)),
-        "optimizer": optimizer,
-        "lr": float(opts["lr"]) if opts.get("lr") is not None else DEFAULT_LR[optimizer],
-        "weight_decay": float(opts["weight_decay"]) if opts.get("weight_decay") is not None else DEFAULT_WD[optimizer],
-        "seed": int(_opt(opts, "seed", 0)),
-        "alpha": float(opts["alpha"]) if opts.get("alpha") is not None else 0.5,
-        "temperature": float(opts["temperature"]) if opts.get("temperature") is not None else 4.0,
-        "limit_train": opts.get("limit_train"),
-        "augment": info.augment,
-        "device": str(opts.get("device") or "cpu"),
-        "connector": opts.get("connector") or "auto",
-        "shift": int(_opt(opts, "shift", d["shift"])),
-    }
-    if train["connector"] not in ("auto", "always"):
-        raise KdsnnError(f"unknown --connector {train['connector']!r}; choose auto or always")
-    for k in ("epochs", "batch_size"):
-        if train[k] <= 0:
-            raise KdsnnError(f"--{k.replace('_', '-')} must be positive, got {train[k]}")
-    if not train["lr"] > 0 or not math.isfinite(train["lr"]):
-        raise KdsnnError(f"--lr must be a positive number, got {train['lr']}")
-    if T <= 0:
-        raise KdsnnError(f"-T/--time-steps must be positive, got {T}")
-    if train["limit_train"] is not None and int(train["limit_train"]) <= 0:
-        raise KdsnnError(f"--limit-train must be positive, got {train['limit_train']}")
-    theta = float(opts["theta"]) if opts.get("theta") is not None else 1.0
-    slope = float(opts["slope"]) if opts.get("slope") is not None else 4.0
-    if not theta > 0 or not slope > 0:
-        raise KdsnnError(f"--theta and --slope must be positive, got {theta} and {slope}")
-    return {
-        "kind": kind,
-        "arch": arch,
-        "width": float(_opt(opts, "width", 1.0)),
-        "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape),
-        "T": T,
-        "neuron": {"theta": theta, "surrogate": surrogate, "slope": slope} if kind == "student" else None,
-        "dataset": info.name,
-        "data_dir": str(opts["data_dir"]) if opts.get("data_dir") else None,
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "class_names": list(info.class_names),
-        "kd": kd,
-        "teacher": opts.get("teacher"),
-        "teacher_features": opts.get("teacher_features"),
-        "teacher_weights": opts.get("teacher_weights"),
-        "encoding": "direct",
-        "kdsnn_version": __version__,
-        "train": train,
-        "output": str(opts["output"]),
-        "quiet": bool(opts.get("quiet")),
-        "download": bool(opts.get("download")),
-        "resume": bool(opts.get("resume")),
-        "stop_after": opts.get("stop_after"),
-    }
-
-
-def _opt(opts: dict[str, Any], key: str, default: Any) -> Any:
-    """opts[key] unless it is missing or None (0 is a value, and gets checked)."""
-    v = opts.get(key)
-    return default if v is None else v
-
-
-# Keys of the run config that are about this invocation, not about the model.
-_RUNTIME_KEYS = ("output", "quiet", "download", "resume", "stop_after")
-
-
-def _ckpt_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in _RUNTIME_KEYS}
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -189,10 +84,74 @@ def _teacher_for(cfg: dict[str, Any], device: torch.device):
     return teacher
 
 
+@dataclass
+class _Run:
+    """What one training run holds: its config, data, model, loss, teacher and optimizer."""
+
+    cfg: dict[str, Any]
+    out: Path
+    device: torch.device
+    loader: Any
+    test_ds: Any
+    model: torch.nn.Module
+    net: torch.nn.Module                 # the model, DDP-wrapped under torchrun
+    crit: DistillLoss
+    teacher: Any
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    background: torch.Tensor             # the normalized value of a black pixel
+    best_acc: float = -1.0
+    best_epoch: int = 0
+
+    @property
+    def tr(self) -> dict[str, Any]:
+        return self.cfg["train"]
+
+    @property
+    def amp(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def quiet(self) -> bool:
+        return bool(self.cfg.get("quiet", False))
+
+
 def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train the model `cfg` describes into cfg["output"]; returns a summary dict."""
-    from tqdm import tqdm
+    run = _setup(cfg)
+    start = _resume(run)
+    ccfg = {**checkpoint_config(cfg), "graph": graph_of(run.model)}
+    summary: dict[str, Any] = {}
+    # stop_after: end this invocation after that epoch of the schedule (a later --resume goes on)
+    tr = run.tr
+    last_epoch = min(tr["epochs"], int(cfg.get("stop_after") or tr["epochs"]))
+    for epoch in range(start + 1, last_epoch + 1):
+        t0 = time.time()
+        tot = _train_epoch(run, epoch)
+        n = max(tot.pop("n"), 1.0)
+        correct = tot.pop("correct")
+        ev = evaluate_model(run.model, cfg, run.test_ds, batch_size=256, device=run.device)
+        dt = time.time() - t0
+        rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "train_acc": correct / n,
+               "test_acc": ev["accuracy"], "test_loss": ev["loss"], "lr": run.opt.param_groups[0]["lr"],
+               "time_s": round(dt, 3), "samples_per_s": round(n / dt, 1)}
+        improved = ev["accuracy"] > run.best_acc
+        if improved:
+            run.best_acc, run.best_epoch = ev["accuracy"], epoch
+        if is_main():
+            _checkpoint(run, ccfg, epoch, rec, improved)
+        parts_txt = " ".join(f"{k} {v / n:.4f}" for k, v in tot.items() if k != "loss")
+        _echo(f"{cfg['kind']} epoch {epoch}/{tr['epochs']}: loss {tot['loss'] / n:.4f} ({parts_txt}) "
+              f"train {100 * correct / n:.2f}% test {100 * ev['accuracy']:.2f}% [{dt:.1f}s]", run.quiet)
+        summary = rec
+    final = _finish(run)
+    return {"best_acc": run.best_acc, "best_epoch": run.best_epoch, "last": summary, "path": str(final)}
 
+
+def _setup(cfg: dict[str, Any]) -> _Run:
+    """Output folder, device (joining torchrun's group, if any), seeded data, model, loss
+    (with the teacher and connectors it needs), optimizer and schedule."""
     from kdsnn import data
 
     tr = cfg["train"]
@@ -201,8 +160,6 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         ensure_dir(out)
     device = distributed.init(resolve_device(tr["device"]))  # joins torchrun's group, if any
     amp = device.type == "cuda"
-    quiet = cfg.get("quiet", False)
-    final_name = "student.pt" if cfg["kind"] == "student" else "teacher.pt"
 
     seed_everything(tr["seed"])
     with distributed.local_main_first():  # one download per node; the other ranks then read it
@@ -245,105 +202,111 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
         crit.connectors = distributed.replicate(crit.connectors, device)
+    return _Run(cfg, out, device, loader, test_ds, model, net, crit, teacher, opt, sched, scaler, background)
 
-    start, best_acc, best_epoch = 0, -1.0, 0
-    if cfg.get("resume"):
-        if not (out / "last.pt").exists():
-            raise KdsnnError(f"--resume: {out} holds no last.pt, so there is nothing to resume (it does not exist); "
-                             "run without --resume")
-        st = load_checkpoint(out / "last.pt", kind=cfg["kind"])
-        _check_resume(st["config"], {**cfg, "graph": graph_of(model)}, out)
-        model.load_state_dict(st["model"])
-        if crit.connectors is not None and st.get("connectors") is not None:
-            crit.connectors.load_state_dict(st["connectors"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        scaler.load_state_dict(st["scaler"])
-        _set_rng_state(st["rng"])
-        loader.generator.set_state(st["loader_rng"])
-        start, best_acc, best_epoch = int(st["epoch"]), float(st["best_acc"]), int(st["best_epoch"])
-        _echo(f"resuming {out / 'last.pt'} after epoch {start} (best test accuracy "
-              f"{100 * best_acc:.2f}% at epoch {best_epoch})", quiet)
-    elif is_main():
-        with atomic_path(out / "metrics.jsonl") as tmp:  # a fresh run starts a fresh log
-            tmp.write_text("")
 
-    ccfg = {**_ckpt_config(cfg), "graph": graph_of(model)}
-    summary: dict[str, Any] = {}
-    # stop_after: end this invocation after that epoch of the schedule (a later --resume goes on)
-    last_epoch = min(tr["epochs"], int(cfg.get("stop_after") or tr["epochs"]))
-    show = is_main() and not quiet  # progress bar and its postfix (rank 0 only)
-    for epoch in range(start + 1, last_epoch + 1):
-        t0 = time.time()
-        net.train()
-        if crit.connectors is not None:
-            crit.connectors.train()
-        distributed.set_epoch(loader.sampler, epoch)
-        sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "n": 0.0}
-        bar = tqdm(loader, desc=f"{cfg['kind']} epoch {epoch}/{tr['epochs']}", leave=False,
-                   disable=not show, unit="batch")
-        for bi, (x, y) in enumerate(bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if tr.get("shift"):
-                x = random_shift(x, tr["shift"], background)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                z_t = f_t = None
-                if teacher is not None:
-                    z_t, f_t = teacher(x)
-                if crit.uses_features:
-                    z, f_s = net(x, return_features=True)
-                else:
-                    z, f_s = net(x), None
-                loss, parts = crit(z, y, z_t, f_s, f_t)
-            if not torch.isfinite(loss):
-                raise KdsnnError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {bi + 1}; lower --lr "
-                                 f"(now {tr['lr']}); earlier checkpoints in {out} are kept")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            distributed.average_gradients(crit.connectors)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            b = y.shape[0]
-            sums["loss"] += float(loss.detach()) * b
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * b
-            sums["correct"] += float((z.detach().argmax(1) == y).sum())
-            sums["n"] += b
-            if show and bi % 10 == 0:
-                bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
-        bar.close()
-        tot = distributed.all_reduce_sum(sums)
-        n = max(tot.pop("n"), 1.0)
-        correct = tot.pop("correct")
-        ev = evaluate_model(model, cfg, test_ds, batch_size=256, device=device)
-        dt = time.time() - t0
-        rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "train_acc": correct / n,
-               "test_acc": ev["accuracy"], "test_loss": ev["loss"], "lr": opt.param_groups[0]["lr"],
-               "time_s": round(dt, 3), "samples_per_s": round(n / dt, 1)}
-        improved = ev["accuracy"] > best_acc
-        if improved:
-            best_acc, best_epoch = ev["accuracy"], epoch
+def _resume(run: _Run) -> int:
+    """With --resume, load out/last.pt into the run (model, connectors, optimizer, schedule,
+    AMP scaler, RNG states) and return its epoch; else start a fresh metrics log, return 0."""
+    cfg, out = run.cfg, run.out
+    if not cfg.get("resume"):
         if is_main():
-            state = {"config": ccfg, "model": model.state_dict(),
-                     "connectors": crit.connectors.state_dict() if crit.connectors is not None else None,
-                     "epoch": epoch, "metrics": rec, "best_acc": best_acc, "best_epoch": best_epoch}
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            if improved:
-                save_checkpoint(out / "best.pt", state)
-            save_checkpoint(out / "last.pt", {**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                              "scaler": scaler.state_dict(), "rng": _rng_state(),
-                                              "loader_rng": loader.generator.get_state()})
-        parts_txt = " ".join(f"{k} {v / n:.4f}" for k, v in tot.items() if k != "loss")
-        _echo(f"{cfg['kind']} epoch {epoch}/{tr['epochs']}: loss {tot['loss'] / n:.4f} ({parts_txt}) "
-              f"train {100 * correct / n:.2f}% test {100 * ev['accuracy']:.2f}% [{dt:.1f}s]", quiet)
-        summary = rec
+            with atomic_path(out / "metrics.jsonl") as tmp:  # a fresh run starts a fresh log
+                tmp.write_text("")
+        return 0
+    if not (out / "last.pt").exists():
+        raise KdsnnError(f"--resume: {out} holds no last.pt, so there is nothing to resume (it does not exist); "
+                         "run without --resume")
+    st = load_checkpoint(out / "last.pt", kind=cfg["kind"])
+    _check_resume(st["config"], {**cfg, "graph": graph_of(run.model)}, out)
+    run.model.load_state_dict(st["model"])
+    if run.crit.connectors is not None and st.get("connectors") is not None:
+        run.crit.connectors.load_state_dict(st["connectors"])
+    run.opt.load_state_dict(st["optimizer"])
+    run.sched.load_state_dict(st["scheduler"])
+    run.scaler.load_state_dict(st["scaler"])
+    _set_rng_state(st["rng"])
+    run.loader.generator.set_state(st["loader_rng"])
+    start, run.best_acc, run.best_epoch = int(st["epoch"]), float(st["best_acc"]), int(st["best_epoch"])
+    _echo(f"resuming {out / 'last.pt'} after epoch {start} (best test accuracy "
+          f"{100 * run.best_acc:.2f}% at epoch {run.best_epoch})", run.quiet)
+    return start
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
+    """One epoch over the training batches; the loss terms, correct and n summed over every
+    process."""
+    from tqdm import tqdm
+
+    cfg, tr, device, crit = run.cfg, run.tr, run.device, run.crit
+    show = is_main() and not run.quiet  # progress bar and its postfix (rank 0 only)
+    run.net.train()
+    if crit.connectors is not None:
+        crit.connectors.train()
+    distributed.set_epoch(run.loader.sampler, epoch)
+    sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "n": 0.0}
+    bar = tqdm(run.loader, desc=f"{cfg['kind']} epoch {epoch}/{tr['epochs']}", leave=False,
+               disable=not show, unit="batch")
+    for bi, (x, y) in enumerate(bar):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if tr.get("shift"):
+            x = random_shift(x, tr["shift"], run.background)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
+            z_t = f_t = None
+            if run.teacher is not None:
+                z_t, f_t = run.teacher(x)
+            if crit.uses_features:
+                z, f_s = run.net(x, return_features=True)
+            else:
+                z, f_s = run.net(x), None
+            loss, parts = crit(z, y, z_t, f_s, f_t)
+        if not torch.isfinite(loss):
+            raise KdsnnError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {bi + 1}; lower --lr "
+                             f"(now {tr['lr']}); earlier checkpoints in {run.out} are kept")
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        distributed.average_gradients(crit.connectors)
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        run.sched.step()
+        b = y.shape[0]
+        sums["loss"] += float(loss.detach()) * b
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * b
+        sums["correct"] += float((z.detach().argmax(1) == y).sum())
+        sums["n"] += b
+        if show and bi % 10 == 0:
+            bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
+    bar.close()
+    return distributed.all_reduce_sum(sums)
+
+
+def _checkpoint(run: _Run, ccfg: dict[str, Any], epoch: int, rec: dict[str, Any], improved: bool) -> None:
+    """After an epoch (rank 0): append the metrics, write best.pt if it improved and the
+    resumable last.pt."""
+    out, crit = run.out, run.crit
+    state = {"config": ccfg, "model": run.model.state_dict(),
+             "connectors": crit.connectors.state_dict() if crit.connectors is not None else None,
+             "epoch": epoch, "metrics": rec, "best_acc": run.best_acc, "best_epoch": run.best_epoch}
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if improved:
+        save_checkpoint(out / "best.pt", state)
+    save_checkpoint(out / "last.pt", {**state, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+                                      "scaler": run.scaler.state_dict(), "rng": _rng_state(),
+                                      "loader_rng": run.loader.generator.get_state()})
+
+
+def _finish(run: _Run) -> Path:
+    """The best model as the run's final file and the training curves (rank 0); every rank
+    waits for them."""
+    cfg, out = run.cfg, run.out
+    final = out / ("student.pt" if cfg["kind"] == "student" else "teacher.pt")
     if is_main():
         best = out / "best.pt"
         if not best.exists():
             raise KdsnnError(f"no finished epoch in {out}; nothing to write")
-        with atomic_path(out / final_name) as tmp:
+        with atomic_path(final) as tmp:
             shutil.copyfile(best, tmp)
         from kdsnn.curves import plot_training
 
@@ -351,8 +314,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                       title=f"{cfg['kind']} {cfg.get('arch', '')} on {cfg.get('dataset', '')}"
                             + (f", kd={cfg['kd']}" if cfg["kind"] == "student" else ""))
     distributed.barrier()  # the other ranks may read the final file next (default teacher)
-    return {"best_acc": best_acc, "best_epoch": best_epoch, "last": summary,
-            "path": str(out / final_name)}
+    return final
 
 
 def random_shift(x: torch.Tensor, max_shift: int, background: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ import torch
 
 from kdsnn.checkpoint import graph_of, load_checkpoint, load_model, save_checkpoint
 from kdsnn.errors import KdsnnError
-from kdsnn.train import make_config, train_loop
+from kdsnn.train import train_loop
+from kdsnn.train_config import make_config
 from kdsnn.zoo import build
 
 TINY = {"dataset": "digits", "arch": "cnn", "width": 0.25, "limit_train": 48, "batch_size": 16,
