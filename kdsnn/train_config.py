@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kdsnn import __version__
+from kdsnn import __version__, progress
 from kdsnn.distill import check_mode
 from kdsnn.errors import KdsnnError
 from kdsnn.neurons import SURROGATES
@@ -61,6 +61,11 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "device": str(opts.get("device") or "cpu"),
         "connector": opts.get("connector") or "auto",
         "shift": int(_opt(opts, "shift", d["shift"])),
+        # kdsnn.determinism: bit-identical reruns (deterministic kernels, fixed threads)
+        "deterministic": bool(opts.get("deterministic")),
+        "threads": 1 if opts.get("deterministic") else None,
+        # kdsnn.selection: stop after this many epochs without a better validation accuracy
+        "patience": int(opts["patience"]) if opts.get("patience") else None,
     }
     if train["connector"] not in ("auto", "always"):
         raise KdsnnError(f"unknown --connector {train['connector']!r}; choose auto or always")
@@ -71,6 +76,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         raise KdsnnError(f"--lr must be a positive number, got {train['lr']}")
     if T <= 0:
         raise KdsnnError(f"-T/--time-steps must be positive, got {T}")
+    if opts.get("patience") is not None and int(opts["patience"]) < 0:
+        raise KdsnnError(f"--patience must be 0 (off) or positive, got {opts['patience']}")
     if train["limit_train"] is not None and int(train["limit_train"]) <= 0:
         raise KdsnnError(f"--limit-train must be positive, got {train['limit_train']}")
     theta = float(opts["theta"]) if opts.get("theta") is not None else 1.0
@@ -98,7 +105,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "kdsnn_version": __version__,
         "train": train,
         "output": str(opts["output"]),
-        "quiet": bool(opts.get("quiet")),
+        "progress": progress.resolve(opts.get("progress"), bool(opts.get("quiet"))),
+        "quiet": progress.resolve(opts.get("progress"), bool(opts.get("quiet"))) == "none",
         "download": bool(opts.get("download")),
         "resume": bool(opts.get("resume")),
         "stop_after": opts.get("stop_after"),
@@ -112,7 +120,7 @@ def _opt(opts: dict[str, Any], key: str, default: Any) -> Any:
 
 
 # Keys of the run config that are about this invocation, not about the model.
-_RUNTIME_KEYS = ("output", "quiet", "download", "resume", "stop_after")
+_RUNTIME_KEYS = ("output", "quiet", "progress", "download", "resume", "stop_after")
 
 
 def checkpoint_config(cfg: dict[str, Any]) -> dict[str, Any]:
