@@ -385,8 +385,10 @@ class IntSimExecutable(Executable):
         net = self.net
         t0 = time.perf_counter()
         x = np.asarray(x)
-        if x.ndim != len(net.input.shape) + 1:
-            raise KdsnnError(f"intsim: expected inputs of shape (N, {', '.join(map(str, net.input.shape))}), got {x.shape}")
+        lead = "N, T" if net.input.temporal else "N"
+        if x.ndim != len(net.input.shape) + len(lead.split(", ")) or (net.input.temporal and x.shape[1] != net.T):
+            raise KdsnnError(f"intsim: expected inputs of shape ({lead}, {', '.join(map(str, net.input.shape))}) "
+                             f"with T = {net.T}, got {x.shape}")
         xq_all = net.input.quantize(x)
         chunks = []
         it = range(0, len(xq_all), self.batch_size)
@@ -428,6 +430,10 @@ class IntSimBackend(Backend):
     def compile(self, net: Any, **options: Any) -> IntSimExecutable:
         if not isinstance(net, IntNet):
             raise KdsnnError(f"intsim runs an IntNet (lower the NIR graph first), got {type(net).__name__}")
+        if not net.feed_forward_if:         # recurrence, delays, resets, spike trains: step by step
+            from kdsnn.backends.intsim_steps import StepSimExecutable
+
+            return StepSimExecutable(net, **options)
         return IntSimExecutable(net, **options)
 
 

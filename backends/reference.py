@@ -1,21 +1,32 @@
-"""The `reference` backend: a canonical NIR graph executed in float (DESIGN §3) in PyTorch.
+"""The `reference` backend: a canonical NIR graph executed in float (docs/dynamics.md) in PyTorch.
 
-It is rung 2 of the parity ladder: the exported graph, read back, must reproduce the
-student's logits. Execution mirrors the student's own (kdsnn.layers.GraphNet): tensors are
-time-folded (T*B, ...); with direct encoding everything before the first IF is the same
-at every step, so it is computed once on (B, ...) and expanded where a neuron needs it.
+It is rung 2 of the parity ladder (the exported graph, read back, must reproduce its
+source) and the float oracle of foreign graphs. Every neuron runs the one discretisation of
+`kdsnn.compiler.dynamics` (forward Euler at the graph's dt, resets "zero" / "subtract"):
 
-    IF:  v[t] = v[t-1] + y[t];  s[t] = v[t] > theta;  v[t] = 0 where s[t]
-    I:   logits = (1/T) sum_t y[t]      (the readout; y is static -> logits = y)
+    u[t] = (1 - alpha) u[t-1] + gain a[t];  v[t] = (1 - beta) v[t-1] + u[t] + bias
+    s[t] = v[t] > v_threshold;  zero: v = v_reset where s;  subtract: v -= v_threshold where s
 
-float64 by default, so rung 2 measures the export and not float32 rounding at thresholds.
+Non-spiking neurons (LI, CubaLI, I) pass their voltage on; the readout feeding the Output
+gives logits = v[T] / T (for the I readout with unit gain: the mean of its input over T).
+
+Two schedules, same arithmetic:
+- acyclic graphs run layer by layer on time-folded tensors (T*B, ...); with direct
+  encoding everything before the first neuron is computed once on (B, ...) (kdsnn.timefold);
+  a Delay of d steps shifts its input by d steps;
+- graphs with cycles run step by step: an edge that closes a cycle
+  (`dynamics.closing_edges`) delivers its source's value of step t-1 (zero at t = 0).
+
+Inputs are static (N, *input_shape) images (direct encoding) or spike/current trains
+(N, T, *input_shape) (`kdsnn.inputs`). float64 by default, so rung 2 measures the export and
+not float32 rounding at thresholds.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import nir
@@ -23,22 +34,61 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.compiler.dynamics import DiscreteDelay, DiscreteNeuron, discretise_graph
 from kdsnn.compiler.nir.canonicalize import canonicalize
 from kdsnn.compiler.nir.meta import graph_meta
+from kdsnn.compiler.nir.order import dag_order
 
 from kdsnn.errors import KdsnnError
+from kdsnn.inputs import fit_input
+from kdsnn.timefold import expand, sum_inputs, unfold
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
+class _Neuron:
+    """A DiscreteNeuron's arrays as tensors (broadcast against (B, *shape))."""
+
+    d: DiscreteNeuron
+    keep_u: torch.Tensor
+    keep_v: torch.Tensor
+    gain: torch.Tensor
+    bias: torch.Tensor
+    vth: torch.Tensor
+    v_reset: torch.Tensor
+
+    def step(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor):
+        u = self.keep_u * u + self.gain * a
+        v = self.keep_v * v + u + self.bias
+        if self.d.reset == "none":
+            return u, v, None
+        s = v > self.vth
+        if self.d.reset == "zero":
+            v = torch.where(s, self.v_reset, v)
+        else:
+            v = torch.where(s, v - self.vth, v)
+        return u, v, s
+
+
+@dataclass
 class _Step:
     name: str
-    kind: str                      # "syn", "if", "readout", "output"
+    kind: str                      # "syn", "neuron", "delay", "output"
     preds: list[str]
+    delayed: frozenset[str] = frozenset()   # preds whose edge closes a cycle (value of t-1)
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-    theta: torch.Tensor | None = None
+    neuron: _Neuron | None = None
+    delay: np.ndarray | None = None
     shape: tuple[int, ...] = ()
+    readout: bool = False
+
+
+@dataclass
+class _Records:
+    per_step: dict[str, np.ndarray] = field(default_factory=dict)
+    trains: dict[str, np.ndarray] = field(default_factory=dict)
+    voltages: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class ReferenceBackend(Backend):
@@ -53,7 +103,7 @@ class ReferenceBackend(Backend):
         options: T (overrides the graph's), batch_size (256), device ("cpu"), dtype ("float64")."""
         if not isinstance(net, nir.NIRGraph):
             raise KdsnnError(f"the reference backend runs NIR graphs, got {type(net).__name__}")
-        # canonicalize also validates (and is idempotent on kdsnn's own graphs)
+        # canonicalize also validates (and is idempotent on canonical graphs)
         return ReferenceExecutable(canonicalize(net, source="graph given to reference"), **options)
 
 
@@ -73,31 +123,49 @@ class ReferenceExecutable(Executable):
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         self.input_shape = tuple(self.meta["input_shape"])
+        self.input_name = next(k for k, v in graph.nodes.items() if isinstance(v, nir.Input))
+        self.order, self.closing = dag_order(graph.nodes, list(graph.edges), self.input_name)
         self.steps = self._plan()
-        self.if_layers = [s.name for s in self.steps if s.kind == "if"]
+        self.recurrent = bool(self.closing)
+        self.spiking_layers = [s.name for s in self.steps if s.kind == "neuron" and s.neuron.d.spiking]
+        self.if_layers = self.spiking_layers   # the name rung 2 and the driver use
 
     # ---------------------------------------------------------------- plan
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=self.dtype, device=self.device)
 
     def _plan(self) -> list[_Step]:
-        preds: dict[str, list[str]] = {k: [] for k in self.graph.nodes}
-        for a, b in self.graph.edges:
+        g = self.graph
+        preds: dict[str, list[str]] = {k: [] for k in g.nodes}
+        late: dict[str, set[str]] = {k: set() for k in g.nodes}
+        for a, b in g.edges:
             preds[b].append(a)
+            if (a, b) in self.closing:
+                late[b].add(a)
+        order = self.order
+        dyn = discretise_graph(g)
+        out_name = next(k for k, v in g.nodes.items() if isinstance(v, nir.Output))
         steps = []
-        for name, n in self.graph.nodes.items():  # canonical graphs are topologically ordered
-            ps = preds[name]
+        for name in order:
+            n = g.nodes[name]
+            ps, lt = preds[name], frozenset(late[name])
             if isinstance(n, nir.Input):
                 continue
             if isinstance(n, nir.Output):
-                steps.append(_Step(name, "output", ps))
-            elif isinstance(n, nir.IF):
-                steps.append(_Step(name, "if", ps, theta=self._t(n.v_threshold),
-                                   shape=tuple(n.v_threshold.shape)))
-            elif isinstance(n, nir.I):
-                steps.append(_Step(name, "readout", ps))
+                steps.append(_Step(name, "output", ps, lt))
+            elif isinstance(dyn.get(name), DiscreteNeuron):
+                d = dyn[name]
+                assert isinstance(d, DiscreteNeuron)
+                tn = _Neuron(d, self._t(1 - d.alpha), self._t(1 - d.beta), self._t(d.gain), self._t(d.bias),
+                             self._t(d.v_threshold), self._t(d.v_reset))
+                steps.append(_Step(name, "neuron", ps, lt, neuron=tn, shape=d.shape,
+                                   readout=out_name in [b for a, b in g.edges if a == name]))
+            elif isinstance(dyn.get(name), DiscreteDelay):
+                dd = dyn[name]
+                assert isinstance(dd, DiscreteDelay)
+                steps.append(_Step(name, "delay", ps, lt, delay=dd.steps, shape=dd.shape))
             else:
-                steps.append(_Step(name, "syn", ps, fn=self._fn(n)))
+                steps.append(_Step(name, "syn", ps, lt, fn=self._fn(n)))
         return steps
 
     def _fn(self, n: nir.NIRNode) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -127,17 +195,19 @@ class ReferenceExecutable(Executable):
 
     # ---------------------------------------------------------------- run
     def run(self, x: np.ndarray, record: bool = False, progress: bool = False) -> RunResult:
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise KdsnnError(f"inputs of shape {tuple(x.shape[1:])} do not match the graph's input "
-                             f"{self.input_shape}")
+        """x: (N, *input_shape) static inputs or (N, T, *input_shape) trains. record: spike
+        trains of every spiking layer and voltages (after reset) of every neuron, per step."""
+        x, train, _ = fit_input(np.asarray(x), self.input_shape, self.T)
         t0 = time.perf_counter()
         n = len(x)
         logits: list[np.ndarray] = []
-        counts = {k: np.zeros(n, np.int64) for k in self.if_layers}
-        per_step = {k: np.zeros((n, self.T), np.int64) for k in self.if_layers}
-        trains = ({s.name: np.zeros((n, self.T, *s.shape), np.uint8) for s in self.steps if s.kind == "if"}
-                  if record else None)
+        rec = _Records(per_step={k: np.zeros((n, self.T), np.int64) for k in self.spiking_layers})
+        if record:
+            for s in self.steps:
+                if s.kind == "neuron":
+                    rec.voltages[s.name] = np.zeros((n, self.T, *s.shape), np.float64)
+                    if s.neuron.d.spiking:
+                        rec.trains[s.name] = np.zeros((n, self.T, *s.shape), np.uint8)
         starts = range(0, n, self.batch_size)
         if progress:
             from tqdm import tqdm
@@ -146,55 +216,152 @@ class ReferenceExecutable(Executable):
         with torch.no_grad():
             for i in starts:
                 xb = torch.as_tensor(x[i:i + self.batch_size], dtype=self.dtype, device=self.device)
-                out, spk = self._forward(xb, record)
+                if train:   # (B, T, ...) -> time-folded (T*B, ...)
+                    xb = xb.transpose(0, 1).reshape(-1, *xb.shape[2:])
+                fwd = self._forward_steps if self.recurrent else self._forward_layers
+                out, got = fwd(xb, not train, record)
                 logits.append(out.cpu().numpy())
-                for k, (ps, tr) in spk.items():
-                    per_step[k][i:i + len(xb)] = ps
-                    counts[k][i:i + len(xb)] = ps.sum(1)
-                    if trains is not None and tr is not None:
-                        trains[k][i:i + len(xb)] = tr
+                j = slice(i, i + len(out))
+                for k, (ps, tr, vs) in got.items():
+                    if k in rec.per_step:
+                        rec.per_step[k][j] = ps
+                    if record:
+                        rec.voltages[k][j] = vs
+                        if k in rec.trains:
+                            rec.trains[k][j] = tr
         out_logits = np.concatenate(logits) if logits else np.zeros((0, self.meta["num_classes"]))
+        counts = {k: v.sum(1) for k, v in rec.per_step.items()}
+        extra: dict[str, Any] = {"dtype": str(self.dtype).replace("torch.", ""),
+                                 "schedule": "step by step" if self.recurrent else "layer by layer"}
+        if record:
+            extra["voltages"] = rec.voltages
         return RunResult(logits=out_logits, spike_counts=counts, backend="reference", T=self.T,
-                         steps=self.T, wall_s=time.perf_counter() - t0, layer_spikes_per_step=per_step,
-                         spike_trains=trains, extra={"dtype": str(self.dtype).replace("torch.", "")})
+                         steps=self.T, wall_s=time.perf_counter() - t0, layer_spikes_per_step=rec.per_step,
+                         spike_trains=rec.trains if record else None, extra=extra)
 
-    def _forward(self, x: torch.Tensor, record: bool):
-        T, B = self.T, x.shape[0]
-        vals: dict[str, tuple[torch.Tensor, bool]] = {}
-        first_in = next(k for k, v in self.graph.nodes.items() if isinstance(v, nir.Input))
-        vals[first_in] = (x, True)
-        spikes: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    def _forward_layers(self, x: torch.Tensor, static_in: bool, record: bool):
+        """Acyclic graphs: each node over all T steps at once (time-folded)."""
+        T = self.T
+        B = x.shape[0] if static_in else x.shape[0] // T
+        vals: dict[str, tuple[torch.Tensor, bool]] = {self.input_name: (x, static_in)}
+        got: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         out = None
         for st in self.steps:
-            ins = [vals[p] for p in st.preds]
-            if len(ins) == 1:
-                h, static = ins[0]
-            else:
-                static = all(s for _, s in ins)
-                h = sum(_expand(t, T) if (s and not static) else t for t, s in ins)
+            h, static = sum_inputs([vals[p] for p in st.preds], T)
             if st.kind == "syn":
                 vals[st.name] = (st.fn(h), static)
-            elif st.kind == "if":
-                ys = (_expand(h, T) if static else h).reshape(T, B, *h.shape[1:])
-                v = torch.zeros_like(ys[0])
-                s_all = torch.empty_like(ys)
+            elif st.kind == "delay":
+                vals[st.name] = (_shift(expand(h, T) if static else h, st.delay, T), False)
+            elif st.kind == "neuron":
+                nr = st.neuron
+                if st.readout and static and not record and _plain_integrator(nr.d):
+                    vals[st.name] = (h * nr.gain, True)     # v[T]/T of I(gain) on a constant input
+                    continue
+                ys = None if static else unfold(h, T)
+                u = torch.zeros((B, *st.shape), dtype=self.dtype, device=self.device)
+                v = torch.zeros_like(u)
+                outs = torch.empty((T, B, *st.shape), dtype=self.dtype, device=self.device)
+                vrec = torch.empty_like(outs) if record else None
                 for t in range(T):
-                    v = v + ys[t]
-                    s = v > st.theta
-                    v = v.masked_fill(s, 0.0)
-                    s_all[t] = s
-                per = s_all.flatten(2).sum(2).transpose(0, 1).round().long().cpu().numpy()  # (B, T)
-                tr = s_all.transpose(0, 1).to(torch.uint8).cpu().numpy() if record else None
-                spikes[st.name] = (per, tr)
-                vals[st.name] = (s_all.reshape(T * B, *h.shape[1:]), False)
-            elif st.kind == "readout":
-                vals[st.name] = (h if static else h.reshape(T, B, *h.shape[1:]).mean(0), True)
+                    u, v, s = nr.step(u, v, h if static else ys[t])
+                    outs[t] = v if s is None else s
+                    if vrec is not None:
+                        vrec[t] = v
+                got[st.name] = _summary(outs if nr.d.spiking else None, vrec, record)
+                if st.readout:
+                    vals[st.name] = (v / T, True)
+                else:
+                    vals[st.name] = (outs.reshape(T * B, *st.shape), False)
             else:
                 out = h
         assert out is not None
-        return out, spikes
+        return out, got
+
+    def _forward_steps(self, x: torch.Tensor, static_in: bool, record: bool):
+        """Graphs with cycles: all nodes at step t, then t+1; closing edges read step t-1."""
+        T = self.T
+        B = x.shape[0] if static_in else x.shape[0] // T
+        xs = None if static_in else unfold(x, T)
+        prev: dict[str, torch.Tensor] = {}
+        state: dict[str, list[torch.Tensor]] = {}
+        history: dict[str, list[torch.Tensor]] = {}
+        outs = {st.name: torch.empty((T, B, *st.shape), dtype=self.dtype, device=self.device)
+                for st in self.steps if st.kind == "neuron"}
+        vrec = {k: torch.empty_like(v) for k, v in outs.items()} if record else {}
+        out = None
+        for t in range(T):
+            cur: dict[str, torch.Tensor] = {self.input_name: x if static_in else xs[t]}
+            for st in self.steps:
+                ins = []
+                for p in st.preds:
+                    if p in st.delayed:
+                        if t > 0:
+                            ins.append(prev[p])
+                    else:
+                        ins.append(cur[p])
+                h = sum(ins) if ins else None
+                if st.kind == "syn":
+                    cur[st.name] = st.fn(h)
+                elif st.kind == "delay":
+                    hist = history.setdefault(st.name, [])
+                    hist.append(h)
+                    cur[st.name] = _delayed(hist, st.delay, t)
+                elif st.kind == "neuron":
+                    u, v = state.get(st.name) or [torch.zeros((B, *st.shape), dtype=self.dtype, device=self.device)] * 2
+                    u, v, s = st.neuron.step(u, v, h)
+                    state[st.name] = [u, v]
+                    o = v if s is None else s.to(self.dtype)
+                    outs[st.name][t] = o
+                    if record:
+                        vrec[st.name][t] = v
+                    cur[st.name] = o
+                else:
+                    out = h
+            prev = cur
+        got = {}
+        for st in self.steps:
+            if st.kind == "neuron":
+                got[st.name] = _summary(outs[st.name] if st.neuron.d.spiking else None, vrec.get(st.name), record)
+                if st.readout:
+                    out = state[st.name][1] / T
+        assert out is not None
+        return out, got
 
 
-def _expand(x: torch.Tensor, T: int) -> torch.Tensor:
-    """Static (B, ...) -> time-folded (T*B, ...)."""
-    return x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
+def _plain_integrator(d: DiscreteNeuron) -> bool:
+    return not d.spiking and not d.has_current and not d.leaks and not np.any(d.bias)
+
+
+def _summary(spikes: torch.Tensor | None, volts: torch.Tensor | None, record: bool):
+    """(per-step counts (B, T), trains (B, T, ...) uint8, voltages (B, T, ...)) of one neuron node."""
+    per = (spikes.flatten(2).sum(2).transpose(0, 1).round().long().cpu().numpy() if spikes is not None
+           else None)
+    tr = spikes.transpose(0, 1).to(torch.uint8).cpu().numpy() if (record and spikes is not None) else None
+    vs = volts.transpose(0, 1).cpu().numpy() if (record and volts is not None) else None
+    return per, tr, vs
+
+
+def _shift(h: torch.Tensor, steps: np.ndarray, T: int) -> torch.Tensor:
+    """Time-folded h delayed by `steps` (per element) steps; zeros before the sample starts."""
+    hs = unfold(h, T)
+    out = torch.zeros_like(hs)
+    flat_in, flat_out = hs.reshape(T, hs.shape[1], -1), out.view(T, hs.shape[1], -1)
+    st = steps.reshape(-1)
+    for d in np.unique(st):
+        idx = torch.as_tensor(np.flatnonzero(st == d), device=h.device)
+        if d < T:
+            flat_out[int(d):, :, idx] = flat_in[:T - int(d), :, idx]
+    return out.reshape(h.shape)
+
+
+def _delayed(hist: list[torch.Tensor], steps: np.ndarray, t: int) -> torch.Tensor:
+    """Step-by-step delay: element i at step t is the input of step t - steps[i] (zero before 0)."""
+    cur = hist[-1]
+    out = torch.zeros_like(cur)
+    flat_out = out.view(cur.shape[0], -1)
+    st = steps.reshape(-1)
+    for d in np.unique(st):
+        if t - int(d) >= 0:
+            idx = torch.as_tensor(np.flatnonzero(st == d), device=cur.device)
+            flat_out[:, idx] = hist[t - int(d)].reshape(cur.shape[0], -1)[:, idx]
+    return out

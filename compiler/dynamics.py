@@ -65,7 +65,8 @@ RESETS = ("zero", "subtract")
 NEURONS = (nir.IF, nir.I, nir.LIF, nir.LI, nir.CubaLIF, nir.CubaLI)
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
 EXPORTER_DT = "snnTorch and SpikingJelly write graphs for dt = 1e-4 s, Norse and Rockpool for 1e-3 s"
-LAST_SUBTRACTIVE_NIR = (1, 0, 5)   # nir <= 1.0.5 specified IF/LIF reset as subtractive
+LAST_SUBTRACTIVE_NIR = (1, 0, 5)
+SNAP = 1e-6   # a decay this close to 1 is float32 rounding of tau == dt (it is set to 1)   # nir <= 1.0.5 specified IF/LIF reset as subtractive
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +160,7 @@ def dt_required(name: str, node: nir.NIRNode, dt: float | None, source: str = ""
     """Refuse a dt-dependent node when no dt is known (one line: node, reason, what to do)."""
     why = needs_dt(node)
     if why is not None and dt is None:
-        raise KdsnnError(f"{source + ': ' if source else ''}node {name!r}: {why}, and the graph states no "
+        raise KdsnnError(f"{source + ': ' if source else ''}node {name!r}: {why}, and the graph does not state "
                          f"dt; pass --dt SECONDS ({EXPORTER_DT})")
 
 
@@ -314,6 +315,8 @@ def _euler(where: str, tau_name: str, tau: np.ndarray, r: np.ndarray, dt: float 
     with np.errstate(divide="ignore", invalid="ignore"):
         decay = np.where(inf_t, 0.0, step / np.where(inf_t, 1.0, tau))
         gain = np.where(inf_t, 1.0, step * np.where(inf_r, 0.0, r) / np.where(inf_t, 1.0, tau))
+    # tau == dt written in float32 (snnTorch's alpha = 0) reads as a decay of 1 +- 1e-7
+    decay = np.where(np.abs(decay - 1.0) <= SNAP, 1.0, decay)
     return decay, gain
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from kdsnn.neurons import IFNeuron
+from kdsnn.timefold import sum_inputs
 
 OPS = ("conv", "linear", "act", "avgpool", "flatten", "readout")
 
@@ -133,12 +134,7 @@ class GraphNet(nn.Module):
         feats: dict[str, torch.Tensor] = {}
         out = None
         for s in self.specs:
-            ins = [vals[i] for i in s.inputs]
-            if len(ins) == 1:
-                h, static = ins[0]
-            else:
-                static = all(st for _, st in ins)
-                h = sum(_expand(t, T) if (st and not static) else t for t, st in ins)
+            h, static = sum_inputs([vals[i] for i in s.inputs], T)
             mod = self.nodes[s.name]
             if pre and s.name in self.feature_points:
                 feats[s.name] = h if static else h.reshape(T, -1, *h.shape[1:]).mean(0)
@@ -164,11 +160,6 @@ class GraphNet(nn.Module):
             _, f = self.forward(torch.zeros(1, *self.input_shape, device=dev), return_features=True)
             self.train(was)
         return {k: tuple(v.shape[1:]) for k, v in f.items()}
-
-
-def _expand(x: torch.Tensor, T: int) -> torch.Tensor:
-    """Static (B, ...) -> time-folded (T*B, ...)."""
-    return x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
 
 
 class GraphBuilder:

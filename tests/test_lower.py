@@ -29,7 +29,7 @@ def _conv(rng, c_in, c_out, hw, k=3, stride=1, pad=1, groups=1, scale=0.4):
 
 
 def _graph(nodes: dict, edges: list, T: int = 4) -> nir.NIRGraph:
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"T": T, "class_names": ["a", "b", "c"]},
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"T": T, "dt": 1.0, "class_names": ["a", "b", "c"]},
                         type_check=False)
 
 
@@ -73,13 +73,15 @@ def residual_graph(seed: int = 0) -> nir.NIRGraph:
         "act3": _if((4, 3, 3), theta=2.0),
         "flat": nir.Flatten(input_type={"input": np.array([4, 3, 3])}, start_dim=0, end_dim=-1),
         "fc": nir.Linear(weight=rng.normal(0, 0.3, (3, 36))),
-        "readout": nir.I(r=np.full(3, 2.0)),
+        "readout": nir.I(r=np.full(3, 2.0)),   # gain dt*r = 2 at the dt = 1 s below
         "output": nir.Output(output_type={"output": np.array([3])}),
     }
     edges = [("input", "conv1"), ("conv1", "act1"), ("act1", "conv2a"), ("conv2a", "act2a"),
              ("act2a", "conv2b"), ("conv2b", "act2"), ("act1", "act2"), ("act2", "pool"),
              ("pool", "act3"), ("act3", "flat"), ("flat", "fc"), ("fc", "readout"), ("readout", "output")]
-    return _graph(nodes, edges, T=3)
+    g = _graph(nodes, edges, T=3)
+    g.metadata["dt"] = 1.0
+    return g
 
 
 def mlp_graph(seed: int = 0) -> nir.NIRGraph:
@@ -215,17 +217,45 @@ def test_layer_that_cannot_fit_names_layer_and_bits() -> None:
 def test_unsupported_nodes_are_refused_by_name() -> None:
     g = mlp_graph()
     g.nodes["act1"] = nir.IF(r=np.ones(16), v_threshold=np.ones(16), v_reset=np.full(16, 0.5))
-    with pytest.raises(KdsnnError, match="act1: IF v_reset"):
+    with pytest.raises(KdsnnError, match="node act1: v_reset = 0.5 != 0 cannot be represented"):
         lower(g, "loihi", _x(g, 4))
     g = mlp_graph()
-    g.nodes["act1"] = nir.LIF(tau=np.ones(16), r=np.ones(16), v_leak=np.zeros(16), v_threshold=np.ones(16))
-    with pytest.raises(KdsnnError, match="node act1: NIR LIF"):
+    g.nodes["act1"] = nir.LIF(tau=np.linspace(2, 3, 16), r=np.ones(16), v_leak=np.zeros(16),
+                              v_threshold=np.ones(16), v_reset=np.zeros(16))
+    with pytest.raises(KdsnnError, match="node act1: the voltage decay .* differs between neurons"):
         lower(g, "loihi", _x(g, 4))
+    g = mlp_graph()
+    g.nodes["act1"] = nir.Scale(scale=np.ones(16))
+    with pytest.raises(KdsnnError, match="node act1: NIR Scale cannot be lowered"):
+        lower(g, "loihi", _x(g, 4))
+
+
+def test_per_neuron_thresholds_and_leaky_neurons_lower_exactly_in_float() -> None:
+    """Per-neuron thresholds are normalised into the weights, LIF decays kept: the folded
+    float graph spikes exactly as the unfolded one (calibrate.simulate vs the graph itself)."""
     g = mlp_graph()
     g.nodes["act1"] = _if((16,))
     g.nodes["act1"].v_threshold = np.linspace(1, 2, 16)
-    with pytest.raises(KdsnnError, match="act1: v_threshold differs"):
-        lower(g, "loihi", _x(g, 4))
+    x = _x(g, 30)
+    st = lowering_state(g, "loihi", x)
+    act1 = st.pop("act1")
+    assert act1.theta == 1.0
+    fc, th = g.nodes["fc1"], g.nodes["act1"].v_threshold
+    a = x.reshape(len(x), -1) @ fc.weight.T + fc.bias
+    v, n_spikes = np.zeros_like(a), np.zeros(len(x))
+    for _ in range(st.T):                                  # IF, reset to zero, per-neuron theta
+        v = v + a
+        s = v > th
+        n_spikes += s.sum(axis=1)
+        v[s] = 0
+    np.testing.assert_array_equal(simulate(st, x)["spike_counts"]["act1"], n_spikes)
+    g = mlp_graph()
+    g.nodes["act1"] = nir.LIF(tau=np.full(16, 4.0), r=np.full(16, 4.0), v_leak=np.zeros(16),
+                              v_threshold=np.ones(16), v_reset=np.zeros(16))
+    net = lower(g, "loihi", x)
+    p = net.population("act1")
+    assert (p.du, p.dv) == (4095, 1024)                    # beta = dt / tau = 1/4 -> 1024 / 4096
+    assert net.metadata["lowering"]["layers"]["act1"]["decay"]["beta_int"] == 0.25
 
 
 def test_bad_calibration_and_T() -> None:

@@ -153,16 +153,23 @@ def test_sinabs_cnn_imports_with_old_batched_flatten(tmp_path):
 
 
 def test_if_gain_r_is_folded_into_threshold():
+    """r != 1 is continuous (gain dt*r): SpikingJelly's r = 1/dt is unit gain; r = 2/dt is 2."""
     g = sinabs_cnn(False)
-    g.nodes["iaf1"] = nir.IF(r=np.full((4, 8, 8), 2.0), v_threshold=np.full((4, 8, 8), 1.6))
+    g.nodes["iaf1"] = nir.IF(r=np.full((4, 8, 8), 2e4), v_threshold=np.full((4, 8, 8), 1.6))
+    g.metadata = {"dt": 1e-4}
     c = canonicalize(g)
     assert np.all(c.nodes["iaf1"].r == 1) and np.allclose(c.nodes["iaf1"].v_threshold, 0.8)
+    g.nodes["iaf1"] = nir.IF(r=np.full((4, 8, 8), 1e4), v_threshold=np.full((4, 8, 8), 1.6))
+    assert np.allclose(canonicalize(g).nodes["iaf1"].v_threshold, 1.6)
+    g.metadata = {}
+    refuse(g, r"node 'iaf1': r=10000 integrates continuously.*does not state dt; pass --dt.*SpikingJelly")
 
 
 def test_readout_gain_is_folded_into_weights():
     g = sinabs_cnn(False)
     g.nodes["li"] = nir.I(r=np.full(10, 0.5))
     g.edges = [e for e in g.edges if e != ("fc", "output")] + [("fc", "li"), ("li", "output")]
+    g.metadata = {"dt": 1.0}
     before = g.nodes["fc"].weight.copy()
     c = canonicalize(g)
     assert np.all(c.nodes["li"].r == 1) and np.allclose(c.nodes["fc"].weight, before * 0.5)
@@ -189,8 +196,11 @@ def test_cubalif_with_memoryless_synapse_needs_dt(tmp_path):
         g.metadata = md
         return g
     assert isinstance(canonicalize(graph({"dt": np.float32(1e-4)})).nodes["2"], nir.IF)
-    with pytest.raises(KdsnnError, match="'2'.*does not state dt"):
+    assert isinstance(canonicalize(graph({}), dt=1e-4).nodes["2"], nir.IF)
+    with pytest.raises(KdsnnError, match="'2'.*tau_syn=0.0001 s is a time constant.*does not state dt"):
         canonicalize(graph({}))
+    with pytest.raises(KdsnnError, match="states dt=0.0001 s but --dt 0.001"):
+        canonicalize(graph({"dt": 1e-4}), dt=1e-3)
 
 
 def test_graph_meta_T_required_or_overridden():
@@ -201,30 +211,37 @@ def test_graph_meta_T_required_or_overridden():
 
 
 # ------------------------------------------------------------------------------ refused
-def refuse(g, match):
+def refuse(g, match, **kw):
     with pytest.raises(KdsnnError, match=match):
-        canonicalize(g)
+        canonicalize(g, **kw)
 
 
-def test_leaky_neurons_are_refused_with_node_name():
-    refuse(snntorch_mlp(beta=0.9), r"node '2'.*LIF with tau=0.001.*leaks")
+def test_leaky_neurons_need_dt_and_are_kept():
+    refuse(snntorch_mlp(beta=0.9), r"node '2'.*tau=0.001 s is a time constant.*--dt SECONDS \(snnTorch")
+    c = canonicalize(snntorch_mlp(beta=0.9), dt=1e-4)
+    assert isinstance(c.nodes["2"], nir.LIF) and c.nodes["2"].tau.shape == (20,)
+    assert c.metadata["dt"] == 1e-4 and c.metadata["reset_modes"] == {"2": "zero", "4": "zero"}
     g = sinabs_cnn()  # Sinabs LIF: tau in steps, r = 1
     g.nodes["iaf1"] = nir.LIF(tau=np.full((4, 8, 8), 20.0), r=np.ones((4, 8, 8)), v_leak=np.zeros((4, 8, 8)),
                               v_threshold=np.ones((4, 8, 8)))
-    refuse(g, "node 'iaf1'.*leaks")
+    refuse(g, "node 'iaf1'.*tau=20 s is a time constant")
+    assert isinstance(canonicalize(g, dt=1.0).nodes["iaf1"], nir.LIF)
     g = snntorch_mlp()
     g.nodes["2"] = nir.LIF(tau=INF, r=np.float32(1), v_leak=np.float32(0), v_threshold=np.float32(1))
     refuse(g, "node '2'.*never integrates")
     g = sinabs_cnn()  # Sinabs ExpLeak readout
     g.nodes["li"] = nir.LI(tau=np.full(10, 10.0), r=np.ones(10), v_leak=np.zeros(10))
     g.edges = [e for e in g.edges if e != ("fc", "output")] + [("fc", "li"), ("li", "output")]
-    refuse(g, "node 'li'.*LI with tau=10 leaks")
+    refuse(g, "node 'li'.*tau=10 s is a time constant")
+    assert isinstance(canonicalize(g, dt=1.0).nodes["li"], nir.LI)
+    g.nodes["li"] = nir.LI(tau=np.full(10, 0.5), r=np.ones(10), v_leak=np.zeros(10))
+    refuse(g, "node 'li'.*exceeds a time constant.*smaller --dt", dt=1.0)
 
 
 def test_reset_and_threshold_conventions_are_refused():
     g = sinabs_cnn()
     g.nodes["iaf1"] = nir.IF(r=np.ones((4, 8, 8)), v_threshold=np.ones((4, 8, 8)), v_reset=np.full((4, 8, 8), -1.0))
-    refuse(g, "node 'iaf1'.*v_reset=-1")
+    assert np.all(canonicalize(g).nodes["iaf1"].v_reset == -1)   # the float side resets to it
     th = np.ones((4, 8, 8))
     th[0] = 2
     g.nodes["iaf1"] = nir.IF(r=np.ones((4, 8, 8)), v_threshold=th)
@@ -240,8 +257,12 @@ def test_structure_errors():
     g.edges.append(("fc", "nowhere"))
     refuse(g, "dangling edge")
     g = sinabs_cnn()
-    g.edges.append(("iaf1", "conv"))
-    refuse(g, "cycle")
+    g.nodes["fc"] = nir.Affine(weight=w(64, 64), bias=w(64))
+    g.nodes["fc_out"] = nir.Affine(weight=w(10, 64), bias=w(10))
+    g.nodes["fc_back"] = nir.Linear(weight=w(64, 64))
+    g.edges = [e for e in g.edges if e != ("fc", "output")] + [("fc", "fc_back"), ("fc_back", "fc"),
+                                                               ("fc", "fc_out"), ("fc_out", "output")]
+    refuse(g, r"cycle through fc -> fc_back -> fc with no neuron")   # only the nodes on the cycle
     g = sinabs_cnn()
     g.nodes["fc"] = nir.Affine(weight=w(10, 63), bias=w(10))
     refuse(g, r"node 'fc'.*expects input shape \(63,\)")
@@ -261,8 +282,9 @@ def test_structure_errors():
     refuse(g, "node 'extra'.*no outgoing edge")
 
 
-def test_recurrent_subgraph_is_refused(tmp_path):
-    """snnTorch's RLeaky exports an LIF <-> Linear cycle inside a subgraph."""
+def test_recurrent_subgraph_is_read(tmp_path):
+    """snnTorch's RLeaky exports an LIF <-> Linear cycle inside a subgraph: the edge that
+    closes it (w_rec -> lif) carries a one-step delay."""
     sub = nir.NIRGraph(nodes={
         "input": nir.Input(input_type={"input": np.array([20])}),
         "lif": nir.LIF(tau=np.full(20, INF), r=np.full(20, INF), v_leak=np.zeros(20), v_threshold=np.ones(20)),
@@ -271,18 +293,31 @@ def test_recurrent_subgraph_is_refused(tmp_path):
         edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")], type_check=False)
     g = snntorch_mlp()
     g.nodes["2"] = sub
-    with pytest.raises(KdsnnError, match="cycle"):
-        roundtrip(g, tmp_path)
+    c = roundtrip(g, tmp_path)
+    assert ("2.w_rec", "2.lif") in c.edges and isinstance(c.nodes["2.lif"], nir.IF)
 
 
 def test_unsupported_node_named_in_file(tmp_path):
     g = sinabs_cnn()
-    g.nodes["delay"] = nir.Delay(delay=np.ones(10))
+    g.nodes["scale"] = nir.Scale(scale=np.ones(10))
+    g.edges = [e for e in g.edges if e != ("fc", "output")] + [("fc", "scale"), ("scale", "output")]
+    p = tmp_path / "d.nir"
+    write_foreign(p, g)
+    with pytest.raises(KdsnnError, match="node 'scale' is a Scale.*Scale is not supported"):
+        read_nir(p)
+
+
+def test_delays_in_whole_steps(tmp_path):
+    g = sinabs_cnn()
+    g.nodes["delay"] = nir.Delay(delay=np.full(10, 2e-3))
     g.edges = [e for e in g.edges if e != ("fc", "output")] + [("fc", "delay"), ("delay", "output")]
     p = tmp_path / "d.nir"
     write_foreign(p, g)
-    with pytest.raises(KdsnnError, match="node 'delay' is a Delay.*synaptic delays"):
+    with pytest.raises(KdsnnError, match="node 'delay': a Delay is given in seconds.*--dt"):
         read_nir(p)
+    assert isinstance(read_nir(p, dt=1e-3).nodes["delay"], nir.Delay)
+    with pytest.raises(KdsnnError, match="node 'delay': Delay 0.002 s is not a whole number of steps"):
+        read_nir(p, dt=3e-4)
 
 
 def test_bad_files(tmp_path):

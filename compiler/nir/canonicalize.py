@@ -1,44 +1,42 @@
-"""Reading, writing and canonicalizing NIR graphs (DESIGN §3, §9).
+"""Reading, writing and canonicalizing NIR graphs (docs/dynamics.md).
 
 Every graph kdsnn works with — its own export or a `.nir` written by snnTorch, Sinabs,
-Norse... — is brought into one *canonical* form by `canonicalize`:
+Norse, SpikingJelly, Rockpool... — is brought into one *canonical* form by `canonicalize`:
 
-    nodes   Input, Output, Conv2d, Affine, Linear, Flatten, AvgPool2d, SumPool2d,
-            IF(r=1, v_threshold=theta (one value per layer), v_reset=0), I(r=1) readout
+    nodes   Input (named "input"), Output, Conv2d, Affine, Linear, Flatten, AvgPool2d,
+            SumPool2d, Delay (whole steps), and the neurons IF(r=1), I(r=1), LIF, LI,
+            CubaLIF, CubaLI with every parameter broadcast to the layer's shape
     shapes  batch-free, explicit on every node (Conv2d.input_shape, Flatten.input_type)
-    graph   flat (no subgraphs), acyclic, one Input, one Output fed by an `I` readout that
-            is fed by a synaptic layer; several edges into a node are summed
+    graph   flat (no subgraphs), one Input, one Output fed by a non-spiking readout (I, LI,
+            CubaLI) that is fed by a synaptic layer; several edges into a node are summed;
+            cycles allowed through a neuron or Delay (the closing edge carries one step)
+    meta    dt (seconds, when known), reset_modes {spiking node: "zero" | "subtract"}
 
-Semantics (discrete time, dt = 1 step, zero state at the start of a sample):
-    IF:  v += sum of inputs;  s = v > theta;  v = 0 where s          (strict >, hard reset)
-    I:   logits = (1/T) sum_t (sum of inputs)                        (the readout)
+Semantics: `kdsnn.compiler.dynamics` (forward Euler at dt; one place for every backend);
+the readout's logits are v[T] / T (for I of unit gain: the mean of its input over T).
 
 Import is strict: a foreign node is converted only where the conversion is exact in
-real arithmetic, and otherwise refused with the node's name and the reason. The decisions
-(see `_convert_*`):
+real arithmetic, and otherwise refused with the node's name and the reason:
 
-- IF(r, theta, v_reset): v_reset must be 0 (kdsnn resets to zero). r > 0 is folded into
-  the threshold (v' = v / r integrates the unscaled input and crosses theta / r exactly
-  when v crosses theta); r and theta must be homogeneous per layer (a Loihi population
-  holds one threshold), theta / r > 0. Parameters may be scalars, shape (1,) or the
-  layer's shape (snnTorch and Sinabs write scalars).
-- LIF / LI / CubaLIF: NIR dynamics are continuous, tau dv/dt = (v_leak - v) + r I; the
-  leak vanishes exactly only for tau = inf, and then the input gain dt * r / tau is only
-  defined through the exporter's convention r = tau / dt (snnTorch writes beta = 1 as
-  tau = r = inf). So tau = r = inf is accepted as IF (LIF, CubaLIF) or as the readout I
-  (LI); a finite tau (any leak) or a finite r with tau = inf (input that vanishes) is
-  refused. CubaLIF's synaptic current must also be memoryless: tau_syn == dt and
-  w_in == 1 with dt stated in the graph metadata (`dt`), otherwise refused.
-- I(r): r homogeneous and > 0; r != 1 is folded into the synaptic layer(s) feeding it
-  (exact in real arithmetic), refused when they also feed other nodes.
+- dt: the graph's metadata, else --dt; a node whose meaning depends on dt (finite tau, IF/I
+  r != 1, Delay) without one is refused, naming the exporters' conventions.
+- Resets: a spiking neuron resets to its v_reset ("zero") or subtracts its threshold
+  ("subtract", --reset subtract; it also overrides a stated v_reset = 0, which snnTorch
+  writes whatever its reset, with a note). A file written by nir <= 1.0.5 whose neuron has
+  no v_reset is refused without --reset: that spec said subtractive, its exporters meant zero.
+- A neuron that neither leaks nor holds a current (tau = inf, alpha = 1) becomes IF or I: a
+  gain != 1 (IF/I r != 1 is dt*r; SpikingJelly's r = 1/dt is unit gain) is folded into the
+  threshold (IF: thresholds must then be one per layer and > 0) or into the feeding weights
+  (I). Others stay as they are.
 - Flatten: dims are batch-free in NIR; a Flatten whose stored input_type carries one extra
   (batch) dimension, as Sinabs' older exporter writes, has its dims shifted by one.
-  Input/Output shapes of rank 2 or 4 with a leading 1 (snnTorch's sample batch) lose it.
+  Input/Output shapes of rank 2 or 4 with a leading 1 (snnTorch's sample batch) lose it; an
+  Output declaring another shape of the same size (Rockpool's (1, 1, 1)) is read with a note.
 - Conv2d with input_shape None (snnTorch, Sinabs) gets it from shape inference; padding
   'same' is accepted where it is symmetric. AvgPool2d with padding is refused (NIR does
   not say whether padded zeros count in the mean); SumPool2d padding is exact.
-- Subgraphs are inlined. Cycles (recurrent layers such as snnTorch's RLeaky), several
-  Inputs/Outputs, Conv1d, Delay, Scale, Threshold, CubaLI and unknown nodes are refused.
+- Subgraphs are inlined. Several Inputs/Outputs, edges naming missing nodes, cycles of
+  synapses alone, Conv1d, Scale, Threshold and unknown nodes are refused.
 - If the Output is fed by a synaptic layer, an `I` readout is inserted; if it is fed by
   spikes (snnTorch's `Linear -> Leaky(output=True)`), an identity `Linear` plus `I` is
   inserted, so logits are the output spike counts / T. Both are exact.
@@ -46,8 +44,11 @@ real arithmetic, and otherwise refused with the node's name and the reason. The 
 
 from __future__ import annotations
 
+import math
+
 import nir
 import numpy as np
+from kdsnn.compiler.dynamics import check_dt
 from kdsnn.compiler.nir.context import ImportContext
 from kdsnn.compiler.nir.convert import SYNAPTIC, convert_node
 from kdsnn.compiler.nir.meta import plain
@@ -55,38 +56,87 @@ from kdsnn.compiler.nir.order import check_structure, inline_subgraphs
 
 from kdsnn.errors import KdsnnError
 
+INPUT = "input"
+READOUTS = (nir.I, nir.LI, nir.CubaLI)   # non-spiking neurons: logits = v[T] / T
 
-def canonicalize(graph: nir.NIRGraph, source: str = "NIR graph", dt: float | None = None) -> nir.NIRGraph:
-    """Any NIR graph -> kdsnn's canonical graph (see module docstring), or KdsnnError."""
+
+def canonicalize(graph: nir.NIRGraph, source: str = "NIR graph", dt: float | None = None,
+                 reset: str | None = None, version: tuple[int, ...] | None = None,
+                 v_reset_missing: frozenset[str] = frozenset()) -> nir.NIRGraph:
+    """Any NIR graph -> kdsnn's canonical graph (see module docstring), or KdsnnError.
+
+    dt: --dt (seconds), used where the graph's metadata states none; reset: --reset;
+    version: the nir version that wrote the file; v_reset_missing: neurons whose file held
+    no v_reset (both from `read_nir`)."""
     md = plain(dict(graph.metadata or {})) if isinstance(graph.metadata, dict) else {}
-    if dt is None and md.get("dt") is not None:
-        try:
-            dt = float(md["dt"])
-        except (TypeError, ValueError):
-            raise KdsnnError(f"{source}: metadata dt={md['dt']!r} is not a number") from None
-    ctx = ImportContext(source, dt)
+    dt = _resolve_dt(md.get("dt"), dt, source)
+    stated = md.get("reset_modes") if isinstance(md.get("reset_modes"), dict) else {}
+    ctx = ImportContext(source, dt, reset, version, frozenset(v_reset_missing),
+                        {str(k): str(v) for k, v in stated.items()})
     nodes, edges = inline_subgraphs(graph, "", ctx)
     order, preds, succs = check_structure(nodes, edges, ctx)
+    nodes, edges, order, preds, succs = _name_input(nodes, edges, order, preds, succs, ctx)
 
     shapes: dict[str, tuple[int, ...]] = {}
     new: dict[str, nir.NIRNode] = {}
     for name in order:
         node = nodes[name]
-        in_shape = _in_shape(name, preds[name], shapes, ctx)
+        in_shape = _in_shape(name, [p for p in preds[name] if p in shapes], shapes, ctx)
         new[name], shapes[name] = convert_node(name, node, in_shape, preds[name], succs[name], nodes, ctx)
+    for name in order:   # edges closing a cycle, now that every shape is known
+        _in_shape(name, preds[name], shapes, ctx)
 
     _fold_readout_gains(new, preds, succs, ctx)
     new, edges = _ensure_readout(new, edges, preds, shapes, ctx)
     order = check_structure(new, edges, ctx)[0]
     nodes_sorted = {k: new[k] for k in order}
-    meta = {k: v for k, v in md.items() if k != "import_notes"}
-    notes = list(md.get("import_notes") or []) + ctx.notes
+    meta = {k: v for k, v in md.items() if k not in ("import_notes", "reset_modes", "dt")}
+    if dt is not None:
+        meta["dt"] = dt
+    if ctx.reset_modes:
+        meta["reset_modes"] = {k: v for k, v in ctx.reset_modes.items() if k in nodes_sorted}
+    notes = list(dict.fromkeys(list(md.get("import_notes") or []) + ctx.notes))
     if notes:
         meta["import_notes"] = notes
     try:
         return nir.NIRGraph(nodes=nodes_sorted, edges=list(edges), metadata=meta, type_check=True)
     except (ValueError, AssertionError) as e:  # pragma: no cover - our own shapes disagree with nir's
         raise KdsnnError(f"{source}: NIR type check failed after import ({str(e)[:200]})") from None
+
+
+def _resolve_dt(stated: object, given: float | None, source: str) -> float | None:
+    """The graph's own dt (metadata), else --dt; both and different: refused."""
+    given = check_dt(given, "--dt")
+    if stated is None:
+        return given
+    try:
+        own = check_dt(stated, f"{source}: metadata dt")
+    except KdsnnError:
+        raise KdsnnError(f"{source}: metadata dt={stated!r} is not a positive number of seconds") from None
+    if given is not None and not math.isclose(own, given, rel_tol=1e-9):
+        raise KdsnnError(f"{source}: the graph states dt={own:g} s but --dt {given:g} was given; drop --dt "
+                         "or fix the graph's metadata")
+    return own
+
+
+def _name_input(nodes, edges, order, preds, succs, ctx: ImportContext):
+    """The Input node is called "input" in canonical graphs (SpikingJelly writes `input_1`);
+    a non-Input node already called so is renamed out of the way."""
+    inp = next(k for k, v in nodes.items() if isinstance(v, nir.Input))
+    if inp == INPUT:
+        return nodes, edges, order, preds, succs
+    ren = {inp: INPUT}
+    if INPUT in nodes:
+        i, other = 1, f"{INPUT}_node"
+        while other in nodes:
+            i, other = i + 1, f"{INPUT}_node_{i}"
+        ren[INPUT] = other
+    ctx.notes.append(", ".join(f"node {a!r} renamed {b!r}" for a, b in ren.items()))
+    r = lambda k: ren.get(k, k)  # noqa: E731
+    ctx.v_reset_missing = frozenset(r(k) for k in ctx.v_reset_missing)
+    ctx.stated_modes = {r(k): v for k, v in ctx.stated_modes.items()}
+    return ({r(k): v for k, v in nodes.items()}, [(r(a), r(b)) for a, b in edges], [r(k) for k in order],
+            {r(k): [r(p) for p in v] for k, v in preds.items()}, {r(k): [r(p) for p in v] for k, v in succs.items()})
 
 
 def _in_shape(name: str, ps: list[str], shapes: dict[str, tuple[int, ...]], ctx: ImportContext) -> tuple[int, ...] | None:
@@ -101,25 +151,20 @@ def _in_shape(name: str, ps: list[str], shapes: dict[str, tuple[int, ...]], ctx:
 
 def _fold_readout_gains(new: dict[str, nir.NIRNode], preds: dict[str, list[str]],
                         succs: dict[str, list[str]], ctx: ImportContext) -> None:
-    """I(r != 1): multiply the feeding synaptic layers' weights and biases by r."""
-    for name, node in list(new.items()):
-        if not isinstance(node, nir.I):
-            continue
-        r = float(np.ravel(node.r)[0])
-        if r == 1.0:
-            continue
+    """An integrator read as I with input gain g != 1 (dt*r, `dynamics`): multiply the
+    feeding synaptic layers' weights and biases by g (exact in real arithmetic)."""
+    for name, g in ctx.readout_gain.items():
         for p in preds[name]:
             src = new[p]
             if not isinstance(src, SYNAPTIC) or succs[p] != [name]:
-                raise ctx.fail(name, f"readout gain r={r:g} can only be folded into synaptic layers that "
+                raise ctx.fail(name, f"integrator gain {g:g} can only be folded into synaptic layers that "
                                      f"feed nothing else; {p!r} is a {type(src).__name__} feeding {succs[p]}")
         for p in preds[name]:
             src = new[p]
-            src.weight = src.weight * r
+            src.weight = src.weight * g
             if not isinstance(src, nir.Linear):
-                src.bias = src.bias * r
-        new[name] = nir.I(r=np.ones_like(node.r))
-        ctx.notes.append(f"{name}: readout gain r={r:g} folded into {', '.join(preds[name])}")
+                src.bias = src.bias * g
+        ctx.notes.append(f"{name}: integrator gain {g:g} folded into {', '.join(preds[name])}")
 
 
 def _ensure_readout(new: dict[str, nir.NIRNode], edges: list[tuple[str, str]], preds: dict[str, list[str]],
@@ -130,7 +175,7 @@ def _ensure_readout(new: dict[str, nir.NIRNode], edges: list[tuple[str, str]], p
     s = shapes[p]
     if len(s) != 1:
         raise ctx.fail(out, f"the graph's output has shape {s}; kdsnn classifies into a vector of class scores")
-    if isinstance(new[p], nir.I):
+    if isinstance(new[p], READOUTS):
         for q in preds[p]:
             if not isinstance(new[q], SYNAPTIC):
                 ctx.notes.append(f"inserted identity weights between {q!r} and readout {p!r}")

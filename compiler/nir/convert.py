@@ -3,24 +3,23 @@ rules are listed in `kdsnn.compiler.nir.canonicalize`)."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import fields
 from typing import Any
 
 import nir
 import numpy as np
+from kdsnn.compiler.dynamics import NEURONS, SPIKING, discretise, discretise_delay, resolve_reset
 from kdsnn.compiler.geometry import pair, window_out_hw
 from kdsnn.compiler.nir.context import ImportContext
 
 CANONICAL = ("Input", "Output", "Conv2d", "Affine", "Linear", "Flatten", "AvgPool2d",
-             "SumPool2d", "IF", "I")
-IMPORTABLE = CANONICAL + ("LIF", "LI", "CubaLIF", "NIRGraph")
+             "SumPool2d", "IF", "I", "LIF", "LI", "CubaLIF", "CubaLI", "Delay")
+IMPORTABLE = CANONICAL + ("NIRGraph",)
 SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear)
 REFUSED_WHY = {
     "Conv1d": "1-d convolutions are not supported (kdsnn networks take images or vectors)",
-    "Delay": "synaptic delays are not supported (kdsnn's canonical timing has zero delay)",
     "Scale": "an element-wise Scale is not supported (fold it into the neighbouring weights)",
     "Threshold": "a stateless Threshold has no exact IF equivalent",
-    "CubaLI": "a current-based leaky integrator leaks (only non-leaky I readouts are exact)",
     "Identity": "Identity nodes are not supported (remove them from the graph)",
 }
 
@@ -71,37 +70,64 @@ def _homogeneous(name: str, what: str, a: np.ndarray, ctx: ImportContext) -> flo
     return lo
 
 
-def _if_node(name: str, shape: tuple[int, ...], r: np.ndarray, vth: np.ndarray, v_reset: np.ndarray,
-             ctx: ImportContext, r_is_gain: bool = True) -> nir.IF:
-    if np.any(v_reset != 0):
-        raise ctx.fail(name, f"v_reset={float(np.ravel(v_reset)[0]):g}: kdsnn's IF resets to 0; another "
-                             "reset value would change the dynamics")
-    theta = _homogeneous(name, "thresholds", vth, ctx)
-    if not math.isfinite(theta):
-        raise ctx.fail(name, f"threshold {theta} is not finite")
-    if r_is_gain:
-        gain = _homogeneous(name, "input gains r", r, ctx)
-        if not (gain > 0 and math.isfinite(gain)):
-            raise ctx.fail(name, f"input gain r={gain:g}: only a finite r > 0 integrates its input "
-                                 "exactly like kdsnn's IF")
-        if gain != 1.0:
-            ctx.notes.append(f"{name}: r={gain:g} folded into the threshold ({theta:g} -> {theta / gain:g})")
-            theta = theta / gain
+def _neuron_params(name: str, node: nir.NIRNode, s: tuple[int, ...], ctx: ImportContext) -> nir.NIRNode:
+    """The same neuron with every parameter broadcast to the shape it receives (exporters
+    write scalars and (1,) arrays)."""
+    kw = {}
+    for f in fields(node):
+        if f.name in ("input_type", "output_type", "metadata"):
+            continue
+        v = getattr(node, f.name)
+        if f.name == "v_reset" and v is None:
+            v = 0.0
+        kw[f.name] = _param(name, f.name, v, s, ctx)
+    try:
+        return type(node)(**kw)
+    except (AssertionError, ValueError) as e:  # pragma: no cover - shapes were made equal above
+        raise ctx.fail(name, f"inconsistent {type(node).__name__} parameters ({e})") from None
+
+
+def _convert_neuron(name: str, node: nir.NIRNode, s: tuple[int, ...], ctx: ImportContext) -> nir.NIRNode:
+    """Any of the six NIR neurons, read through `dynamics.discretise` (the one reading of its
+    dynamics): refused where that refuses; simplified to IF / I where it neither leaks nor
+    holds a current (exact: a gain != 1 is folded into the threshold or the feeding weights);
+    otherwise kept as it is, with its parameters broadcast."""
+    node = _neuron_params(name, node, s, ctx)
+    mode = None
+    if isinstance(node, SPIKING):
+        if ctx.reset is None and name in ctx.stated_modes:
+            mode = ctx.stated_modes[name]
+        else:
+            mode, note = resolve_reset(name, node, ctx.reset, name not in ctx.v_reset_missing, ctx.version,
+                                       ctx.source)
+            if note:
+                ctx.notes.append(note)
+        ctx.reset_modes[name] = mode
+    d = discretise(node, ctx.dt, mode, name=name, source=ctx.source)
+    ctx.notes.extend(d.notes)
+    kind = type(node).__name__
+    if d.has_current or d.leaks or np.any(d.bias != 0):
+        return node
+    gain = d.gain
+    if not np.all(np.isfinite(gain)) or np.any(gain <= 0):
+        raise ctx.fail(name, f"{kind} input gain {float(np.min(gain)):g}: only a finite gain > 0 integrates "
+                             "its input")
+    if not d.spiking:
+        if kind != "I":
+            ctx.notes.append(f"{name}: {kind} without leak or current read as the integrator I")
+        g = _homogeneous(name, "readout gains", gain, ctx)
+        if g != 1.0:
+            ctx.readout_gain[name] = g
+        return nir.I(r=np.ones(s))
+    if kind != "IF":
+        ctx.notes.append(f"{name}: {kind} without leak or current read as IF")
+    theta = _homogeneous(name, "thresholds", d.v_threshold / gain, ctx)
     if not theta > 0:
         raise ctx.fail(name, f"threshold {theta:g} <= 0 fires without input; kdsnn needs theta > 0")
-    return nir.IF(r=np.ones(shape), v_threshold=np.full(shape, theta), v_reset=np.zeros(shape))
-
-
-def _no_leak(name: str, kind: str, tau: np.ndarray, r: np.ndarray, ctx: ImportContext, what: str = "tau") -> None:
-    """Accept only tau = inf with r = inf (snnTorch's r = tau/dt convention: unit gain)."""
-    if not np.all(np.isposinf(tau)):
-        t = float(np.ravel(tau)[np.argmin(np.isposinf(np.ravel(tau)))])
-        raise ctx.fail(name, f"{kind} with {what}={t:g} leaks; kdsnn's neurons do not leak, and only "
-                             f"{what}=inf reduces exactly to them")
-    if not np.all(np.isposinf(r)):
-        raise ctx.fail(name, f"{kind} with {what}=inf and finite r={float(np.ravel(r)[0]):g}: the input "
-                             "term r*I/tau vanishes, so the neuron never integrates; only r=inf "
-                             "(exporters' r = tau/dt convention) means unit gain")
+    if np.any(gain != 1.0):
+        ctx.notes.append(f"{name}: input gain {float(gain.flat[0]):g} folded into the threshold "
+                         f"({float(d.v_threshold.flat[0]):g} -> {theta:g})")
+    return nir.IF(r=np.ones(s), v_threshold=np.full(s, theta), v_reset=d.v_reset / gain)
 
 
 def convert_node(name: str, node: nir.NIRNode, s: tuple[int, ...] | None, ps: list[str], ss: list[str],
@@ -118,7 +144,10 @@ def convert_node(name: str, node: nir.NIRNode, s: tuple[int, ...] | None, ps: li
         shape = _shape_of(node.output_type)
         if shape:
             shape = _strip_batch(name, shape, ctx)
-            if shape != s:
+            if shape != s and int(np.prod(shape)) == int(np.prod(s)):
+                ctx.notes.append(f"{name}: Output declares shape {shape} but receives {s} from {ps[0]!r} "
+                                 "(same elements; read as the shape it receives)")
+            elif shape != s:
                 raise ctx.fail(name, f"Output declares shape {shape} but receives {s} from {ps[0]!r}")
         return nir.Output(output_type={"output": np.array(s)}), s
     if isinstance(node, nir.Conv2d):
@@ -157,47 +186,12 @@ def convert_node(name: str, node: nir.NIRNode, s: tuple[int, ...] | None, ps: li
             raise ctx.fail(name, f"{kind} kernel {k} is larger than its input {s}")
         cls = nir.AvgPool2d if isinstance(node, nir.AvgPool2d) else nir.SumPool2d
         return cls(kernel_size=np.array(k), stride=np.array(st), padding=np.array(p)), (s[0], ho, wo)
-    if isinstance(node, nir.IF):
-        r = _param(name, "r", node.r, s, ctx)
-        vth = _param(name, "v_threshold", node.v_threshold, s, ctx)
-        vr = _param(name, "v_reset", node.v_reset if node.v_reset is not None else 0.0, s, ctx)
-        return _if_node(name, s, r, vth, vr, ctx), s
-    if isinstance(node, nir.LIF):
-        tau, r = _param(name, "tau", node.tau, s, ctx), _param(name, "r", node.r, s, ctx)
-        _no_leak(name, "LIF", tau, r, ctx)
-        vth = _param(name, "v_threshold", node.v_threshold, s, ctx)
-        vr = _param(name, "v_reset", node.v_reset if node.v_reset is not None else 0.0, s, ctx)
-        ctx.notes.append(f"{name}: LIF with tau=r=inf read as IF (no leak, unit gain)")
-        return _if_node(name, s, r, vth, vr, ctx, r_is_gain=False), s
-    if isinstance(node, nir.CubaLIF):
-        tau_m, r = _param(name, "tau_mem", node.tau_mem, s, ctx), _param(name, "r", node.r, s, ctx)
-        _no_leak(name, "CubaLIF", tau_m, r, ctx, what="tau_mem")
-        tau_s = _param(name, "tau_syn", node.tau_syn, s, ctx)
-        w_in = _param(name, "w_in", node.w_in, s, ctx)
-        if ctx.dt is None:
-            raise ctx.fail(name, "CubaLIF's synaptic current filter (tau_syn) has memory unless "
-                                 "tau_syn == dt, and the graph does not state dt; refused")
-        if not (np.all(tau_s == ctx.dt) and np.all(w_in == 1.0)):
-            raise ctx.fail(name, f"CubaLIF synaptic current with tau_syn={float(np.ravel(tau_s)[0]):g}, "
-                                 f"w_in={float(np.ravel(w_in)[0]):g} at dt={ctx.dt:g} has memory or "
-                                 "scales its input; only tau_syn == dt and w_in == 1 reduce to IF")
-        vth = _param(name, "v_threshold", node.v_threshold, s, ctx)
-        vr = _param(name, "v_reset", node.v_reset if node.v_reset is not None else 0.0, s, ctx)
-        ctx.notes.append(f"{name}: CubaLIF with memoryless synapse and tau_mem=r=inf read as IF")
-        return _if_node(name, s, r, vth, vr, ctx, r_is_gain=False), s
-    if isinstance(node, (nir.I, nir.LI)):
-        if any(not isinstance(nodes[x], nir.Output) for x in ss):
-            raise ctx.fail(name, f"a non-spiking integrator ({type(node).__name__}) that feeds "
-                                 f"{', '.join(ss)}: kdsnn supports it only as the readout feeding the Output")
-        if isinstance(node, nir.LI):
-            _no_leak(name, "LI", _param(name, "tau", node.tau, s, ctx), _param(name, "r", node.r, s, ctx), ctx)
-            ctx.notes.append(f"{name}: LI with tau=r=inf read as the readout integrator I")
-            return nir.I(r=np.ones(s)), s
-        r = _param(name, "r", node.r, s, ctx)
-        gain = _homogeneous(name, "readout gains r", r, ctx)
-        if not (gain > 0 and math.isfinite(gain)):
-            raise ctx.fail(name, f"readout gain r={gain:g} must be finite and > 0")
-        return nir.I(r=np.full(s, gain)), s
+    if isinstance(node, NEURONS):
+        return _convert_neuron(name, node, s, ctx), s
+    if isinstance(node, nir.Delay):
+        node = nir.Delay(delay=_param(name, "delay", node.delay, s, ctx))
+        discretise_delay(node, ctx.dt, name=name, source=ctx.source)   # whole steps or refused
+        return node, s
     raise ctx.fail(name, f"{type(node).__name__} is not supported: "
                          f"{REFUSED_WHY.get(type(node).__name__, 'unknown node type')}")
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from kdsnn.errors import KdsnnError
 
-META_DEFAULTS: dict[str, Any] = {"dt": 1.0, "encoding": "direct"}
+META_DEFAULTS: dict[str, Any] = {"encoding": "direct"}
 
 
 def plain(v: Any) -> Any:
@@ -30,7 +30,7 @@ def plain(v: Any) -> Any:
 
 
 def graph_meta(graph: nir.NIRGraph, T: int | None = None) -> dict[str, Any]:
-    """The run metadata of a graph: T, dt, encoding, mean, std, class_names, input_shape,
+    """The run metadata of a graph: T, dt (seconds, None when unknown), encoding, mean, std, class_names, input_shape,
     dataset (None when unknown), num_classes, kdsnn_version (None for foreign graphs).
 
     `T` overrides the graph's own (foreign graphs rarely carry one); without either, fail.
@@ -46,9 +46,7 @@ def graph_meta(graph: nir.NIRGraph, T: int | None = None) -> dict[str, Any]:
         raise KdsnnError(f"the NIR graph's T {t!r} is not an integer") from None
     if t < 1:
         raise KdsnnError(f"time steps must be >= 1, got {t}")
-    dt = float(md.get("dt", META_DEFAULTS["dt"]))
-    if dt != 1.0:
-        raise KdsnnError(f"the NIR graph's metadata says dt={dt}; kdsnn runs graphs with dt = 1 step")
+    dt = md.get("dt")
     enc = str(md.get("encoding", META_DEFAULTS["encoding"]))
     if enc not in ("direct",):
         raise KdsnnError(f"input encoding {enc!r} in the NIR graph is not supported (only 'direct')")
@@ -58,7 +56,7 @@ def graph_meta(graph: nir.NIRGraph, T: int | None = None) -> dict[str, Any]:
     n_cls = int(np.prod(out.output_type["output"]))
     names = md.get("class_names")
     return {
-        "T": t, "dt": 1.0, "encoding": enc,
+        "T": t, "dt": float(dt) if dt is not None else None, "encoding": enc,
         "mean": _floats(md.get("mean")), "std": _floats(md.get("std")),
         "class_names": [str(c) for c in names] if isinstance(names, list) else None,
         "input_shape": shape, "num_classes": n_cls,

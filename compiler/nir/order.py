@@ -1,11 +1,14 @@
 """Graph structure of an imported NIR graph: subgraphs inlined, edges and ends checked,
-nodes in topological order (kdsnn runs feed-forward graphs)."""
+nodes in evaluation order (a topological order once the edges closing cycles are set
+aside: they carry a one-step delay)."""
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import nir
+from kdsnn.compiler.dynamics import NEURONS, closing_edges, cycle_through
 from kdsnn.compiler.nir.context import ImportContext
 
 from kdsnn.errors import KdsnnError
@@ -70,8 +73,9 @@ def topological_order(names: list[str], preds: dict[str, list[str]],
 
 
 def check_structure(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]], ctx: ImportContext):
-    """Edges refer to nodes, one Input and one Output, every node connected, no cycles.
-    Returns (topological order, preds, succs)."""
+    """Edges refer to nodes, one Input and one Output, every node connected and reachable
+    from the Input; cycles only through a neuron or Delay (their closing edge carries a
+    one-step delay, `dag_order`). Returns (evaluation order, preds, succs)."""
     seen = set()
     for a, b in edges:
         for end in (a, b):
@@ -110,8 +114,43 @@ def check_structure(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]],
                 raise ctx.fail(k, "has no incoming edge (not connected to the input)")
             if not succs[k]:
                 raise ctx.fail(k, "has no outgoing edge (does not lead to the output)")
-    order, cyc = topological_order(list(nodes), preds, succs)
-    if cyc:
-        raise KdsnnError(f"{ctx.source}: the graph has a cycle through {', '.join(cyc[:6])}: recurrent "
-                         "connections are not supported (kdsnn runs feed-forward graphs with zero delay)")
+    order, closing = dag_order(nodes, edges, ins[0])
+    reached = set(order_from(ins[0], succs))
+    for k in nodes:
+        if k not in reached:
+            raise ctx.fail(k, "is not reachable from the Input node " + repr(ins[0]))
+    for a, b in closing:
+        cyc = cycle_through(b, a, edges)
+        if not any(isinstance(nodes[k], (*NEURONS, nir.Delay)) for k in cyc):
+            raise KdsnnError(f"{ctx.source}: the graph has a cycle through {' -> '.join([*cyc, b])} with no "
+                             "neuron or Delay on it: a loop of synapses alone has no state to carry the "
+                             "step from t-1 to t; put a neuron on the loop")
     return order, preds, succs
+
+
+def dag_order(nodes: dict[str, Any] | list[str], edges: list[tuple[str, str]], input_name: str):
+    """(topological order without the closing edges, the closing edges): the order every
+    backend evaluates a step in; a closing edge delivers its source's value of step t-1."""
+    names = list(nodes)
+    closing = closing_edges(names, edges, [input_name])
+    late = set(closing)
+    preds: dict[str, list[str]] = {k: [] for k in names}
+    succs: dict[str, list[str]] = {k: [] for k in names}
+    for a, b in edges:
+        if (a, b) not in late:
+            preds[b].append(a)
+            succs[a].append(b)
+    order, left = topological_order(names, preds, succs)
+    assert not left, left   # removing every DFS back edge leaves a DAG
+    return order, closing
+
+
+def order_from(start: str, succs: dict[str, list[str]]) -> list[str]:
+    """Nodes reachable from `start` (itself included), breadth first."""
+    seen, queue = {start}, [start]
+    for k in queue:
+        for b in succs[k]:
+            if b not in seen:
+                seen.add(b)
+                queue.append(b)
+    return queue

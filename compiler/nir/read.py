@@ -10,22 +10,25 @@ from typing import Any
 import h5py
 import nir
 import numpy as np
+from kdsnn.compiler.dynamics import parse_version
 from kdsnn.compiler.nir.canonicalize import canonicalize
 from kdsnn.compiler.nir.convert import IMPORTABLE, REFUSED_WHY
 
 from kdsnn.errors import KdsnnError
 
 
-def read_nir(path: str | os.PathLike, dt: float | None = None) -> nir.NIRGraph:
-    """Read any `.nir` file into kdsnn's canonical graph, or fail with one clear line."""
+def read_nir(path: str | os.PathLike, dt: float | None = None, reset: str | None = None) -> nir.NIRGraph:
+    """Read any `.nir` file into kdsnn's canonical graph, or fail with one clear line.
+    dt: --dt (seconds) where the graph states none; reset: --reset ("zero" | "subtract")."""
     p = Path(path)
     if not p.exists():
         raise KdsnnError(f"NIR file {p} does not exist")
     if p.is_dir():
         raise KdsnnError(f"{p} is a folder; give the .nir file (e.g. {p / 'graph.nir'})")
     _precheck(p)
+    missing: set[str] = set()
     try:
-        graph = _load(p)
+        graph, version = _load(p, missing)
     except KdsnnError:
         raise
     except Exception as e:  # nir raises assertion/key/value/OS errors on malformed content
@@ -34,31 +37,39 @@ def read_nir(path: str | os.PathLike, dt: float | None = None) -> nir.NIRGraph:
                          "the file is truncated, corrupt or from an incompatible NIR version") from None
     if not isinstance(graph, nir.NIRGraph):
         raise KdsnnError(f"{p} holds a single {type(graph).__name__} node, not a NIR graph")
-    return canonicalize(graph, source=str(p), dt=dt)
+    return canonicalize(graph, source=str(p), dt=dt, reset=reset, version=version,
+                        v_reset_missing=frozenset(missing))
 
 
-def _load(p: Path) -> nir.NIRNode:
+def _load(p: Path, missing: set[str]) -> tuple[nir.NIRNode, tuple[int, ...] | None]:
     """Like nir.read, but tolerant of what older NIR writers left out (Conv input_shape,
-    Flatten input_type, v_reset) and without type checks (done by `canonicalize`)."""
+    Flatten input_type, v_reset) and without type checks (done by `canonicalize`).
+    Returns the node and the file's nir version; names of neurons without v_reset go
+    into `missing` (named as `inline_subgraphs` names them: "sub.node")."""
     from nir.serialization import hdf2dict
 
     with h5py.File(p, "r") as f:
-        return _from_dict(hdf2dict(f["node"]))
+        version = parse_version(f["version"][()]) if "version" in f else None
+        return _from_dict(hdf2dict(f["node"]), "", missing), version
 
 
 _OPTIONAL = {"Conv1d": ("input_shape",), "Conv2d": ("input_shape",)}
+_RESETTING = ("IF", "LIF", "CubaLIF")
 
 
-def _from_dict(d: dict[str, Any]) -> nir.NIRNode:
+def _from_dict(d: dict[str, Any], name: str, missing: set[str]) -> nir.NIRNode:
     d = dict(d)
     t = d["type"]
     if t == "NIRGraph":
         edges = np.asarray(d.get("edges", [])).reshape(-1, 2) if len(d.get("edges", [])) else []
-        return nir.NIRGraph(nodes={str(k): _from_dict(v) for k, v in d["nodes"].items()},
+        pre = f"{name}." if name else ""
+        return nir.NIRGraph(nodes={str(k): _from_dict(v, pre + str(k), missing) for k, v in d["nodes"].items()},
                             edges=[(_s(a), _s(b)) for a, b in edges],
                             metadata=d.get("metadata") or {}, type_check=False)
     for key in _OPTIONAL.get(t, ()):
         d.setdefault(key, None)
+    if t in _RESETTING and "v_reset" not in d:
+        missing.add(name)
     return nir.dict2NIRNode(d)
 
 

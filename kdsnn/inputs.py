@@ -1,0 +1,79 @@
+"""Network inputs besides the image datasets: `--input FILE.npz` arrays and the shape rules
+every backend applies (static images or spike/current trains; flat inputs)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from kdsnn.errors import KdsnnError
+
+
+def fit_input(x: np.ndarray, input_shape: tuple[int, ...], T: int) -> tuple[np.ndarray, bool, str | None]:
+    """Match inputs to a graph's Input: (x, is_train, note).
+
+    (N, *input_shape) is a static input (the same at every step: direct encoding),
+    (N, T, *input_shape) a train with one frame per step. Inputs whose per-sample (per-frame)
+    element count equals the Input's are reshaped in C order (a flat (784,) Input fed 1x28x28
+    images, or the reverse); the note says so. Anything else is refused."""
+    shape = tuple(int(s) for s in input_shape)
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise KdsnnError(f"inputs of dtype {x.dtype} are not numeric")
+    k = len(shape)
+    if tuple(x.shape[1:]) == shape:
+        return x, False, None
+    if x.ndim == k + 2 and tuple(x.shape[2:]) == shape:
+        _check_T(x, T)
+        return x, True, None
+    size = int(np.prod(shape))
+    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == size:
+        note = (f"inputs of shape {tuple(x.shape[1:])} reshaped in C order to the graph's Input "
+                f"{shape} (same {size} elements)")
+        return x.reshape(len(x), *shape), False, note
+    if x.ndim >= 3 and int(np.prod(x.shape[2:])) == size:
+        _check_T(x, T)
+        note = (f"input frames of shape {tuple(x.shape[2:])} reshaped in C order to the graph's Input "
+                f"{shape} (same {size} elements)")
+        return x.reshape(len(x), x.shape[1], *shape), True, note
+    raise KdsnnError(f"inputs of shape {tuple(x.shape[1:])} do not match the graph's input {shape} "
+                     f"(give (N, {', '.join(map(str, shape))}) images or (N, T, {', '.join(map(str, shape))}) "
+                     "trains, or the same number of elements)")
+
+
+def _check_T(x: np.ndarray, T: int) -> None:
+    if x.shape[1] != T:
+        raise KdsnnError(f"the input trains have {x.shape[1]} steps but the run has T={T}; "
+                         f"give -T {x.shape[1]} or trains of {T} steps")
+
+
+def load_npz_inputs(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """`--input FILE.npz`: array `x` of (N, T, *input_shape) trains (or (N, *input_shape)
+    static inputs) and optional integer labels `y` (N,). Nothing in the file is executed
+    (no pickles)."""
+    p = Path(path)
+    if not p.is_file():
+        raise KdsnnError(f"--input {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise KdsnnError(f"--input {p}: no array 'x' (has {', '.join(f.files) or 'nothing'}); "
+                                 "save inputs with np.savez(path, x=..., y=...)")
+            x = np.asarray(f["x"])
+            y = np.asarray(f["y"]) if "y" in f.files else None
+    except KdsnnError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise KdsnnError(f"--input {p} is not a readable .npz file ({str(e).splitlines()[0][:120]})") from None
+    if x.dtype.kind not in "biuf" or x.ndim < 2:
+        raise KdsnnError(f"--input {p}: x must be a numeric array (N, T, *input_shape), got {x.dtype} {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise KdsnnError(f"--input {p}: x contains NaN or infinite values")
+    if y is not None:
+        if y.dtype.kind not in "iu" or y.shape != (len(x),):
+            raise KdsnnError(f"--input {p}: y must be integer labels of shape ({len(x)},), got {y.dtype} {y.shape}")
+        y = y.astype(np.int64)
+    return x.astype(np.float32) if x.dtype.kind != "f" else x, y
