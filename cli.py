@@ -28,6 +28,11 @@ def cli() -> None:
     """
 
 
+PROGRESS_OPTION = click.option(
+    "--progress", type=click.Choice(["auto", "bars", "lines", "none"]), default="auto", show_default=True,
+    help="auto: progress bars on a terminal, else one line per epoch / stage (log files); bars; lines; none.")
+
+
 # ---------------------------------------------------------------- training (kdsnn/train.py)
 def _training_options(fn):
     """Options shared by `distill` and `train-teacher` (defaults depend on the dataset)."""
@@ -46,13 +51,22 @@ def _training_options(fn):
         click.option("--optimizer", default="adamw", show_default=True, help="sgd or adamw."),
         click.option("--lr", type=float, default=None, help="Peak learning rate (default sgd 0.1, adamw 2e-3); cosine schedule."),
         click.option("--weight-decay", type=float, default=None, help="Default sgd 5e-4, adamw 1e-2."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds initialization, shuffling and augmentation. Same weights again only with "
+                          "--deterministic and the same thread/process count, device and PyTorch; otherwise "
+                          "reruns differ slightly (float sums in another order)."),
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda (AMP on CUDA)."),
         click.option("--limit-train", type=int, default=None, help="Train on the first N samples only."),
         click.option("--shift", type=int, default=None,
                      help="Random translation augmentation, in pixels (default: 2 for MNIST-like data, else 0)."),
         click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last.pt."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+        click.option("--patience", type=int, default=0, show_default=True,
+                     help="Stop after this many epochs without a better validation accuracy (0: never)."),
+        click.option("--deterministic", is_flag=True,
+                     help="Bit-identical reruns: deterministic kernels and 1 thread (slower; see kdsnn.determinism)."),
+        PROGRESS_OPTION,
+        click.option("-q", "--quiet", is_flag=True, help="Same as --progress none: only the result lines and "
+                                                           "the list of written files."),
     ]
     for o in reversed(opts):
         fn = o(fn)
