@@ -54,6 +54,11 @@ class Backend(ABC):
     name: ClassVar[str]
     accepts: ClassVar[Literal["nir", "intnet"]]
     description: ClassVar[str] = ""
+    # Which of the flow's settings `compile` takes as options (of "batch_size", "device");
+    # a NIR backend is always given T. Others get no options: an IntNet carries its T.
+    flow_options: ClassVar[tuple[str, ...]] = ()
+    # Test samples `kdsnn export/run --target NAME` runs when --samples is not given.
+    default_samples: ClassVar[int] = 1000
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

@@ -426,6 +426,7 @@ class IntSimBackend(Backend):
     name = "intsim"
     accepts = "intnet"
     description = "bit-accurate integer IF simulator (Lava fixed-point arithmetic, zero delay), batched"
+    flow_options = ("batch_size",)
 
     def compile(self, net: Any, **options: Any) -> IntSimExecutable:
         if not isinstance(net, IntNet):

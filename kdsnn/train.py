@@ -426,7 +426,7 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
     _echo(f"training ANN teacher {cfg['arch']} on {cfg['dataset']} for {cfg['train']['epochs']} epochs "
           f"-> {Path(cfg['output']) / 'teacher.pt'}", cfg["quiet"])
     res = train_loop(cfg)
-    _echo(selection.result_line(f"teacher {cfg['arch']}", res["result"], res["path"]))
+    _echo(selection.result_line(f"teacher {cfg['arch']}", res["result"], res["path"]), cfg["silent"])
     written = list(res["written"])
     if opts.get("onnx") and is_main():
         from kdsnn.checkpoint import load_model
@@ -436,7 +436,7 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
         path = export_onnx(model, Path(cfg["output"]) / "teacher.onnx", config=mcfg)
         res["onnx"] = str(path)
         written.append(Path(path))
-    echo_written(written, cfg["output"])
+    echo_written(written, cfg["output"], silent=cfg["silent"])
     return res
 
 
@@ -459,8 +459,9 @@ def distill_command(**opts: Any) -> dict[str, Any]:
           + (f" from {cfg['teacher']}" if cfg.get("teacher") else "")
           + f", {tr['epochs']} epochs -> {out / 'student.pt'}", cfg["quiet"])
     res = train_loop(cfg)
-    _echo(selection.result_line(f"student {cfg['arch']} (kd={cfg['kd']})", res["result"], res["path"]))
-    echo_written(list(res["written"]) + written, out)
+    _echo(selection.result_line(f"student {cfg['arch']} (kd={cfg['kd']})", res["result"], res["path"]),
+          cfg["silent"])
+    echo_written(list(res["written"]) + written, out, silent=cfg["silent"])
     return res
 
 
@@ -471,7 +472,7 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any], written: list[Pa
     dest = out / "teacher.pt"
     if cfg.get("resume") and dest.exists():
         load_checkpoint(dest, kind="teacher")
-        _echo(f"--resume: using the teacher trained earlier, {dest}")
+        _echo(f"--resume: using the teacher trained earlier, {dest}", cfg["silent"])
         return dest
     d = DEFAULTS.get(cfg["dataset"], DEFAULTS["mnist5k"])
     topts = {**opts, "arch": d["teacher"], "epochs": opts.get("teacher_epochs") or d["teacher_epochs"],
@@ -479,12 +480,13 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any], written: list[Pa
              "resume": bool(cfg.get("resume") and (out / "teacher" / "last.pt").exists())}
     tcfg = make_config("teacher", topts)
     _echo(f"no --teacher given: training the default teacher for {cfg['dataset']}, an ANN {tcfg['arch']} "
-          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs) in {out / 'teacher'}, used as {dest}")
+          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs) in {out / 'teacher'}, used as {dest}",
+          cfg["silent"])
     res = train_loop(tcfg)
     if is_main():
         with atomic_path(dest) as tmp:
             shutil.copyfile(res["path"], tmp)
     distributed.barrier()  # every rank loads dest as its teacher next
-    _echo(selection.result_line(f"default teacher {tcfg['arch']}", res["result"], dest))
+    _echo(selection.result_line(f"default teacher {tcfg['arch']}", res["result"], dest), cfg["silent"])
     written += [dest, *res["written"]]
     return dest

@@ -141,6 +141,7 @@ class LavaBackend(Backend):
     accepts: ClassVar[str] = "intnet"
     description: ClassVar[str] = ("Intel Lava processes on the simulated Loihi (fixed_pt), "
                                   "streamed, bit-exact with intsim")
+    default_samples: ClassVar[int] = 100      # Lava simulates slowly; intsim runs the rest
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
