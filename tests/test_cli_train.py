@@ -33,15 +33,16 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["distill", "--dataset", "imagenet", "-o", "{tmp}/a"], "unknown dataset"),
-    (["distill", "--arch", "alexnet", "-o", "{tmp}/a"], "unknown architecture"),
+    (["distill", "--dataset", "imagenet", "-o", "{tmp}/a"], "'imagenet' is not one of 'mnist5k', 'digits'"),
+    (["distill", "--arch", "alexnet", "-o", "{tmp}/a"], "'alexnet' is not one of 'cnn'"),
+    (["distill", "--progress", "fancy", "-o", "{tmp}/a"], "'fancy' is not one of 'auto', 'bars'"),
     (["distill", "--kd", "logits", "-o", "{tmp}/a"], "logits"),
     (["distill", "--teacher", "{tmp}/missing.pt", "--kd", "response", *TINY, "-o", "{tmp}/a"], "does not exist"),
     (["distill", "--teacher", "{tmp}/junk.pt", "--kd", "response", *TINY, "-o", "{tmp}/a"], "corrupt"),
     (["distill", "--kd", "none", *TINY, "-o", "{tmp}/file/out"], "output"),
     (["distill", "--kd", "none", *TINY, "--resume", "-o", "{tmp}/fresh"], "does not exist"),
     (["distill", "--kd", "none", *TINY, "--device", "tpu", "-o", "{tmp}/a"], "device"),
-    (["train-teacher", "--dataset", "nope", "-o", "{tmp}/t"], "unknown dataset"),
+    (["train-teacher", "--dataset", "nope", "-o", "{tmp}/t"], "'nope' is not one of"),
     (["evaluate", "{tmp}/junk.pt"], "corrupt"),
     (["evaluate", "{tmp}/missing.pt"], "does not exist"),
 ])
