@@ -1,4 +1,4 @@
-"""The backend plugin interface (DESIGN §6).
+"""The backend plugin interface (docs/design.md, "Backends are plugins").
 
 A backend compiles a network (an IntNet for integer backends, a NIR graph for float ones)
 into an `Executable`, which runs a batch of N normalized inputs for T steps and returns a

@@ -1,4 +1,4 @@
-"""Backend plugin registry over the entry-point group `kdsnn.backends` (DESIGN §6).
+"""Backend plugin registry over the entry-point group `kdsnn.backends` (docs/design.md, "Backends are plugins").
 
 The built-ins (reference, intsim, lava) register in kdsnn's own pyproject.toml exactly as
 a third party would in theirs:

@@ -1,4 +1,4 @@
-"""IntNet: the integer IR every integer backend executes bit for bit (DESIGN §4).
+"""IntNet: the integer IR every integer backend executes bit for bit (docs/design.md, "Integer semantics").
 
 Read it like NIR's own IR: one small dataclass per concept, shapes and parameters explicit,
 numpy arrays only, no framework. Semantics per population p and step t (zero state at the
@@ -35,8 +35,8 @@ later one: recurrence). The readout population is the network's output: with
 readout_kind "v" the lowering chooses its vth so that it provably never fires (backends
 report it if it does) and its integer `v` after the last step is the integer logit,
 `logit ~= v * out_scale`; with readout_kind "spikes" it is a spiking layer and the logits
-are its spike counts per neuron. `backends/intsim.py` (time-folded feed-forward IF path)
-and `backends/intsim_steps.py` (everything else, step by step) are the executable
+are its spike counts per neuron. `backends/intsim/fast.py` (time-folded feed-forward IF path)
+and `backends/intsim/steps.py` (everything else, step by step) are the executable
 statement of these rules, tested against Lava.
 """
 

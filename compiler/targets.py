@@ -1,4 +1,4 @@
-"""Hardware target specs: the numbers a neuromorphic chip can hold (DESIGN §4, §7).
+"""Hardware target specs: the numbers a neuromorphic chip can hold (docs/design.md, "Integer semantics", "Hardware specs").
 
 The lowering reads a `TargetSpec` to decide weight sets, exponents and state widths; the
 profiler reads the core/chip limits and the energy constants. Built in: `loihi`, Loihi as

@@ -39,6 +39,7 @@ from torch.utils.data import Subset
 
 from kdsnn import determinism, distributed, progress, selection
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
+from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
 from kdsnn.distill import Connectors, DistillLoss, match_points
 from kdsnn.distributed import is_main
@@ -154,7 +155,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         tot = _train_epoch(run, epoch)
         n = max(tot.pop("n"), 1.0)
         correct = tot.pop("correct")
-        ev = evaluate_model(run.model, cfg, run.val_ds, batch_size=256, device=run.device)
+        ev = evaluate_model(training_forward(run.model, cfg), cfg, run.val_ds, batch_size=256, device=run.device)
         dt = time.time() - t0
         rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "weights": run.crit.weights(),
                "train_acc": correct / n, "train_n": int(n), "val_acc": ev["accuracy"], "val_loss": ev["loss"],
@@ -216,6 +217,8 @@ def _setup(cfg: dict[str, Any]) -> _Run:
                                   train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"]))
 
     model = build_from_config(cfg).to(device)
+    if cfg.get("init_weights"):  # fine-tuning (kdsnn finetune) starts from an existing student
+        model.load_state_dict(load_checkpoint(cfg["init_weights"], kind=cfg["kind"])["model"])
     crit = DistillLoss(cfg["kd"], tr["alpha"], tr["temperature"])
     teacher = None
     if crit.uses_teacher:
@@ -237,7 +240,7 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    net = distributed.wrap_ddp(model, device)  # DDP + synchronized BatchNorm under torchrun
+    net = distributed.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
@@ -351,7 +354,7 @@ def _finish(run: _Run) -> tuple[Path, dict[str, Any]]:
     if run.best_state is None:
         raise KdsnnError(f"no finished epoch in {out}; nothing to write")
     run.model.load_state_dict(run.best_state)
-    test = evaluate_model(run.model, cfg, run.test_ds, batch_size=256, device=run.device)
+    test = evaluate_model(training_forward(run.model, cfg), cfg, run.test_ds, batch_size=256, device=run.device)
     val = run.best_val or {"accuracy": run.best_acc, "n": len(run.val_ds)}
     result = selection.result_record(cfg, run.best_epoch, run.epochs_run, val, test, run.stopped_early)
     if is_main():

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from intnet_gen import random_general_intnet, random_input, random_intnet
-from kdsnn.backends.intsim import IntSimBackend, IntSimExecutable
-from kdsnn.backends.intsim_steps import StepSimExecutable
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.backends.intsim.fast import IntSimExecutable
+from kdsnn.backends.intsim.steps import StepSimExecutable
 from kdsnn.compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
 from kdsnn.compiler.intsim_ref import run_scalar
 

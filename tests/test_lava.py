@@ -1,7 +1,7 @@
-"""The Lava backend against the canonical integer semantics (DESIGN §4), sample by sample.
+"""The Lava backend against the canonical integer semantics (docs/design.md, "Integer semantics"), sample by sample.
 
 `ref_run` is written straight from compiler/intnet.py's docstring (and Lava's fixed-point
-arithmetic it names); once backends/intsim.py exists, the Lava runs are compared to it too.
+arithmetic it names); once backends/intsim/ exists, the Lava runs are compared to it too.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ import math
 import nir
 import numpy as np
 import pytest
-from kdsnn.backends.intsim import IntSimBackend, lava_dense_weights
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.backends.intsim.fast import lava_dense_weights
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.intnet import INPUT
 from kdsnn.compiler.intsim_ref import run_scalar

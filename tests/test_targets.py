@@ -26,7 +26,7 @@ def test_loihi_matches_lava_fixed_point_models() -> None:
 
 def test_weight_range_agrees_with_lava_truncation() -> None:
     import numpy as np
-    from kdsnn.backends.intsim import lava_dense_weights
+    from kdsnn.backends.intsim.fast import lava_dense_weights
     w = np.arange(-400, 400)
     for mode in ("mixed", "excitatory", "inhibitory"):
         for bits in (8, 6, 4):

@@ -1,6 +1,6 @@
 """The Lava backend: an IntNet runs as real Lava processes on Lava's Loihi simulator
 (`Loihi2SimCfg(select_tag="fixed_pt")`), bit-exact with the canonical zero-delay semantics
-that intsim computes (DESIGN §4, parity rung 4).
+that intsim computes (docs/design.md, "Integer semantics", parity rung 4).
 
     exe = LavaBackend().compile(intnet)               # options: period (>= T, default T),
     res = exe.run(x_normalized, progress=True)        #   conv_model ("im2col" | "lava"),

@@ -1,6 +1,6 @@
 """The streaming schedule that makes Lava's delayed network compute the canonical result.
 
-Canonical semantics (DESIGN §4, `kdsnn.compiler.intnet`): zero synaptic delay, T steps per sample,
+Canonical semantics (docs/design.md, "Integer semantics", `kdsnn.compiler.intnet`): zero synaptic delay, T steps per sample,
 zero state at the start of every sample. Lava differs in one place: every Dense/Conv/Sparse
 process sends at step tau the accumulation of the spikes it received at tau - 1, so a
 population that is `d` connections away from the input sees the input of step tau only at

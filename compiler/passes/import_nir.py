@@ -1,6 +1,6 @@
 """Pass `import_nir`: canonical NIR graph -> float LNodes with explicit shapes.
 
-Strict: only the canonical node types (DESIGN §3) are accepted. Every neuron (IF, LIF,
+Strict: only the canonical node types (docs/design.md, "Float semantics") are accepted. Every neuron (IF, LIF,
 CubaLIF, I, LI, CubaLI) is read through `compiler.dynamics.discretise_graph`, the one
 discretisation the reference backend runs too (dt and reset modes from the graph's
 metadata), and becomes a "neuron" node holding its `DiscreteNeuron`. A Loihi population

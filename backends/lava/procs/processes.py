@@ -8,7 +8,7 @@
   only (a) observation: it tallies its spikes per (sample, step) and, for the readout,
   copies v at step T-1 of every sample (or counts its spikes per neuron); at the last step
   of the run it writes what it gathered to one .npy file, so the host reads whole arrays
-  instead of paying Lava's per-element Var.get (~12 us an element, DESIGN §9);
+  instead of paying Lava's per-element Var.get (~12 us an element, docs/design.md, "Known traps");
   (b) silence outside its sample windows (no spike leaves a gap step: schedule.py); and
   (c) observe["reset"] == "subtract": v -= vth << 6 where it spiked instead of v = 0, the
   one neuron behaviour Lava's LIF models lack (a programmable neuron on Loihi 2).

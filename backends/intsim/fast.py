@@ -1,4 +1,4 @@
-"""intsim: the bit-accurate integer IF simulator (DESIGN §4), batched and fast.
+"""intsim: the bit-accurate integer IF simulator (docs/design.md, "Integer semantics"), batched and fast.
 
 Canonical semantics: zero synaptic delay, T steps per sample, zero state at sample start,
 and Lava 0.10's fixed-point arithmetic exactly, including its integer widths:
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.backends.base import Executable, RunResult
 from kdsnn.compiler.geometry import window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 
@@ -422,22 +422,6 @@ class IntSimExecutable(Executable):
         )
 
 
-class IntSimBackend(Backend):
-    name = "intsim"
-    accepts = "intnet"
-    description = "bit-accurate integer IF simulator (Lava fixed-point arithmetic, zero delay), batched"
-    flow_options = ("batch_size",)
-
-    def compile(self, net: Any, **options: Any) -> IntSimExecutable:
-        if not isinstance(net, IntNet):
-            raise KdsnnError(f"intsim runs an IntNet (lower the NIR graph first), got {type(net).__name__}")
-        if not net.feed_forward_if:         # recurrence, delays, resets, spike trains: step by step
-            from kdsnn.backends.intsim_steps import StepSimExecutable
-
-            return StepSimExecutable(net, **options)
-        return IntSimExecutable(net, **options)
-
-
 # -- conv helpers ---------------------------------------------------------------------------
 def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[int, int],
                 padding: tuple[int, int]) -> torch.Tensor:
@@ -475,7 +459,7 @@ def _no_nnpack():
 # -- parity rung 3 ----------------------------------------------------------------------------
 def rung3(student_logits: np.ndarray, labels: np.ndarray, int_result: RunResult,
           ref_result: RunResult | None = None, tolerance_points: float = 0.5) -> dict[str, Any]:
-    """Rung 3 of the parity ladder (DESIGN §5): the lowered IntNet on intsim vs the float student.
+    """Rung 3 of the parity ladder (docs/design.md, "The parity ladder"): the lowered IntNet on intsim vs the float student.
 
     Accuracy of both on the same samples (pass: |float - integer| <= tolerance_points) and,
     given a float run with spike counts (the `reference` backend on the NIR graph), the

@@ -1,7 +1,7 @@
 """intsim's step-by-step path: recurrent and delayed networks, leaky/current-based and
-subtractive-reset neurons, spike-train inputs, spiking readouts (DESIGN §4).
+subtractive-reset neurons, spike-train inputs, spiking readouts (docs/design.md, "Integer semantics").
 
-`IntSimExecutable` (backends/intsim.py) folds time: it computes one population for all T
+`IntSimExecutable` (backends/intsim/fast.py) folds time: it computes one population for all T
 steps, then the next, which needs a feed-forward graph without delays. Here the loop is the
 other way round, as Lava runs it: for each step t, every population in order integrates
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from kdsnn.backends.intsim import (
+from kdsnn.backends.intsim.fast import (
     ACT_SHIFT,
     STATE_MAX,
     VTH_SHIFT,
