@@ -20,7 +20,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 class _Ordered(click.Group):
     """Commands listed in workflow order (train-teacher first), with summaries that fit."""
 
-    ORDER = ("train-teacher", "distill", "evaluate", "export", "run", "report", "targets")
+    ORDER = ("train-teacher", "distill", "finetune", "evaluate", "export", "run", "report", "targets")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         rank = {n: i for i, n in enumerate(self.ORDER)}
@@ -121,7 +121,7 @@ def distill(**opts) -> None:
                          download=opts.get("download"), resume=opts.get("resume"))
 
 
-@cli.command()
+@cli.command(short_help="Fine-tune a student in the deployed integer arithmetic.")
 @click.argument("student", type=click.Path(dir_okay=False))
 @click.option("--deploy-exact", "deploy_exact", default="loihi", show_default=True,
               help="Hardware target whose integer arithmetic the forward uses (built-in or spec file).")
@@ -129,17 +129,19 @@ def distill(**opts) -> None:
               help="Output folder (student.pt with the plan, best.pt, last.pt, metrics.jsonl).")
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default 1).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: the student's / 10).")
-@click.option("--kd", default=None, help="Distillation mode (default: the student's own).")
+@click.option("--kd", type=click.Choice(["none", "response", "feature", "both"]), default=None,
+              help="Distillation mode (default: the student's own).")
 @click.option("--teacher", default=None, help="Teacher (default: the student's own).")
 @click.option("--calibration", type=int, default=256, show_default=True,
               help="Training samples the lowering calibrates the plan on (as `kdsnn export`).")
 @click.option("--batch-size", type=int, default=None, help="Default: the student's.")
 @click.option("--seed", type=int, default=None, help="Default: the student's.")
 @click.option("--device", default=None, help="cpu or cuda (default: the student's).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
-@click.option("--download", is_flag=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
+@click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
 @click.option("--resume", is_flag=True, help="Continue the fine-tuning in OUTPUT from its last.pt.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 def finetune(**opts) -> None:
     """Fine-tune a student so its PyTorch forward is the chip's integer run, spike for spike.
 
