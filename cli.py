@@ -164,11 +164,24 @@ def evaluate(**opts) -> None:
               help="With --target lava: test samples for the float and intsim rungs (default 1000).")
 @click.option("--calibration", type=int, default=256, show_default=True,
               help="Training samples used to choose the integer scales.")
-@click.option("--dataset", default=None, help="Dataset to run on (needed for a .nir SOURCE).")
+@click.option("--dataset", default=None,
+              help="Dataset to run on (needed for a .nir SOURCE without --input); nmnist reads N-MNIST's "
+                   "binary files under --data-dir.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
 @click.option("-T", "--time-steps", "time_steps", type=int, default=None,
               help="Time steps per sample (default: the student's / the graph's own T).")
+@click.option("--dt", "dt", type=float, default=None,
+              help="Seconds per step, where the graph's metadata states none (snnTorch and SpikingJelly "
+                   "graphs: 1e-4, Norse and Rockpool: 1e-3).")
+@click.option("--reset", "reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="Reset of the spiking neurons where the file cannot say (nir <= 1.0.5 files; "
+                   "snnTorch's subtractive reset).")
+@click.option("--input", "input", type=click.Path(dir_okay=False), default=None,
+              help="Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), optional labels y.")
+@click.option("--expect", "expect", type=click.Path(dir_okay=False), default=None,
+              help="PEER.npz: the source framework's outputs on the same inputs (output_spikes "
+                   "(N, T, C) or logits (N, C), optional spike_counts/<node>); adds rung 0.")
 @click.option("--hw", "hw", default="loihi", show_default=True,
               help="Hardware target spec: a built-in name or a spec file (JSON/TOML).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
@@ -185,6 +198,9 @@ def export(**opts) -> None:
     \b
     Example:
       kdsnn export runs/demo/student.pt --target lava --samples 200 -o runs/demo/export
+      kdsnn export cnn_sinabs.nir --reset subtract --dataset nmnist --data-dir data -T 30 \\
+          --target reference -o runs/cnn
+      kdsnn export graph.nir --dt 1e-4 --input x.npz --expect peer.npz --target reference -o runs/g
     """
     from kdsnn.deploy import export_command
 
@@ -199,6 +215,14 @@ def export(**opts) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("-T", "--time-steps", "time_steps", type=int, default=None,
               help="Time steps per sample (default: the graph's own T).")
+@click.option("--dt", "dt", type=float, default=None,
+              help="Seconds per step, where the graph's metadata states none (snnTorch and SpikingJelly "
+                   "graphs: 1e-4, Norse and Rockpool: 1e-3).")
+@click.option("--reset", "reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="Reset of the spiking neurons where the file cannot say (nir <= 1.0.5 files; "
+                   "snnTorch's subtractive reset).")
+@click.option("--input", "input", type=click.Path(dir_okay=False), default=None,
+              help="Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), optional labels y.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="Device for the reference backend.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -96,8 +96,12 @@ def stage_load_source(ctx: FlowContext) -> None:
         from kdsnn.compiler.nir.read import read_nir
 
         ctx.source_kind = "nir"
-        ctx.source_graph = read_nir(src)
+        ctx.source_graph = read_nir(src, dt=ctx.opts.get("dt"), reset=ctx.opts.get("reset"))
         return
+    for opt in ("dt", "reset"):
+        if ctx.opts.get(opt) is not None:
+            raise KdsnnError(f"--{opt} applies to a .nir SOURCE; {src} is a kdsnn checkpoint (its student "
+                             "is IF neurons in steps)")
     from kdsnn.checkpoint import load_model
 
     ctx.source_kind = "checkpoint"
@@ -107,7 +111,7 @@ def stage_load_source(ctx: FlowContext) -> None:
 def stage_resolve_run(ctx: FlowContext) -> None:
     """Dataset, T and shape checks before anything is written."""
     from kdsnn.compiler.nir.meta import graph_meta
-    from kdsnn.data import dataset_info
+    from kdsnn.inputs import graph_input_shape, input_steps, run_info
 
     T_opt = ctx.opts.get("time_steps")
     if ctx.source_kind == "checkpoint":
@@ -117,20 +121,19 @@ def stage_resolve_run(ctx: FlowContext) -> None:
         ds = ctx.opts.get("dataset") or ctx.config.get("dataset")
         shape, n_cls = tuple(ctx.model.input_shape), int(ctx.model.num_classes)
         ctx.T = int(ctx.config.get("T") or ctx.model.T)
+        if input_steps(ctx.opts, shape):
+            raise KdsnnError(f"--input {ctx.opts['input']} holds trains (N, T, ...); a kdsnn student takes "
+                             "static images (N, C, H, W): export it first, then run the .nir on trains")
     else:
-        ctx.meta = graph_meta(ctx.source_graph, T=T_opt)
+        steps = input_steps(ctx.opts, graph_input_shape(ctx.source_graph))
+        if steps and T_opt and int(T_opt) != steps:
+            raise KdsnnError(f"--input trains have {steps} steps but -T {T_opt} was given")
+        ctx.meta = graph_meta(ctx.source_graph, T=T_opt or steps)
         ds = ctx.opts.get("dataset") or ctx.meta.get("dataset")
         shape, n_cls = tuple(ctx.meta["input_shape"]), int(ctx.meta["num_classes"])
         ctx.T = ctx.meta["T"]
-    if not ds:
-        raise KdsnnError(f"{ctx.source} does not name its dataset; give --dataset")
-    info = dataset_info(ds)
-    if tuple(info.input_shape) != shape:
-        raise KdsnnError(f"dataset {info.name} has inputs of shape {tuple(info.input_shape)} but the "
-                         f"network in {ctx.source} takes {shape}")
-    if info.num_classes != n_cls:
-        raise KdsnnError(f"dataset {info.name} has {info.num_classes} classes but the network in "
-                         f"{ctx.source} outputs {n_cls}")
+    info = run_info(ctx.opts, ds, shape, n_cls, ctx.source)
+    ctx.extra["input_shape"] = shape
     ctx.dataset = info.name
     ctx.extra["dataset_info"] = info
 
@@ -152,10 +155,9 @@ def stage_export_nir(ctx: FlowContext) -> None:
         md = ctx.source_graph.metadata
         md["T"] = ctx.T
         md["dataset"] = ctx.dataset
-        md.setdefault("mean", list(info.mean))
-        md.setdefault("std", list(info.std))
-        md.setdefault("class_names", list(info.class_names))
-        md.setdefault("dt", 1.0)
+        for k in ("mean", "std", "class_names"):
+            if getattr(info, k):
+                md.setdefault(k, list(getattr(info, k)))
         md.setdefault("encoding", "direct")
     ctx.graph_path = write_nir(ctx.source_graph, ctx.out / GRAPH_FILE)
     ctx.files.append(ctx.graph_path)
@@ -163,8 +165,8 @@ def stage_export_nir(ctx: FlowContext) -> None:
 
 
 def stage_load_data(ctx: FlowContext) -> None:
-    """The first --samples test samples, normalized."""
-    from kdsnn.data import load_arrays
+    """The first --samples test samples: normalized images, N-MNIST frames or --input."""
+    from kdsnn.inputs import load_run_inputs
 
     n = ctx.opts.get("samples") or DEFAULT_SAMPLES.get(ctx.target, 1000)
     if ctx.target == "lava" and not ctx.extra.get("rerun"):
@@ -172,8 +174,12 @@ def stage_load_data(ctx: FlowContext) -> None:
         # (intsim is fast), so rung 3's 0.5-point tolerance is judged on enough samples.
         ctx.extra["lava_samples"] = int(n)
         n = max(int(n), int(ctx.opts.get("eval_samples") or DEFAULT_SAMPLES["intsim"]))
-    ctx.x, ctx.y = load_arrays(ctx.dataset, "test", int(n), ctx.opts.get("data_dir"),
-                               bool(ctx.opts.get("download")), int(ctx.opts.get("seed") or 0))
+    shape = ctx.extra.get("input_shape") or tuple(ctx.meta["input_shape"])
+    ctx.x, ctx.y, note = load_run_inputs(ctx.opts, ctx.dataset, "test", int(n), shape, ctx.T,
+                                         int(ctx.opts.get("seed") or 0))
+    if note:
+        ctx.log(f"note: {note}")
+        ctx.extra.setdefault("input_notes", []).append(note)
 
 
 def stage_rung1(ctx: FlowContext) -> None:
@@ -184,12 +190,35 @@ def stage_rung1(ctx: FlowContext) -> None:
                           device=ctx.opts.get("device") or "cpu", progress=not ctx.quiet)
         what, backend = "student (float, PyTorch)", "pytorch"
     else:
-        res = _reference(ctx, ctx.source_graph).run(ctx.x, progress=not ctx.quiet)
+        res = _reference(ctx, ctx.source_graph).run(ctx.x, record=bool(ctx.opts.get("expect")),
+                                                    progress=not ctx.quiet)
         what, backend = f"source graph {ctx.source.name} (float, reference)", "reference"
     ctx.results["rung1"] = res
     ctx.timings["rung1_s"] = time.perf_counter() - t0
     ctx.rungs.append({"rung": 1, "name": what, "backend": backend, **_scores(res, ctx.y),
                       "passed": True})
+
+
+def stage_rung0(ctx: FlowContext) -> None:
+    """Rung 0 (with --expect): the source graph on reference against the outputs of the
+    framework that wrote it (kdsnn.peer); fails below its argmax agreement threshold."""
+    if not ctx.opts.get("expect") or ctx.source_kind != "nir":
+        if ctx.opts.get("expect"):
+            raise KdsnnError("--expect compares a .nir SOURCE with the framework that wrote it; "
+                             f"{ctx.source} is a kdsnn checkpoint")
+        return
+    from kdsnn.peer import load_expect, output_layer, rung0
+
+    res = ctx.results["rung1"]
+    entry = rung0(load_expect(ctx.opts["expect"]), res, output_layer(ctx.source_graph, res),
+                  source=Path(ctx.opts["expect"]).name)
+    ctx.rungs.insert(0, entry)
+    if not entry["passed"]:
+        stage_write_parity(ctx)
+        raise ParityError(f"rung 0 failed: the reference agrees with {ctx.opts['expect']} on the argmax of "
+                          f"{100 * entry['argmax_agreement']:.1f} % of {entry['samples_compared']} samples "
+                          f"(< {100 * entry['threshold']:.0f} %); first differing samples "
+                          f"{entry['differing_samples'][:5]}; see {ctx.out / PARITY_FILE}")
 
 
 def stage_rung2(ctx: FlowContext) -> None:
@@ -262,9 +291,13 @@ def stage_print_summary(ctx: FlowContext) -> None:
     s = graph_summary(ctx.graph)
     kinds = ", ".join(f"{k} {v}" for k, v in s["node_types"].items() if k not in ("Input", "Output"))
     click.echo(f"{GRAPH_FILE}: {s['nodes']} nodes ({kinds}), {s['parameters']:,} parameters, "
-               f"{s['neurons']:,} IF neurons in {len(s['if_layers'])} layers, readout {s['readout']}, T={ctx.T}")
+               f"{s['neurons']:,} spiking neurons in {len(s['if_layers'])} layers, readout {s['readout']}, T={ctx.T}")
     for r in ctx.rungs:
-        line = f"rung {r['rung']}  {r['name']:<42} accuracy {100 * r['accuracy']:6.2f} % ({r['samples']} samples)"
+        if r["rung"] == 0:
+            click.echo(_rung0_line(r))
+            continue
+        acc = "   n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:6.2f}"
+        line = f"rung {r['rung']}  {r['name']:<42} accuracy {acc} % ({r['samples']} samples)"
         if r["rung"] == 2:
             line += (f"  same predictions: {'yes' if r['same_predictions'] else 'NO'}, max |logit diff| "
                      f"{r['max_abs_logit_diff']:.2g} (<= {r['tolerance']:g})")
@@ -280,6 +313,18 @@ def stage_print_summary(ctx: FlowContext) -> None:
     click.echo("wrote " + ", ".join(str(p) for p in ctx.files))
 
 
+def _rung0_line(r: dict[str, Any]) -> str:
+    line = (f"rung 0  {r['name']:<42} same argmax on {100 * r['argmax_agreement']:.1f} % of "
+            f"{r['samples_compared']} samples (>= {100 * r['threshold']:.0f} %)")
+    if "output_spikes" in r:
+        o = r["output_spikes"]
+        line += (f", output spikes equal at {100 * o['equal_fraction']:.2f} % of steps "
+                 f"({o['kdsnn_spikes']} vs {o['peer_spikes']})")
+    for k, v in r["layers"].items():
+        line += f"; {k}: {v['kdsnn_mean']:.1f} vs {v['peer_mean']:.1f} spikes/sample"
+    return line + ("  PASS" if r["passed"] else "  FAIL")
+
+
 INTNET_FILE = "intnet.kdsnn"
 RUNG3_ACC_POINTS = 0.5
 RECORD_BUDGET_BYTES = 256 * 2**20   # spike trains kept for the report (silent/saturated fractions)
@@ -287,14 +332,15 @@ RECORD_BUDGET_BYTES = 256 * 2**20   # spike trains kept for the report (silent/s
 
 def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: int = 256,
                      data_dir: str | None = None, download: bool = False, seed: int = 0,
-                     T: int | None = None) -> Any:
+                     T: int | None = None, x_cal: np.ndarray | None = None) -> Any:
     """A canonical graph -> IntNet for the hardware target, with scales calibrated on the
     first `calibration` training samples (shared by `kdsnn export` and `evaluate --target intsim`)."""
     from kdsnn.compiler.lower import lower
     from kdsnn.compiler.targets import load_target
     from kdsnn.data import load_arrays
 
-    x_cal, _ = load_arrays(dataset, "train", int(calibration), data_dir, download, seed)
+    if x_cal is None:
+        x_cal, _ = load_arrays(dataset, "train", int(calibration), data_dir, download, seed)
     return lower(graph, load_target(hw), x_cal, T=T)
 
 
@@ -309,13 +355,27 @@ def stage_lower(ctx: FlowContext) -> None:
     t0 = time.perf_counter()
     ctx.intnet = net = lower_for_target(ctx.graph, ctx.dataset, spec, n_cal, ctx.opts.get("data_dir"),
                                         bool(ctx.opts.get("download")), int(ctx.opts.get("seed") or 0),
-                                        T=ctx.T)
+                                        T=ctx.T, x_cal=_calibration_inputs(ctx, n_cal))
     ctx.timings["lower_s"] = time.perf_counter() - t0
     path = net.save(ctx.out / INTNET_FILE)
     ctx.files.append(path)
     ctx.log(f"lowered for {spec.name}: {len(net.populations)} populations, {len(net.connections)} "
             f"connections, depth {net.depth}, input {net.input.bits}-bit graded spikes "
             f"(calibrated on {n_cal} training samples) -> {path}")
+
+
+def _calibration_inputs(ctx: FlowContext, n_cal: int) -> np.ndarray | None:
+    """Calibration samples where they are not an image dataset's training split: the first
+    of --input's own samples, or N-MNIST's Train recordings (None: the dataset's)."""
+    from kdsnn.inputs import load_run_inputs
+    from kdsnn.nmnist import NAME
+
+    if ctx.opts.get("input"):
+        ctx.log(f"note: integer scales calibrated on the first {min(n_cal, len(ctx.x))} samples of --input")
+        return ctx.x[:n_cal]
+    if ctx.dataset == NAME:
+        return load_run_inputs(ctx.opts, NAME, "train", n_cal, ctx.extra["input_shape"], ctx.T)[0]
+    return None
 
 
 def _record_ok(ctx: FlowContext, n: int | None = None) -> bool:
@@ -457,7 +517,8 @@ def _teacher_accuracy(teacher: Any, ctx: FlowContext, n: int) -> float:
     return float((np.concatenate(preds) == ctx.y[:n]).mean()) if preds else 0.0
 
 
-_FRONT = [stage_load_source, stage_resolve_run, stage_export_nir, stage_load_data, stage_rung1, stage_rung2]
+_FRONT = [stage_load_source, stage_resolve_run, stage_export_nir, stage_load_data, stage_rung1, stage_rung0,
+          stage_rung2]
 _BACK = [stage_write_predictions, stage_write_parity]
 
 PIPELINES: dict[str, list[Stage]] = {
@@ -502,12 +563,15 @@ def run_command(**opts: Any) -> FlowContext:
         raise KdsnnError(f"{folder} has no {GRAPH_FILE}; run `kdsnn export ... -o {folder}` first")
     ctx = FlowContext(opts=dict(opts), target=target, out=folder, quiet=bool(opts.get("quiet")))
     ctx.source, ctx.source_kind = gpath, "nir"
-    ctx.graph = read_nir(gpath)
-    ctx.meta = graph_meta(ctx.graph, T=opts.get("time_steps"))
+    ctx.graph = read_nir(gpath, dt=opts.get("dt"), reset=opts.get("reset"))
+    from kdsnn.inputs import graph_input_shape, input_steps, run_info
+
+    ctx.meta = graph_meta(ctx.graph, T=opts.get("time_steps") or input_steps(opts, graph_input_shape(ctx.graph)))
     ctx.T = ctx.meta["T"]
-    ctx.dataset = opts.get("dataset") or ctx.meta.get("dataset")
-    if not ctx.dataset:
-        raise KdsnnError(f"{gpath} does not name its dataset; give --dataset")
+    ds = None if opts.get("input") else (opts.get("dataset") or ctx.meta.get("dataset"))
+    info = run_info(opts, ds, tuple(ctx.meta["input_shape"]), int(ctx.meta["num_classes"]), gpath)
+    ctx.dataset = info.name
+    ctx.extra["input_shape"] = tuple(ctx.meta["input_shape"])
     if target != "reference":
         from kdsnn.compiler.intnet import IntNet
 
@@ -532,8 +596,9 @@ def run_command(**opts: Any) -> FlowContext:
     ctx.results[target] = res
     wall = time.perf_counter() - t0
     sc = _scores(res, ctx.y)
+    acc = "n/a (no labels)" if sc["accuracy"] is None else f"{100 * sc['accuracy']:.2f} %"
     click.echo(f"{target} on {ctx.dataset} (test, {sc['samples']} samples, T={ctx.T}): accuracy "
-               f"{100 * sc['accuracy']:.2f} %, {sc['samples'] / max(wall, 1e-9):.1f} samples/s")
+               f"{acc}, {sc['samples'] / max(wall, 1e-9):.1f} samples/s")
     for layer, c in res.spike_counts.items():
         click.echo(f"  {layer:<24} {c.mean():10.1f} spikes/sample")
     return ctx
@@ -581,7 +646,8 @@ def run_student(model: Any, x: np.ndarray, batch_size: int = 256, device: str = 
 
 def _scores(res: RunResult, y: np.ndarray | None) -> dict[str, Any]:
     n = len(res.logits)
-    acc = float((res.predictions == y).mean()) if (y is not None and n) else 0.0
+    labelled = y is not None and n and bool(np.all(np.asarray(y)[:n] >= 0))
+    acc = float((res.predictions == y).mean()) if labelled else (0.0 if y is None or not n else None)
     return {"samples": n, "accuracy": acc,
             "spikes_per_sample": {k: float(v.mean()) if len(v) else 0.0 for k, v in res.spike_counts.items()},
             "wall_s": round(res.wall_s, 3)}
