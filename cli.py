@@ -11,6 +11,7 @@ import sys
 import click
 
 from kdsnn import __version__
+from kdsnn.config import DistillConfig, EvaluateConfig, ExportConfig, RunConfig, cli_option
 from kdsnn.errors import KdsnnError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -30,29 +31,26 @@ def cli() -> None:
 
 # ---------------------------------------------------------------- training (kdsnn/train.py)
 def _training_options(fn):
-    """Options shared by `distill` and `train-teacher` (defaults depend on the dataset)."""
+    """Options shared by `distill` and `train-teacher` (kdsnn.config.DistillConfig; None
+    defaults depend on the dataset)."""
+    C = DistillConfig
     opts = [
-        click.option("--dataset", default="mnist5k", show_default=True,
-                     help="mnist5k, digits (offline), mnist, fashion-mnist, cifar10, cifar100."),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder of the torchvision datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data)."),
-        click.option("--download", is_flag=True, help="Allow torchvision to download the dataset."),
-        click.option("--arch", default=None,
-                     help="Zoo architecture: cnn, vgg11, vgg16, resnet18, resnet34, wrn16_2, wrn28_4 "
-                          "(default: the dataset's)."),
-        click.option("--width", type=float, default=None, help="Channel width multiplier (default 1)."),
-        click.option("--epochs", type=int, default=None, help="Epochs (default: the dataset's)."),
-        click.option("--batch-size", type=int, default=64, show_default=True),
-        click.option("--optimizer", default="adamw", show_default=True, help="sgd or adamw."),
-        click.option("--lr", type=float, default=None, help="Peak learning rate (default sgd 0.1, adamw 2e-3); cosine schedule."),
-        click.option("--weight-decay", type=float, default=None, help="Default sgd 5e-4, adamw 1e-2."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights."),
-        click.option("--device", default="cpu", show_default=True, help="cpu or cuda (AMP on CUDA)."),
-        click.option("--limit-train", type=int, default=None, help="Train on the first N samples only."),
-        click.option("--shift", type=int, default=None,
-                     help="Random translation augmentation, in pixels (default: 2 for MNIST-like data, else 0)."),
-        click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last.pt."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+        cli_option(C, "dataset", "--dataset"),
+        cli_option(C, "data_dir", "--data-dir", type=click.Path(file_okay=False)),
+        cli_option(C, "download", "--download"),
+        cli_option(C, "arch", "--arch"),
+        cli_option(C, "width", "--width", type=float),
+        cli_option(C, "epochs", "--epochs", type=int),
+        cli_option(C, "batch_size", "--batch-size", type=int),
+        cli_option(C, "optimizer", "--optimizer"),
+        cli_option(C, "lr", "--lr", type=float),
+        cli_option(C, "weight_decay", "--weight-decay", type=float),
+        cli_option(C, "seed", "--seed", type=int),
+        cli_option(C, "device", "--device"),
+        cli_option(C, "limit_train", "--limit-train", type=int),
+        cli_option(C, "shift", "--shift", type=int),
+        cli_option(C, "resume", "--resume"),
+        cli_option(C, "quiet", "-q", "--quiet"),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -60,27 +58,21 @@ def _training_options(fn):
 
 
 @cli.command()
-@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (student.pt, best.pt, last.pt, metrics.jsonl).")
+@cli_option(DistillConfig, "output", "-o", "--output", required=True, type=click.Path(file_okay=False),
+            default=None)
 @_training_options
-@click.option("--kd", default="both", show_default=True,
-              help="Distillation: none (baseline), response (logits), feature, both.")
-@click.option("--teacher", default=None,
-              help="Teacher: a kdsnn teacher .pt, a .onnx file, or torchvision:NAME. Default: train "
-                   "the dataset's default teacher first (saved as OUTPUT/teacher.pt).")
-@click.option("--teacher-features", default=None, help="ONNX teacher tensors for feature KD, comma separated.")
-@click.option("--teacher-weights", type=click.Path(dir_okay=False), default=None,
-              help="Weights file of a torchvision:NAME teacher.")
-@click.option("--teacher-epochs", type=int, default=None, help="Epochs of the default teacher.")
-@click.option("--connector", default="auto", show_default=True,
-              help="Feature KD connectors: auto (1x1 conv/linear + BN where shapes differ) or always.")
-@click.option("-T", "--time-steps", type=int, default=4, show_default=True, help="Time steps per sample.")
-@click.option("--theta", type=float, default=1.0, show_default=True, help="IF threshold.")
-@click.option("--surrogate", default="sigmoid", show_default=True, help="Surrogate gradient: sigmoid or arctan.")
-@click.option("--slope", type=float, default=4.0, show_default=True, help="Surrogate slope.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="KD weight (response: in [0, 1]).")
-@click.option("--temperature", "--tau", "temperature", type=float, default=4.0, show_default=True,
-              help="Softmax temperature of response KD.")
+@cli_option(DistillConfig, "kd", "--kd")
+@cli_option(DistillConfig, "teacher", "--teacher")
+@cli_option(DistillConfig, "teacher_features", "--teacher-features")
+@cli_option(DistillConfig, "teacher_weights", "--teacher-weights", type=click.Path(dir_okay=False))
+@cli_option(DistillConfig, "teacher_epochs", "--teacher-epochs", type=int)
+@cli_option(DistillConfig, "connector", "--connector")
+@cli_option(DistillConfig, "time_steps", "-T", "--time-steps", type=int)
+@cli_option(DistillConfig, "theta", "--theta", type=float)
+@cli_option(DistillConfig, "surrogate", "--surrogate")
+@cli_option(DistillConfig, "slope", "--slope", type=float)
+@cli_option(DistillConfig, "alpha", "--alpha", type=float)
+@cli_option(DistillConfig, "temperature", "--temperature", "--tau", type=float)
 def distill(**opts) -> None:
     """Train a spiking student with knowledge distilled from an ANN teacher.
 
@@ -112,12 +104,28 @@ def train_teacher(**opts) -> None:
     train_teacher_command(**opts)
 
 
-# float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target intsim ->
+def _lowering_options(cls):
+    """--hw, --calibration and the lowering's knobs (kdsnn.config.LoweringConfig)."""
+    def deco(fn):
+        for o in reversed([
+            cli_option(cls, "hw", "--hw"),
+            cli_option(cls, "calibration", "--calibration", type=int),
+            cli_option(cls, "min_weight_bits", "--min-weight-bits", type=float),
+            cli_option(cls, "headroom", "--headroom", type=float),
+            cli_option(cls, "input_bits", "--input-bits", type=int),
+            cli_option(cls, "provable_budget_bits", "--provable-budget-bits", type=float),
+        ]):
+            fn = o(fn)
+        return fn
+    return deco
+
+
+# float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target BACKEND ->
 # backends/evaluate.py
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--target", type=click.Choice(["float", "intsim"]), default="float", show_default=True,
-              help="float: the PyTorch model; intsim: the compiled integer model.")
+@cli_option(EvaluateConfig, "target", "--target")
+@_lowering_options(EvaluateConfig)
 @click.option("--noise", "noise", multiple=True,
               help="Noise as TYPE:LEVEL, level in [0, 1]: gaussian, uniform, salt_pepper, speckle, "
                    "poisson (e.g. gaussian:0.1); repeatable. With --noise, .onnx teachers are accepted too.")
@@ -139,94 +147,67 @@ def evaluate(**opts) -> None:
     Examples:
       kdsnn evaluate runs/demo/student.pt
       kdsnn evaluate teacher.pt student_kd.pt student_nokd.pt --noise gaussian:0.2 -o rob/
-      kdsnn evaluate runs/demo/student.pt --target intsim
+      kdsnn evaluate runs/demo/student.pt --target intsim --hw loihi
     """
-    if opts["target"] == "intsim":
+    if opts["target"] is not None:
         from kdsnn.backends.evaluate import evaluate_deployed
 
         evaluate_deployed(**opts)
     else:
         from kdsnn.evaluate import evaluate_command
 
-        evaluate_command(**opts)
+        evaluate_command(**{**opts, "target": "float"})
 
 
 # ---------------------------------------------------------------- deployment (kdsnn/deploy.py)
 @cli.command()
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("--target", "target", default="lava", show_default=True,
-              help="nir (export only), reference, intsim or lava.")
-@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Output folder for graph.nir, the IntNet artifact, parity.json, reports.")
-@click.option("--samples", type=int, default=None,
-              help="Test samples to run (default: 1000; on lava the samples Lava runs, default 100).")
-@click.option("--eval-samples", type=int, default=None,
-              help="With --target lava: test samples for the float and intsim rungs (default 1000).")
-@click.option("--calibration", type=int, default=256, show_default=True,
-              help="Training samples used to choose the integer scales.")
-@click.option("--dataset", default=None,
-              help="Dataset to run on (needed for a .nir SOURCE without --input); nmnist reads N-MNIST's "
-                   "binary files under --data-dir.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
-@click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
-@click.option("-T", "--time-steps", "time_steps", type=int, default=None,
-              help="Time steps per sample (default: the student's / the graph's own T).")
-@click.option("--dt", "dt", type=float, default=None,
-              help="Seconds per step, where the graph's metadata states none (snnTorch and SpikingJelly "
-                   "graphs: 1e-4, Norse and Rockpool: 1e-3).")
-@click.option("--reset", "reset", type=click.Choice(["zero", "subtract"]), default=None,
-              help="Reset of the spiking neurons where the file cannot say (nir <= 1.0.5 files; "
-                   "snnTorch's subtractive reset).")
-@click.option("--input", "input", type=click.Path(dir_okay=False), default=None,
-              help="Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), optional labels y.")
-@click.option("--expect", "expect", type=click.Path(dir_okay=False), default=None,
-              help="PEER.npz: the source framework's outputs on the same inputs (output_spikes "
-                   "(N, T, C) or logits (N, C), optional spike_counts/<node>); adds rung 0.")
-@click.option("--hw", "hw", default="loihi", show_default=True,
-              help="Hardware target spec: a built-in name or a spec file (JSON/TOML).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="Device for float stages.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@cli_option(ExportConfig, "target", "--target")
+@cli_option(ExportConfig, "output", "-o", "--output", required=True, type=click.Path(file_okay=False),
+            default=None)
+@cli_option(ExportConfig, "samples", "--samples", type=int)
+@cli_option(ExportConfig, "eval_samples", "--eval-samples", type=int)
+@_lowering_options(ExportConfig)
+@cli_option(ExportConfig, "dataset", "--dataset")
+@cli_option(ExportConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
+@cli_option(ExportConfig, "download", "--download")
+@cli_option(ExportConfig, "time_steps", "-T", "--time-steps", type=int)
+@cli_option(ExportConfig, "batch_size", "--batch-size", type=int)
+@cli_option(ExportConfig, "device", "--device")
+@cli_option(ExportConfig, "seed", "--seed", type=int)
+@cli_option(ExportConfig, "quiet", "-q", "--quiet")
 def export(**opts) -> None:
     """Export a student to NIR, lower it for a target, run it and check the parity ladder.
 
     \b
     SOURCE is a student checkpoint (.pt) or a .nir file from any framework (then give
-    --dataset). Writes graph.nir, intnet.kdsnn, predictions.npz, parity.json and reports.
+    --dataset). --target is any backend of `kdsnn targets`: a NIR backend runs graph.nir,
+    an integer backend runs the IntNet lowered for --hw. Writes graph.nir, intnet.kdsnn,
+    predictions.npz, parity.json and reports.
 
     \b
     Example:
       kdsnn export runs/demo/student.pt --target lava --samples 200 -o runs/demo/export
-      kdsnn export cnn_sinabs.nir --reset subtract --dataset nmnist --data-dir data -T 30 \\
-          --target reference -o runs/cnn
-      kdsnn export graph.nir --dt 1e-4 --input x.npz --expect peer.npz --target reference -o runs/g
     """
     from kdsnn.deploy import export_command
 
-    export_command(**opts)
+    d = export_command(**opts)
+    for line in (d.warnings if d.config.quiet else []):
+        click.secho(f"warning: {line}", fg="yellow", err=True)
+    click.echo("\n".join(d.summary_lines()))
 
 
 @cli.command()
 @click.argument("artifact", type=click.Path(file_okay=False, exists=False))
-@click.option("--target", default="intsim", show_default=True, help="lava, intsim or reference.")
-@click.option("--samples", type=int, default=None, help="Test samples to run.")
-@click.option("--dataset", default=None, help="Dataset to run on (default: the graph's own).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
-@click.option("-T", "--time-steps", "time_steps", type=int, default=None,
-              help="Time steps per sample (default: the graph's own T).")
-@click.option("--dt", "dt", type=float, default=None,
-              help="Seconds per step, where the graph's metadata states none (snnTorch and SpikingJelly "
-                   "graphs: 1e-4, Norse and Rockpool: 1e-3).")
-@click.option("--reset", "reset", type=click.Choice(["zero", "subtract"]), default=None,
-              help="Reset of the spiking neurons where the file cannot say (nir <= 1.0.5 files; "
-                   "snnTorch's subtractive reset).")
-@click.option("--input", "input", type=click.Path(dir_okay=False), default=None,
-              help="Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), optional labels y.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="Device for the reference backend.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
+@cli_option(RunConfig, "target", "--target")
+@cli_option(RunConfig, "samples", "--samples", type=int)
+@cli_option(RunConfig, "dataset", "--dataset")
+@cli_option(RunConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
+@cli_option(RunConfig, "time_steps", "-T", "--time-steps", type=int)
+@cli_option(RunConfig, "batch_size", "--batch-size", type=int)
+@cli_option(RunConfig, "device", "--device")
+@cli_option(RunConfig, "seed", "--seed", type=int)
+@cli_option(RunConfig, "quiet", "-q", "--quiet")
 def run(**opts) -> None:
     """Run an exported folder again on a backend and print accuracy and spikes.
 
@@ -236,14 +217,14 @@ def run(**opts) -> None:
     """
     from kdsnn.deploy import run_command
 
-    run_command(**opts)
+    click.echo("\n".join(run_command(**opts).summary_lines()))
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def targets(as_json: bool) -> None:
-    """List every backend plugin, whether it is available here (and why not), and what it
-    accepts (NIR float graph or integer IR).
+    """List the backends (--target: every plugin, whether it is available here and why not,
+    what it accepts: NIR float graph or integer IR) and the hardware specs (--hw).
 
     \b
     Example:

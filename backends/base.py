@@ -1,4 +1,4 @@
-"""The backend plugin interface (DESIGN §6).
+"""The backend plugin interface (docs/design.md, "Backends are plugins").
 
 A backend compiles a network (an IntNet for integer backends, a NIR graph for float ones)
 into an `Executable`, which runs a batch of N normalized inputs for T steps and returns a
@@ -54,6 +54,11 @@ class Backend(ABC):
     name: ClassVar[str]
     accepts: ClassVar[Literal["nir", "intnet"]]
     description: ClassVar[str] = ""
+    # Which of the flow's settings `compile` takes as options (of "batch_size", "device");
+    # a NIR backend is always given T. Others get no options: an IntNet carries its T.
+    flow_options: ClassVar[tuple[str, ...]] = ()
+    # Test samples `kdsnn export/run --target NAME` runs when --samples is not given.
+    default_samples: ClassVar[int] = 1000
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

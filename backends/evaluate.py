@@ -1,55 +1,68 @@
-"""`kdsnn evaluate CKPT... --target intsim`: accuracy of what is deployed, clean and under noise.
+"""`kdsnn evaluate CKPT... --target BACKEND`: accuracy of what is deployed, clean and under noise.
 
-Each student checkpoint is exported to NIR, lowered for the target (Loihi by default) with
-calibration images from the training split, and run on intsim, the bit-accurate integer
-simulator. Its float student is evaluated beside it on the very same (noisy) images, so
-the table shows what deployment costs and whether robustness survives it. Teachers (which
+Each student checkpoint is exported to NIR and run on the backend: an integer backend
+(intsim, lava, a plugin) runs it lowered for the hardware spec (--hw, Loihi by default) with
+calibration images from the training split; a NIR backend runs the graph. Its float
+student is evaluated beside it on the very same (noisy) images, so the table shows what
+deployment costs and whether robustness survives it. Teachers (which
 cannot be deployed) are evaluated in float, for comparison. Noise, tables, JSON and plots
 are those of `kdsnn.robustness` (the float `--noise` evaluation), so both read alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kdsnn.config import EvaluateConfig, LoweringConfig, default, from_options
 from kdsnn.errors import KdsnnError
 
-DEFAULT_CALIBRATION = 256
 
-
-def deployed_model(path: str | Path, target: str = "loihi", calibration: int = DEFAULT_CALIBRATION,
+def deployed_model(path: str | Path, target: str = "intsim", hw: str = "loihi",
+                   calibration: int = default(EvaluateConfig, "calibration"),
                    data_dir: str | None = None, download: bool = False, batch_size: int = 256,
-                   dataset: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
-    """(IntNet, intsim executable, checkpoint config) for a student checkpoint."""
-    from kdsnn.backends.intsim import IntSimBackend
+                   dataset: str | None = None, lowering: LoweringConfig | None = None,
+                   device: str = "cpu") -> tuple[Any, Any, dict[str, Any], Callable[[np.ndarray], np.ndarray]]:
+    """(IntNet or NIR graph, executable, checkpoint config, predict) for a student checkpoint on
+    any registered backend: an integer backend runs the IntNet lowered for `hw`, a NIR backend
+    the exported graph. predict(x) gives float logits (an IntNet's scaled by its readout)."""
     from kdsnn.compiler.export import student_to_nir
 
     from kdsnn.checkpoint import load_model
-    from kdsnn.deploy import lower_for_target
+    from kdsnn.config import RunConfig
+    from kdsnn.deploy import plan_for
+    from kdsnn.stages import compile_backend, lower_for_target
 
+    plan = plan_for(target)
     model, cfg = load_model(path, "cpu")
     if cfg.get("kind") != "student":
         raise KdsnnError(f"{path} is a {cfg.get('kind')} checkpoint; only spiking students can be deployed "
-                         "to intsim (evaluate teachers with --target float)")
+                         f"to {target} (evaluate teachers without --target)")
     ds = dataset or cfg.get("dataset")
     if not ds:
         raise KdsnnError(f"{path} names no dataset; give --dataset")
-    if calibration <= 0:
-        raise KdsnnError(f"calibration needs at least one sample, got {calibration}")
-    net = lower_for_target(student_to_nir(model, cfg), ds, target, calibration, data_dir, download)
-    return net, IntSimBackend().compile(net, batch_size=batch_size), cfg
+    graph = student_to_nir(model, cfg)
+    T = int(cfg.get("T") or model.T)
+    run_cfg = RunConfig(batch_size=batch_size, device=device)
+    if not plan.lowers:
+        exe = compile_backend(target, graph, T, run_cfg)
+        return graph, exe, cfg, lambda x: np.asarray(exe.run(x).logits, dtype=np.float64)
+    net = lower_for_target(graph, ds, hw, calibration, data_dir, download, lowering=lowering)
+    exe = compile_backend(target, net, T, run_cfg)
+    scale = float(net.readout.out_scale)
+    return net, exe, cfg, lambda x: exe.run(x).logits.astype(np.float64) * scale
 
 
 def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", noise: Sequence[str] = (),
                       dataset: str | None = None, data_dir: str | None = None, download: bool = False,
                       samples: int | None = None, batch_size: int = 256, device: str = "cpu",
                       seed: int = 0, as_json: bool = False, output: str | None = None,
-                      quiet: bool = False, calibration: int = DEFAULT_CALIBRATION,
-                      hw_target: str = "loihi", **_: Any) -> dict[str, Any]:
+                      quiet: bool = False, calibration: int = default(EvaluateConfig, "calibration"),
+                      hw: str = default(EvaluateConfig, "hw"), **lowering: Any) -> dict[str, Any]:
     """Options as in cli.py's evaluate command; prints a table (or JSON), writes -o files."""
     from kdsnn.noise import parse_noise
     from kdsnn.robustness import RobustModel, load_models, report_robustness, run_robustness
@@ -59,8 +72,11 @@ def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", n
         raise KdsnnError(f"--samples must be positive, got {samples}")
     if batch_size <= 0:
         raise KdsnnError(f"--batch-size must be positive, got {batch_size}")
+    if calibration <= 0:
+        raise KdsnnError(f"--calibration must be positive, got {calibration}")
     if not checkpoints:
         raise KdsnnError("give at least one checkpoint to evaluate")
+    low = from_options(LoweringConfig, {k: v for k, v in lowering.items() if k in _LOWERING})
     floats = load_models(checkpoints, device, dataset)
     models: list[RobustModel] = []
     for fm in floats:
@@ -68,20 +84,21 @@ def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", n
             fm.label = f"{fm.label} (float)"
             models.append(fm)
             continue
-        net, exe, cfg = deployed_model(fm.path, hw_target, calibration, data_dir, download, batch_size, dataset)
-        scale = float(net.readout.out_scale)
-
-        def predict(x: np.ndarray, exe=exe, scale=scale) -> np.ndarray:
-            return exe.run(x).logits.astype(np.float64) * scale
-
+        net, _, cfg, predict = deployed_model(fm.path, target, hw, calibration, data_dir, download,
+                                              batch_size, dataset, low, device)
+        where = f"{target} {net.target}" if hasattr(net, "target") else target
         base = fm.label
         fm.label = f"{base} (float)"
         models.append(fm)
-        models.append(RobustModel(f"{base} (intsim {net.target})", predict, fm.path,
-                                  {**fm.info, "target": f"intsim/{net.target}",
-                                   "calibration_samples": calibration},
+        info = {**fm.info, "target": where.replace(" ", "/")}
+        if hasattr(net, "target"):
+            info["calibration_samples"] = calibration
+        models.append(RobustModel(f"{base} ({where})", predict, fm.path, info,
                                   fm.dataset, fm.input_shape, fm.num_classes))
     result = run_robustness(models, dataset, specs, samples, data_dir, download, batch_size, seed,
-                            target="intsim", quiet=quiet or as_json)
+                            target=target, quiet=quiet or as_json)
     report_robustness(result, as_json, output)
     return result
+
+
+_LOWERING = {f.name for f in fields(LoweringConfig)}

@@ -97,6 +97,7 @@ class ReferenceBackend(Backend):
     name: ClassVar[str] = "reference"
     accepts: ClassVar[str] = "nir"
     description: ClassVar[str] = "float execution of the NIR graph in PyTorch (rung 2 of the parity ladder)"
+    flow_options: ClassVar[tuple[str, ...]] = ("batch_size", "device")
 
     def compile(self, net: Any, **options: Any) -> ReferenceExecutable:
         """net: a canonical nir.NIRGraph (foreign graphs are canonicalized first).

@@ -1,4 +1,4 @@
-"""Backend plugin registry over the entry-point group `kdsnn.backends` (DESIGN §6).
+"""Backend plugin registry over the entry-point group `kdsnn.backends` (docs/design.md, "Backends are plugins").
 
 The built-ins (reference, intsim, lava) register in kdsnn's own pyproject.toml exactly as
 a third party would in theirs:
@@ -81,8 +81,8 @@ def list_backends() -> list[BackendInfo]:
     return [_inspect(ep) for ep in _entry_points()]
 
 
-def get_backend(name: str) -> Backend:
-    """An instance of the named backend, or a KdsnnError saying why it cannot be used."""
+def backend_info(name: str) -> BackendInfo:
+    """The named backend's entry, or a KdsnnError saying why it cannot be used."""
     eps = {ep.name: ep for ep in _entry_points()}
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
@@ -90,22 +90,40 @@ def get_backend(name: str) -> Backend:
     info = _inspect(eps[name])
     if not info.available:
         raise KdsnnError(f"backend {name!r} is not available here: {info.reason}")
-    return info.cls()
+    return info
+
+
+def get_backend(name: str) -> Backend:
+    """An instance of the named backend, or a KdsnnError saying why it cannot be used."""
+    return backend_info(name).cls()
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    n = len(rows[0]) - 1
+    widths = [max(len(r[c]) for r in rows) for c in range(n)]
+    for j, r in enumerate(rows):
+        click.echo("  ".join(r[c].ljust(widths[c]) for c in range(n)) + "  " + r[n])
+        if j == 0:
+            click.echo("  ".join("-" * w for w in widths) + "  " + "-" * 20)
 
 
 def targets_command(as_json: bool = False) -> None:
-    """`kdsnn targets`: a table (or JSON) of backends, status, what they accept and why not."""
+    """`kdsnn targets`: the backends (--target: status, what they accept, why not) and the
+    hardware specs (--hw) built in."""
+    from kdsnn.compiler.targets import BUILTIN
+
     infos = list_backends()
     if as_json:
-        click.echo(json.dumps([i.to_json() for i in infos], indent=2))
+        click.echo(json.dumps({"backends": [i.to_json() for i in infos],
+                               "hardware": [{"name": s.name, "description": s.description}
+                                            for s in BUILTIN.values()]}, indent=2))
         return
-    rows = [("backend", "status", "accepts", "description / reason")]
+    rows = [("backend (--target)", "status", "accepts", "description / reason")]
     for i in infos:
         rows.append((i.name, "available" if i.available else "unavailable",
                      ACCEPTS.get(i.accepts or "", "-"),
                      i.description if i.available else i.reason))
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    for j, r in enumerate(rows):
-        click.echo("  ".join(r[c].ljust(widths[c]) for c in range(3)) + "  " + r[3])
-        if j == 0:
-            click.echo("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+    _table(rows)
+    click.echo("")
+    _table([("hardware spec (--hw)", "description"), *((s.name, s.description) for s in BUILTIN.values())])
+    click.echo("(--hw also takes a spec file, JSON or TOML: {\"name\": \"mychip\", \"base\": \"loihi\", ...})")

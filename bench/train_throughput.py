@@ -4,7 +4,7 @@ Both networks are the zoo's `cnn` (whatever its layers are: the snnTorch twin is
 from the GraphNet's node list with copies of its layers and weights), mean of the readout
 over T steps; T=4, batch 64, AdamW, cross entropy, CPU. snnTorch's IF is
 `Leaky(beta=1.0, reset_mechanism="zero")` (with `reset_delay=False`, the same-step hard
-reset of DESIGN §3) and runs the usual snnTorch loop over time steps. Before timing, the two are checked to compute the same logits with
+reset of docs/design.md, "Float semantics") and runs the usual snnTorch loop over time steps. Before timing, the two are checked to compute the same logits with
 the same weights (eval mode). Rounds alternate between the two so that a noisy machine
 hurts both alike; the median round is reported, by wall clock and by this process's CPU
 time (the steadier figure on a shared machine; with --threads 1 it is the work done).

@@ -1,4 +1,4 @@
-"""Student (GraphNet) -> canonical NIR graph (DESIGN §2, §3).
+"""Student (GraphNet) -> canonical NIR graph (docs/design.md, "Data flow", "Float semantics").
 
 One NIR node per GraphNet node, under the same name, so spike counts line up across
 reference, intsim and Lava: conv -> Conv2d (BatchNorm folded), linear -> Affine (or

@@ -1,9 +1,9 @@
-"""A deliberately simple scalar executor of an IntNet, written straight from DESIGN §4.
+"""A deliberately simple scalar executor of an IntNet, written straight from docs/design.md, "Integer semantics".
 
 Python integers, one neuron and one synapse at a time, no vectorization, no float: slow
 and obviously right. It is the oracle `intsim` is tested against (and what the flow uses
 to spot-check intsim on real samples). The Lava-specific integer widths are spelled out
-where Lava's process models apply them (see backends/intsim.py for the list).
+where Lava's process models apply them (see backends/intsim/fast.py for the list).
 """
 
 from __future__ import annotations
@@ -79,14 +79,23 @@ def run_scalar(net: IntNet, x_norm: np.ndarray) -> dict:
     M = 1 << 23
     all_logits, all_spikes = [], {p.name: [] for p in net.populations}
     for xs in xq:
-        src = {INPUT: [int(v) for v in xs.reshape(-1)]}
+        frames = [xs[t] for t in range(net.T)] if net.input.temporal else [xs] * net.T
+        past: dict[str, list] = {}                 # source -> its frames of earlier steps
         state = {p.name: ([0] * p.size, [0] * p.size) for p in net.populations}
         spikes = {p.name: [] for p in net.populations}
-        for _ in range(net.T):
+        for t in range(net.T):
+            src = {INPUT: [int(v) for v in frames[t].reshape(-1)]}
+            past.setdefault(INPUT, []).append(src[INPUT])
             for p in net.populations:
                 a = [0] * p.size
                 for c in net.incoming(p.name):
-                    acc = _accumulate(c, src[c.src], net.shape_of(c.src), p.shape)
+                    if c.delay == 0:
+                        s_src = src[c.src]
+                    elif t - c.delay >= 0:
+                        s_src = past[c.src][t - c.delay]
+                    else:
+                        continue
+                    acc = _accumulate(c, s_src, net.shape_of(c.src), p.shape)
                     a = [_wrap(ai + ci, 32) for ai, ci in zip(a, acc, strict=True)]
                 u, v = state[p.name]
                 bias = [_wrap(_wrap(int(b), 16) << p.bias_exp if p.bias_exp >= 0
@@ -103,12 +112,17 @@ def run_scalar(net: IntNet, x_norm: np.ndarray) -> dict:
                     vi = _wrap(_decay(v[i], p.dv) + u[i] + bias[i], 32)
                     vi = min(max(vi, -(M - 1)), M - 1)
                     if vi > (p.vth << 6):
-                        s[i], vi = 1, 0
+                        s[i] = 1
+                        vi = vi - (p.vth << 6) if p.reset == "subtract" else 0
                     v[i] = vi
                 src[p.name] = s
+                past.setdefault(p.name, []).append(s)
                 spikes[p.name].append(s)
         ro = net.readout
-        all_logits.append(list(state[ro.name][1]))
+        if ro.readout_kind == "v":
+            all_logits.append(list(state[ro.name][1]))
+        else:
+            all_logits.append([sum(col) for col in zip(*spikes[ro.name], strict=True)])
         for p in net.populations:
             all_spikes[p.name].append(spikes[p.name])
     return {"logits": np.asarray(all_logits, dtype=np.int64).reshape(len(xq), -1),

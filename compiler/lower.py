@@ -1,4 +1,4 @@
-"""Lower a canonical NIR graph to an IntNet for a hardware target (DESIGN §4).
+"""Lower a canonical NIR graph to an IntNet for a hardware target (docs/design.md, "Integer semantics").
 
     net = lower(graph, load_target("loihi"), calibration_x)        # x: (N, C, H, W) normalized
 

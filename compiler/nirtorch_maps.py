@@ -1,4 +1,4 @@
-"""Our own nirtorch node mappings, both directions (DESIGN §9).
+"""Our own nirtorch node mappings, both directions (docs/design.md, "Known traps").
 
 nirtorch 2.6's defaults are not usable as they are: its Affine -> torch mapping assigns the
 bias to `weight.bias` (the module keeps a random bias), its Flatten mapping reads NIR's
@@ -12,7 +12,7 @@ reads or writes gets an explicit mapping here, and `DEFAULT_MAP`s are switched o
   the exporter independently.
 - NIR -> torch (`NIR_TO_TORCH`, `nir_to_stepper`): one-step modules for
   `nirtorch.nir_to_torch`, run step by step with nirtorch's state dict. `IFStep` and
-  `IStep` implement DESIGN §3 per step; the readout's output after T steps is sum_t y[t],
+  `IStep` implement docs/design.md, "Float semantics" per step; the readout's output after T steps is sum_t y[t],
   so logits = output / T.
 """
 

@@ -1,8 +1,9 @@
-"""Hardware target specs: the numbers a neuromorphic chip can hold (DESIGN §4, §7).
+"""Hardware target specs: the numbers a neuromorphic chip can hold (docs/design.md, "Integer semantics", "Hardware specs").
 
 The lowering reads a `TargetSpec` to decide weight sets, exponents and state widths; the
 profiler reads the core/chip limits and the energy constants. Built in: `loihi`, Loihi as
-Lava 0.10 models it in its bit-accurate/fixed-point process models. A user describes
+Lava 0.10 models it in its bit-accurate/fixed-point process models (reset to zero only),
+and `loihi2`, the same plus programmable neurons (subtractive reset). A user describes
 another chip in a JSON file (or TOML where `tomllib`/`tomli` is importable), either
 complete or as overrides of a built-in: {"name": "mychip", "base": "loihi", "vth_bits": 16}.
 
@@ -34,6 +35,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.io import read_table
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+RESET_MODES = ("zero", "subtract")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class TargetSpec:
     vth_bits: int = 17                     # unsigned threshold mantissa; fires at v > vth << 6
     vth_shift: int = 6
     decay_bits: int = 12                   # du, dv in [0, 4095]
+    reset_modes: tuple[str, ...] = ("zero",)   # "subtract" (v -= vth) needs programmable neurons
     bias_mant_bits: int = 13               # signed: [-4096, 4095]
     bias_exp_min: int = 0
     bias_exp_max: int = 7
@@ -119,6 +122,9 @@ class TargetSpec:
             raise KdsnnError(f"target {self.name}: state_bits and vth_bits + vth_shift must fit 31 bits")
         if not 2 <= self.input_bits <= self.max_message_bits:
             raise KdsnnError(f"target {self.name}: input_bits must be in [2, max_message_bits={self.max_message_bits}]")
+        if "zero" not in self.reset_modes or any(m not in RESET_MODES for m in self.reset_modes):
+            raise KdsnnError(f"target {self.name}: reset_modes must include 'zero' and only {RESET_MODES}, "
+                             f"got {list(self.reset_modes)}")
         bad = [m for m in self.sign_modes if m not in SIGN_MODES]
         if bad or "mixed" not in self.sign_modes:
             raise KdsnnError(f"target {self.name}: sign_modes must include 'mixed' and only {SIGN_MODES}, got {list(self.sign_modes)}")
@@ -142,7 +148,18 @@ LOIHI = TargetSpec(
     ),
 ).validate()
 
-BUILTIN: dict[str, TargetSpec] = {"loihi": LOIHI}
+# Loihi 2: the same fixed-point LIF datapath as Lava models it, plus programmable neurons
+# (microcode), which hold the subtractive reset v -= vth that Lava's LIF models lack; the
+# backend runs it as a kdsnn process model on Lava's bit-accurate LIF arithmetic.
+LOIHI2 = replace(
+    LOIHI, name="loihi2", reset_modes=("zero", "subtract"),
+    description="Intel Loihi 2 as the loihi target plus programmable neurons (subtractive reset)",
+    references=(*LOIHI.references,
+                "G. Orchard et al., Efficient Neuromorphic Signal Processing with Loihi 2, "
+                "IEEE SiPS 2021 (programmable neuron microcode, graded spikes)"),
+).validate()
+
+BUILTIN: dict[str, TargetSpec] = {"loihi": LOIHI, "loihi2": LOIHI2}
 
 
 def available_targets() -> list[str]:
@@ -172,7 +189,7 @@ def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
         raise KdsnnError(f"target spec {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
     if "name" not in data:
         data["name"] = path.stem
-    for k in ("sign_modes", "references"):
+    for k in ("sign_modes", "references", "reset_modes"):
         if k in data:
             data[k] = tuple(data[k])
     try:

@@ -1,4 +1,4 @@
-"""Datasets (DESIGN §8): offline `mnist5k` and `digits`, torchvision benchmarks from a folder.
+"""Datasets (docs/design.md, "Data"): offline `mnist5k` and `digits`, torchvision benchmarks from a folder.
 
 Every dataset is held in memory once per process as raw pixels (N, C, H, W) plus a scale
 to [0, 1]; samples are produced as: [0,1] image -> noise (seeded per sample index) ->

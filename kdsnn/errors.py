@@ -15,6 +15,6 @@ class KdsnnError(Exception):
 
 
 class ParityError(KdsnnError):
-    """A rung of the parity ladder failed (DESIGN §5): the deployed net differs."""
+    """A rung of the parity ladder failed (docs/design.md, "The parity ladder"): the deployed net differs."""
 
     exit_code = 3

@@ -49,7 +49,7 @@ def export_onnx(model: GraphNet, path: str | os.PathLike, feature_names: list[st
     feature_names: nodes to expose as outputs (default: the model's feature points).
     config: checkpoint config; its dataset/normalization/class names go into metadata.
     features: "pre" exports each feature point's activation input (pre-ReLU, what
-    kdsnn.teachers.CheckpointTeacher distils from), "post" its output.
+    kdsnn.teachers.native.CheckpointTeacher distils from), "post" its output.
     """
     if features not in ("pre", "post"):
         raise ValueError(f"features must be 'pre' or 'post', not {features!r}")

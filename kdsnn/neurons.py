@@ -1,4 +1,4 @@
-"""Integrate-and-fire neurons with surrogate gradients (DESIGN §3).
+"""Integrate-and-fire neurons with surrogate gradients (docs/design.md, "Float semantics").
 
 Forward (exact, what every backend must reproduce):
     v[t] = v[t-1] + y[t];  s[t] = (v[t] > theta);  v[t] = 0 where s[t]   (v[-1] = 0)

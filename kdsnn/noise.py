@@ -1,4 +1,4 @@
-"""Input noise for the robustness evaluation (KDSNN paper, DESIGN §8).
+"""Input noise for the robustness evaluation (KDSNN paper, docs/design.md, "Data").
 
 Noise is applied to the image in [0, 1] pixel space, BEFORE normalization, and the result is
 clipped back to [0, 1]. Every sample draws its noise from its own generator seeded by

@@ -70,7 +70,7 @@ def load_models(paths: Sequence[str | os.PathLike], device: torch.device | str =
     for p in paths:
         p = Path(p)
         if p.suffix.lower() == ".onnx":
-            from kdsnn.teachers_onnx import OnnxTeacher
+            from kdsnn.teachers.onnx_teacher import OnnxTeacher
 
             t = OnnxTeacher(p, feature_names=[], device=device)
             ds = dataset or json.loads(t.metadata.get("kdsnn.dataset", "null"))
@@ -261,7 +261,7 @@ def robustness_command(checkpoints: Sequence[str], noise: Sequence[str] = (), da
                        **_: Any) -> dict[str, Any]:
     """`kdsnn evaluate CKPT... [--noise TYPE:LEVEL ...]` for float models (PyTorch / ONNX)."""
     from kdsnn import distributed as D
-    from kdsnn.evaluate import resolve_device
+    from kdsnn.device import resolve_device
     from kdsnn.noise import parse_noise
 
     specs = [parse_noise(s) for s in noise]  # bad specs fail before any model is loaded

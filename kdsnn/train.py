@@ -35,10 +35,11 @@ from torch.utils.data import Subset
 
 from kdsnn import distributed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
+from kdsnn.device import resolve_device
 from kdsnn.distill import Connectors, DistillLoss, match_points
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
-from kdsnn.evaluate import evaluate_model, resolve_device
+from kdsnn.evaluate import evaluate_model
 from kdsnn.io import atomic_path, ensure_dir
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
@@ -361,14 +362,14 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
           f"-> {Path(cfg['output']) / 'teacher.pt'}", cfg["quiet"])
     res = train_loop(cfg)
     _echo(f"teacher {cfg['arch']}: best test accuracy {100 * res['best_acc']:.2f}% (epoch {res['best_epoch']}) "
-          f"-> {res['path']}")
+          f"-> {res['path']}", cfg["silent"])
     if opts.get("onnx") and is_main():
         from kdsnn.checkpoint import load_model
         from kdsnn.export_onnx import export_onnx
 
         model, mcfg = load_model(res["path"], "cpu", kind="teacher")
         path = export_onnx(model, Path(cfg["output"]) / "teacher.onnx", config=mcfg)
-        _echo(f"ONNX teacher -> {path}")
+        _echo(f"ONNX teacher -> {path}", cfg["silent"])
         res["onnx"] = str(path)
     return res
 
@@ -389,7 +390,7 @@ def distill_command(**opts: Any) -> dict[str, Any]:
           + f", {tr['epochs']} epochs -> {out / 'student.pt'}", cfg["quiet"])
     res = train_loop(cfg)
     _echo(f"student {cfg['arch']} (kd={cfg['kd']}): best test accuracy {100 * res['best_acc']:.2f}% "
-          f"(epoch {res['best_epoch']}) -> {res['path']}")
+          f"(epoch {res['best_epoch']}) -> {res['path']}", cfg["silent"])
     return res
 
 
@@ -399,7 +400,7 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
     dest = out / "teacher.pt"
     if cfg.get("resume") and dest.exists():
         load_checkpoint(dest, kind="teacher")
-        _echo(f"--resume: using the teacher trained earlier, {dest}")
+        _echo(f"--resume: using the teacher trained earlier, {dest}", cfg["silent"])
         return dest
     d = DEFAULTS.get(cfg["dataset"], DEFAULTS["mnist5k"])
     topts = {**opts, "arch": d["teacher"], "epochs": opts.get("teacher_epochs") or d["teacher_epochs"],
@@ -407,11 +408,11 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
              "resume": bool(cfg.get("resume") and (out / "teacher" / "last.pt").exists())}
     tcfg = make_config("teacher", topts)
     _echo(f"no --teacher given: training the default teacher for {cfg['dataset']}, an ANN {tcfg['arch']} "
-          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs), saved as {dest}")
+          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs), saved as {dest}", cfg["silent"])
     res = train_loop(tcfg)
     if is_main():
         with atomic_path(dest) as tmp:
             shutil.copyfile(res["path"], tmp)
     distributed.barrier()  # every rank loads dest as its teacher next
-    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}")
+    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}", cfg["silent"])
     return dest

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from kdsnn import __version__
+from kdsnn.config import DistillConfig
 from kdsnn.distill import check_mode
 from kdsnn.errors import KdsnnError
 from kdsnn.neurons import SURROGATES
@@ -22,6 +23,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": {"arch": "vgg11", "teacher": "resnet18", "teacher_epochs": 100, "epochs": 200, "shift": 0},
     "cifar100": {"arch": "resnet18", "teacher": "resnet34", "teacher_epochs": 150, "epochs": 200, "shift": 0},
 }
+_D = DistillConfig()   # the CLI's defaults (kdsnn.config), for options left out or None
 OPTIMIZERS = ("sgd", "adamw")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
 DEFAULT_WD = {"sgd": 5e-4, "adamw": 1e-2}
@@ -32,34 +34,34 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     from kdsnn.data import dataset_info
     from kdsnn.zoo import ARCHS
 
-    info = dataset_info(opts.get("dataset") or "mnist5k")
+    info = dataset_info(opts.get("dataset") or _D.dataset)
     d = DEFAULTS.get(info.name, DEFAULTS["mnist5k"])
     arch = opts.get("arch") or (d["arch"] if kind == "student" else d["teacher"])
     if arch not in ARCHS:
         raise KdsnnError(f"unknown architecture {arch!r}; choose one of {', '.join(sorted(ARCHS))}")
-    kd = check_mode(opts.get("kd") or "both") if kind == "student" else "none"
-    optimizer = (opts.get("optimizer") or "adamw").lower()
+    kd = check_mode(opts.get("kd") or _D.kd) if kind == "student" else "none"
+    optimizer = (opts.get("optimizer") or _D.optimizer).lower()
     if optimizer not in OPTIMIZERS:
         raise KdsnnError(f"unknown --optimizer {optimizer!r}; choose sgd or adamw")
-    surrogate = opts.get("surrogate") or "sigmoid"
+    surrogate = opts.get("surrogate") or _D.surrogate
     if surrogate not in SURROGATES:
         raise KdsnnError(f"unknown --surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
-    T = int(_opt(opts, "time_steps", 4)) if kind == "student" else 1
+    T = int(_opt(opts, "time_steps", _D.time_steps)) if kind == "student" else 1
     epochs = opts.get("epochs")
     epochs = int(epochs if epochs is not None else (d["epochs"] if kind == "student" else d["teacher_epochs"]))
     train = {
         "epochs": epochs,
-        "batch_size": int(_opt(opts, "batch_size", 64)),
+        "batch_size": int(_opt(opts, "batch_size", _D.batch_size)),
         "optimizer": optimizer,
         "lr": float(opts["lr"]) if opts.get("lr") is not None else DEFAULT_LR[optimizer],
         "weight_decay": float(opts["weight_decay"]) if opts.get("weight_decay") is not None else DEFAULT_WD[optimizer],
-        "seed": int(_opt(opts, "seed", 0)),
-        "alpha": float(opts["alpha"]) if opts.get("alpha") is not None else 0.5,
-        "temperature": float(opts["temperature"]) if opts.get("temperature") is not None else 4.0,
+        "seed": int(_opt(opts, "seed", _D.seed)),
+        "alpha": float(_opt(opts, "alpha", _D.alpha)),
+        "temperature": float(_opt(opts, "temperature", _D.temperature)),
         "limit_train": opts.get("limit_train"),
         "augment": info.augment,
-        "device": str(opts.get("device") or "cpu"),
-        "connector": opts.get("connector") or "auto",
+        "device": str(opts.get("device") or _D.device),
+        "connector": opts.get("connector") or _D.connector,
         "shift": int(_opt(opts, "shift", d["shift"])),
     }
     if train["connector"] not in ("auto", "always"):
@@ -73,8 +75,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         raise KdsnnError(f"-T/--time-steps must be positive, got {T}")
     if train["limit_train"] is not None and int(train["limit_train"]) <= 0:
         raise KdsnnError(f"--limit-train must be positive, got {train['limit_train']}")
-    theta = float(opts["theta"]) if opts.get("theta") is not None else 1.0
-    slope = float(opts["slope"]) if opts.get("slope") is not None else 4.0
+    theta = float(_opt(opts, "theta", _D.theta))
+    slope = float(_opt(opts, "slope", _D.slope))
     if not theta > 0 or not slope > 0:
         raise KdsnnError(f"--theta and --slope must be positive, got {theta} and {slope}")
     return {
@@ -99,6 +101,7 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "train": train,
         "output": str(opts["output"]),
         "quiet": bool(opts.get("quiet")),
+        "silent": bool(opts.get("silent")),   # the Python API's quiet: not even the result lines
         "download": bool(opts.get("download")),
         "resume": bool(opts.get("resume")),
         "stop_after": opts.get("stop_after"),
@@ -112,7 +115,7 @@ def _opt(opts: dict[str, Any], key: str, default: Any) -> Any:
 
 
 # Keys of the run config that are about this invocation, not about the model.
-_RUNTIME_KEYS = ("output", "quiet", "download", "resume", "stop_after")
+_RUNTIME_KEYS = ("output", "quiet", "silent", "download", "resume", "stop_after")
 
 
 def checkpoint_config(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -102,3 +102,47 @@ def random_intnet(seed: int, *, n_hidden: int | None = None, conv: bool | None =
                 c.weight = np.clip(c.weight, -256, 254).astype(np.int32)
     net.validate()
     return net
+
+
+def random_general_intnet(seed: int, *, lava_safe: bool = False, T: int | None = None,
+                          conv: bool | None = None) -> IntNet:
+    """random_intnet plus the general features: leaky/current decays, subtractive resets,
+    recurrent and delayed connections, a spike-train input and a spiking readout.
+
+    Every cycle carries at least one step of delay per connection on it, so Lava can hold
+    it (see backends/lava/schedule.py)."""
+    rng = np.random.default_rng(10_000 + seed)
+    net = random_intnet(seed, T=T if T is not None else int(rng.integers(2, 7)), conv=conv,
+                        lava_safe=lava_safe, residual=bool(rng.integers(2)))
+    net.input.temporal = bool(rng.integers(2))
+    order = {p.name: i for i, p in enumerate(net.populations)}
+    for p in net.populations:
+        p.reset = str(rng.choice(["zero", "subtract"]))
+        if rng.random() < 0.6:
+            p.du, p.dv = int(rng.integers(0, 4096)), int(rng.integers(0, 4096))
+    ro = net.readout
+    ro.readout_kind = str(rng.choice(["v", "spikes"]))
+    wmax = 300
+    for i in range(int(rng.integers(1, 4))):
+        dst = net.populations[int(rng.integers(len(net.populations)))]
+        src = net.populations[int(rng.integers(len(net.populations)))]
+        hops = max(0, order[src.name] - order[dst.name])      # a bound on the zero-delay path
+        delay = hops + 1 + int(rng.integers(0, 3))
+        w = rng.integers(-wmax, wmax + 1, size=(dst.size, src.size)).astype(np.int32)
+        net.connections.append(Connection(name=f"rec{i}", src=src.name, dst=dst.name, kind="dense",
+                                          weight=w, weight_exp=int(rng.integers(-2, 2)), delay=delay))
+    if rng.random() < 0.5:                                       # a delayed input connection
+        dst = net.populations[0]
+        n_src = int(np.prod(net.input.shape))
+        w = rng.integers(-wmax, wmax + 1, size=(dst.size, n_src)).astype(np.int32)
+        net.connections.append(Connection(name="in_delayed", src=INPUT, dst=dst.name, kind="dense",
+                                          weight=w, delay=int(rng.integers(1, 3)), graded=True))
+    net.validate()
+    return net
+
+
+def random_input(net: IntNet, n: int, seed: int) -> np.ndarray:
+    """Normalized inputs of the right shape: (n, *shape) or (n, T, *shape) when temporal."""
+    rng = np.random.default_rng(seed)
+    lead = (n, net.T) if net.input.temporal else (n,)
+    return rng.uniform(-1.5, 1.5, size=(*lead, *net.input.shape)) * net.input.qmax / net.input.scale

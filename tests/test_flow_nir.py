@@ -1,4 +1,4 @@
-"""`kdsnn export --target nir|reference` and `kdsnn run --target reference`, end to end on
+"""`kdsnn export --target reference` and `kdsnn run --target reference`, end to end on
 the offline `digits` dataset with a small random student (non-trivial BatchNorm)."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def make_checkpoint(path: Path, kind: str = "student", T: int = 3) -> Path:
 
 
 def opts(source, out, **kw):
-    base = {"source": str(source), "target": "nir", "output": str(out), "samples": 40, "calibration": 16,
+    base = {"source": str(source), "target": "reference", "output": str(out), "samples": 40, "calibration": 16,
             "dataset": None, "data_dir": None, "download": False, "time_steps": None, "hw": "loihi",
             "batch_size": 16, "device": "cpu", "seed": 0, "quiet": True}
     return {**base, **kw}
@@ -63,7 +63,8 @@ def ckpt(tmp_path_factory):
 def test_export_nir_writes_graph_and_parity(ckpt, tmp_path, capsys):
     out = tmp_path / "exp"
     ctx = flow.export_command(**opts(ckpt, out))
-    printed = capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # quiet: the library prints nothing
+    printed = "\n".join(ctx.summary_lines())
     assert "graph.nir: 12 nodes" in printed and "rung 2" in printed and "PASS" in printed
     par = json.loads((out / "parity.json").read_text())
     assert par["passed"] and par["samples"] == 40 and par["T"] == 3 and par["dataset"] == "digits"
@@ -88,7 +89,8 @@ def test_export_reference_with_T_override_then_run(ckpt, tmp_path, capsys):
     capsys.readouterr()
     ctx = flow.run_command(artifact=str(out), target="reference", samples=24, data_dir=None, batch_size=8,
                            seed=0, quiet=True, dataset=None, time_steps=None, device="cpu")
-    printed = capsys.readouterr().out
+    assert capsys.readouterr().out == ""
+    printed = "\n".join(ctx.summary_lines())
     assert "reference on digits (test, 24 samples, T=2): accuracy" in printed and "act1" in printed
     with np.load(out / "predictions.npz") as z:
         np.testing.assert_array_equal(ctx.results["reference"].logits, z["reference/logits"])
@@ -114,8 +116,10 @@ def test_bad_inputs(ckpt, tmp_path):
         flow.export_command(**opts(teacher, tmp_path / "t"))
     with pytest.raises(KdsnnError, match=r"dataset mnist5k has inputs of shape \(1, 28, 28\)"):
         flow.export_command(**opts(ckpt, tmp_path / "m", dataset="mnist5k"))
-    with pytest.raises(KdsnnError, match="unknown target 'foo'"):
+    with pytest.raises(KdsnnError, match="unknown backend 'foo'.*kdsnn targets"):
         flow.export_command(**opts(ckpt, tmp_path / "f", target="foo"))
+    with pytest.raises(KdsnnError, match="--target nir was removed.*--target reference"):
+        flow.export_command(**opts(ckpt, tmp_path / "f", target="nir"))
     with pytest.raises(KdsnnError, match="no graph.nir"):
         flow.run_command(artifact=str(tmp_path), target="reference")
     bad = tmp_path / "bad.nir"
@@ -125,13 +129,15 @@ def test_bad_inputs(ckpt, tmp_path):
 
 
 def test_rung2_failure_is_a_parity_error(ckpt, tmp_path, monkeypatch):
-    real = flow.run_student
+    from kdsnn import stages
+
+    real = stages.run_student
 
     def off_by_a_bit(*a, **k):  # a student whose logits differ from the graph's by 1e-3
         r = real(*a, **k)
         return RunResult(r.logits + 1e-3, r.spike_counts, r.backend, r.T)
 
-    monkeypatch.setattr(flow, "run_student", off_by_a_bit)
+    monkeypatch.setattr(stages, "run_student", off_by_a_bit)
     with pytest.raises(ParityError, match="rung 2 failed: 40 of 40 samples.*first: sample 0"):
         flow.export_command(**opts(ckpt, tmp_path / "p"))
     par = json.loads((tmp_path / "p" / "parity.json").read_text())
@@ -141,11 +147,11 @@ def test_rung2_failure_is_a_parity_error(ckpt, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_cli_exit_codes(ckpt, tmp_path):
     exe = [sys.executable, "-c", "import cli; cli.main()"]
-    r = subprocess.run([*exe, "export", str(ckpt), "--target", "nir", "-o", str(tmp_path / "o"),
+    r = subprocess.run([*exe, "export", str(ckpt), "--target", "reference", "-o", str(tmp_path / "o"),
                         "--samples", "20", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "PASS" in r.stdout and (tmp_path / "o" / "graph.nir").exists()
-    r = subprocess.run([*exe, "export", str(tmp_path / "missing.pt"), "--target", "nir", "-o",
+    r = subprocess.run([*exe, "export", str(tmp_path / "missing.pt"), "--target", "reference", "-o",
                         str(tmp_path / "o2")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not exist" in r.stderr
     assert isinstance(read_nir(tmp_path / "o" / "graph.nir").nodes["act1"], nir.IF)

@@ -1,4 +1,4 @@
-"""intsim against the scalar reference (DESIGN §4), on random IntNets and edge cases."""
+"""intsim against the scalar reference (docs/design.md, "Integer semantics"), on random IntNets and edge cases."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from intnet_gen import random_intnet
-from kdsnn.backends.intsim import (
-    IntSimBackend,
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.backends.intsim.fast import (
     accumulation_bound,
     effective_weights,
     lava_dense_weights,
@@ -127,7 +127,7 @@ def test_float_paths_are_chosen_only_when_exact() -> None:
 
 def test_int64_paths_match(monkeypatch) -> None:
     """Force the exact int64 conv/dense paths and compare with the scalar reference."""
-    import kdsnn.backends.intsim as bi
+    import kdsnn.backends.intsim.fast as bi
     monkeypatch.setattr(bi, "_exact_dtype", lambda bound: torch.int64)
     for seed in range(25):
         net = random_intnet(seed, conv=True)

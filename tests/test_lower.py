@@ -7,7 +7,8 @@ import math
 import nir
 import numpy as np
 import pytest
-from kdsnn.backends.intsim import IntSimBackend, lava_dense_weights
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.backends.intsim.fast import lava_dense_weights
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.intnet import INPUT
 from kdsnn.compiler.intsim_ref import run_scalar
@@ -29,7 +30,7 @@ def _conv(rng, c_in, c_out, hw, k=3, stride=1, pad=1, groups=1, scale=0.4):
 
 
 def _graph(nodes: dict, edges: list, T: int = 4) -> nir.NIRGraph:
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"T": T, "class_names": ["a", "b", "c"]},
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"T": T, "dt": 1.0, "class_names": ["a", "b", "c"]},
                         type_check=False)
 
 
@@ -217,17 +218,45 @@ def test_layer_that_cannot_fit_names_layer_and_bits() -> None:
 def test_unsupported_nodes_are_refused_by_name() -> None:
     g = mlp_graph()
     g.nodes["act1"] = nir.IF(r=np.ones(16), v_threshold=np.ones(16), v_reset=np.full(16, 0.5))
-    with pytest.raises(KdsnnError, match="act1: IF v_reset"):
+    with pytest.raises(KdsnnError, match="node act1: v_reset = 0.5 != 0 cannot be represented"):
         lower(g, "loihi", _x(g, 4))
     g = mlp_graph()
-    g.nodes["act1"] = nir.LIF(tau=np.ones(16), r=np.ones(16), v_leak=np.zeros(16), v_threshold=np.ones(16))
-    with pytest.raises(KdsnnError, match="node act1: NIR LIF"):
+    g.nodes["act1"] = nir.LIF(tau=np.linspace(2, 3, 16), r=np.ones(16), v_leak=np.zeros(16),
+                              v_threshold=np.ones(16), v_reset=np.zeros(16))
+    with pytest.raises(KdsnnError, match="node act1: the voltage decay .* differs between neurons"):
         lower(g, "loihi", _x(g, 4))
+    g = mlp_graph()
+    g.nodes["act1"] = nir.Scale(scale=np.ones(16))
+    with pytest.raises(KdsnnError, match="node act1: NIR Scale cannot be lowered"):
+        lower(g, "loihi", _x(g, 4))
+
+
+def test_per_neuron_thresholds_and_leaky_neurons_lower_exactly_in_float() -> None:
+    """Per-neuron thresholds are normalised into the weights, LIF decays kept: the folded
+    float graph spikes exactly as the unfolded one (calibrate.simulate vs the graph itself)."""
     g = mlp_graph()
     g.nodes["act1"] = _if((16,))
     g.nodes["act1"].v_threshold = np.linspace(1, 2, 16)
-    with pytest.raises(KdsnnError, match="act1: v_threshold differs"):
-        lower(g, "loihi", _x(g, 4))
+    x = _x(g, 30)
+    st = lowering_state(g, "loihi", x)
+    act1 = st.pop("act1")
+    assert act1.theta == 1.0
+    fc, th = g.nodes["fc1"], g.nodes["act1"].v_threshold
+    a = x.reshape(len(x), -1) @ fc.weight.T + fc.bias
+    v, n_spikes = np.zeros_like(a), np.zeros(len(x))
+    for _ in range(st.T):                                  # IF, reset to zero, per-neuron theta
+        v = v + a
+        s = v > th
+        n_spikes += s.sum(axis=1)
+        v[s] = 0
+    np.testing.assert_array_equal(simulate(st, x)["spike_counts"]["act1"], n_spikes)
+    g = mlp_graph()
+    g.nodes["act1"] = nir.LIF(tau=np.full(16, 4.0), r=np.full(16, 4.0), v_leak=np.zeros(16),
+                              v_threshold=np.ones(16), v_reset=np.zeros(16))
+    net = lower(g, "loihi", x)
+    p = net.population("act1")
+    assert (p.du, p.dv) == (4095, 1024)                    # beta = dt / tau = 1/4 -> 1024 / 4096
+    assert net.metadata["lowering"]["layers"]["act1"]["decay"]["beta_int"] == 0.25
 
 
 def test_bad_calibration_and_T() -> None:

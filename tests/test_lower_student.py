@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from kdsnn.backends.intsim import IntSimBackend, rung3
+from kdsnn.backends.intsim import IntSimBackend
+from kdsnn.backends.intsim.fast import rung3
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.export import student_to_nir
 from kdsnn.compiler.intsim_ref import run_scalar

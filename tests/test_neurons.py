@@ -1,4 +1,4 @@
-"""IF neuron: forward against DESIGN §3 step by step; surrogate gradients against autograd."""
+"""IF neuron: forward against docs/design.md, "Float semantics" step by step; surrogate gradients against autograd."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from kdsnn.neurons import IFNeuron, spike
 
 
 def reference_if(y: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Scalar loop straight from DESIGN §3: v += y; s = v > theta; v = 0 where s."""
+    """Scalar loop straight from docs/design.md, "Float semantics": v += y; s = v > theta; v = 0 where s."""
     T = y.shape[0]
     v = np.zeros(y.shape[1:], dtype=np.float64)
     s = np.zeros_like(y)

@@ -1,4 +1,4 @@
-"""The float reference backend against DESIGN §3 computed by hand, and against nirtorch."""
+"""The float reference backend against docs/design.md, "Float semantics" computed by hand, and against nirtorch."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def mlp(w1, b1, theta, w2, b2, T):
 
 
 def by_hand(x, w1, b1, theta, w2, b2, T):
-    """DESIGN §3 written out with Python loops."""
+    """docs/design.md, "Float semantics" written out with Python loops."""
     logits = np.zeros((len(x), w2.shape[0]))
     spikes = np.zeros((len(x), T), np.int64)
     for n in range(len(x)):

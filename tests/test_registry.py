@@ -100,12 +100,59 @@ def test_kdsnn_targets_lists_the_plugin(plugin_site):
     exe = [sys.executable, "-c", "import cli; cli.main()"]
     r = subprocess.run([*exe, "targets", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    rows = {d["name"]: d for d in json.loads(r.stdout)}
+    doc = json.loads(r.stdout)
+    rows = {d["name"]: d for d in doc["backends"]}
+    assert [h["name"] for h in doc["hardware"]] == ["loihi"]
     assert rows["dummy"]["available"] and rows["dummy"]["accepts"] == "nir"
     assert rows["dummy_broken"]["available"] is False
     r = subprocess.run([*exe, "targets"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
+    assert "hardware spec (--hw)" in r.stdout and "loihi" in r.stdout
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("dummy "))
     assert "available" in line and "NIR graph" in line and "always predicts class 0" in line
     off = next(ln for ln in r.stdout.splitlines() if ln.startswith("dummy_off"))
     assert "unavailable" in off and "DummyChip" in off
+
+
+@pytest.mark.slow
+def test_plugins_run_through_export_run_and_evaluate(plugin_site, tmp_path):
+    """Any registered backend deploys: a NIR plugin and an integer plugin, via the CLI."""
+    from test_flow_nir import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "student.pt", T=2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_site), str(ROOT), str(ROOT / "tests")]),
+           "OMP_NUM_THREADS": "1"}
+
+    def kdsnn(*args):
+        r = subprocess.run([sys.executable, "-m", "kdsnn", *args], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+
+    out = tmp_path / "dummy"
+    printed = kdsnn("export", str(ckpt), "--target", "dummy", "--samples", "20", "--eval-samples", "30",
+                    "-q", "-o", str(out))
+    assert "graph.nir on dummy (float, not gated)" in printed and "rung 2" in printed
+    par = json.loads((out / "parity.json").read_text())
+    assert par["passed"] and par["target"] == "dummy" and par["samples"] == 30
+    plug = par["rungs"][-1]
+    assert plug["backend"] == "dummy" and plug["passed"] is None and plug["samples"] == 20
+    with np.load(out / "predictions.npz") as z:
+        assert (z["dummy/predictions"] == 0).all() and len(z["reference/logits"]) == 30
+    printed = kdsnn("run", str(out), "--target", "dummy", "--samples", "12", "-q")
+    assert printed.startswith("dummy on digits (test, 12 samples, T=2): accuracy")
+
+    out = tmp_path / "int"
+    printed = kdsnn("export", str(ckpt), "--target", "dummy_int", "--eval-samples", "30", "--calibration",
+                    "16", "-q", "-o", str(out))
+    rungs = {r["rung"]: r for r in json.loads((out / "parity.json").read_text())["rungs"]}
+    assert set(rungs) == {1, 2, 3, 4} and rungs[4]["backend"] == "dummy_int"
+    assert rungs[4]["passed"] and rungs[4]["identical_to_rung3"] and rungs[4]["samples_compared"] == 16
+    assert json.loads((out / "report.json").read_text())["meta"]["backend"] == "dummy_int"
+    printed = kdsnn("run", str(out), "--target", "dummy_int", "-q")
+    assert "dummy_int on digits (test, 16 samples, T=2)" in printed
+
+    printed = kdsnn("evaluate", str(ckpt), "--target", "dummy", "--samples", "20", "--json")
+    models = json.loads(printed)["models"]
+    assert [m["label"].rsplit(" ", 1)[-1] for m in models] == ["(float)", "(dummy)"]
+    assert models[1]["accuracy"]["clean"] == pytest.approx(0.1, abs=0.1)

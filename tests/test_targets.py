@@ -26,7 +26,7 @@ def test_loihi_matches_lava_fixed_point_models() -> None:
 
 def test_weight_range_agrees_with_lava_truncation() -> None:
     import numpy as np
-    from kdsnn.backends.intsim import lava_dense_weights
+    from kdsnn.backends.intsim.fast import lava_dense_weights
     w = np.arange(-400, 400)
     for mode in ("mixed", "excitatory", "inhibitory"):
         for bits in (8, 6, 4):
@@ -88,3 +88,28 @@ def test_unknown_target_and_toml(tmp_path) -> None:
     else:
         with pytest.raises(KdsnnError, match="write the spec as JSON"):
             load_target(p)
+
+
+def test_subtractive_reset_needs_programmable_neurons() -> None:
+    """loihi (Loihi 1 as Lava models it) resets v to 0 only and refuses a subtractive layer
+    by name; the built-in loihi2 holds it (a kdsnn process model on Lava)."""
+    import nir
+    import numpy as np
+    from kdsnn.compiler.lower import lower
+
+    rng = np.random.default_rng(0)
+    nodes = {"in_1": nir.Input(input_type={"input": np.array([6])}),
+             "fc": nir.Affine(weight=rng.normal(0, 1, (5, 6)), bias=np.zeros(5)),
+             "lif": nir.IF(r=np.ones(5), v_threshold=np.ones(5), v_reset=np.zeros(5)),
+             "fc2": nir.Linear(weight=rng.normal(0, 1, (3, 5))),
+             "ro": nir.I(r=np.ones(3)),
+             "out": nir.Output(output_type={"output": np.array([3])})}
+    names = list(nodes)
+    g = nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:], strict=True)),
+                     metadata={"T": 4, "dt": 1.0, "reset_modes": {"lif": "subtract"}}, type_check=False)
+    x = rng.normal(size=(8, 6))
+    with pytest.raises(KdsnnError, match=r"node lif: subtractive reset .* not available on target loihi.*--hw loihi2"):
+        lower(g, "loihi", x)
+    net = lower(g, "loihi2", x)                 # the Input is named in_1: any name lowers
+    assert net.population("lif").reset == "subtract" and net.target == "loihi2"
+    assert load_target("loihi2").reset_modes == ("zero", "subtract") and LOIHI.reset_modes == ("zero",)

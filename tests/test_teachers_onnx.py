@@ -17,7 +17,7 @@ from torch import nn
 
 from kdsnn.errors import KdsnnError
 from kdsnn.export_onnx import export_onnx
-from kdsnn.teachers_onnx import OnnxTeacher
+from kdsnn.teachers.onnx_teacher import OnnxTeacher
 from kdsnn.zoo import build
 
 DIGITS = (1, 8, 8)
@@ -202,7 +202,7 @@ def test_bad_feature_names_list_nearest(exported):
 
 
 def test_teacher_protocol_and_device(exported):
-    from kdsnn.teachers import Teacher
+    from kdsnn.teachers.protocol import Teacher
 
     t = OnnxTeacher(exported).to("cpu")
     assert isinstance(t, Teacher)

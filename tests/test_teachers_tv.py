@@ -11,8 +11,8 @@ import torchvision
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.teachers import Teacher
-from kdsnn.teachers_tv import TorchvisionTeacher, parse_spec
+from kdsnn.teachers.protocol import Teacher
+from kdsnn.teachers.torchvision_teacher import TorchvisionTeacher, parse_spec
 
 
 @pytest.fixture(scope="module")

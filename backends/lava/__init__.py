@@ -1,6 +1,6 @@
 """The Lava backend: an IntNet runs as real Lava processes on Lava's Loihi simulator
 (`Loihi2SimCfg(select_tag="fixed_pt")`), bit-exact with the canonical zero-delay semantics
-that intsim computes (DESIGN §4, parity rung 4).
+that intsim computes (docs/design.md, "Integer semantics", parity rung 4).
 
     exe = LavaBackend().compile(intnet)               # options: period (>= T, default T),
     res = exe.run(x_normalized, progress=True)        #   conv_model ("im2col" | "lava"),
@@ -21,31 +21,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.backends.lava.runtime import import_lava
 from kdsnn.compiler.intnet import IntNet
 
 from kdsnn.errors import KdsnnError
 
 __all__ = ["LavaBackend", "LavaExecutable"]
-
-
-_LAVA_MP = "lava.magma.runtime.message_infrastructure.multiprocessing"
-
-
-def import_lava() -> None:
-    """Import Lava's runtime. Lava calls `multiprocessing.set_start_method('fork')` when
-    imported, which raises once anything has fixed the start method (even a bare
-    `multiprocessing.get_start_method()`); Lava needs fork, so force it for that call."""
-    import multiprocessing as mp
-
-    if _LAVA_MP in sys.modules or mp.get_start_method(allow_none=True) is None:
-        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
-        return
-    orig = mp.set_start_method
-    mp.set_start_method = lambda method, force=False: orig(method, force=True)  # type: ignore[assignment]
-    try:
-        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401,F811
-    finally:
-        mp.set_start_method = orig  # type: ignore[assignment]
 
 
 def _import_error() -> str:
@@ -160,6 +141,7 @@ class LavaBackend(Backend):
     accepts: ClassVar[str] = "intnet"
     description: ClassVar[str] = ("Intel Lava processes on the simulated Loihi (fixed_pt), "
                                   "streamed, bit-exact with intsim")
+    default_samples: ClassVar[int] = 100      # Lava simulates slowly; intsim runs the rest
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

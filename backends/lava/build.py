@@ -2,20 +2,26 @@
 
 What each IntNet piece becomes (layouts: `layout.py`; timing: `schedule.py`):
   input             `GradedSource` (one per distinct input delay), graded int32 spikes
+                    (a temporal input sends one frame per step)
   dense connection  `Dense(num_message_bits=24 if graded else 0)`, rows/columns permuted to
                     Lava's flat order, weight_exp / num_weight_bits / sign_mode passed through
-                    (Lava's own clip/truncate applies, exactly as intsim applies it)
+                    (Lava's own clip/truncate applies, exactly as intsim applies it);
+                    recurrent ones are plain Dense too (Lava's one-step synaptic delay is
+                    the cycle's delay); one that needs extra steps (delay, shortcut) is
+                    Lava's `DelayDense` with delays = the extra steps
   conv connection   `Conv` with the kernel flipped and transposed to (C_out, W, H, C_in/g);
                     Lava's Conv uses its int32 weights as given (no clip/truncate, no
                     weight_exp) and wraps its output to 24 bits -- intsim does the same.
                     conv_model="lava" runs Lava's own PyConvModelFixed; "im2col" (default)
                     runs the bit-identical, ~100x faster `PyConvModelFixedIm2col`
   population        `CountingLIF` (= Lava's `LIFReset` + bit-accurate model, observed),
-                    reset_interval = period, reset_offset = (1 + depth) mod period;
+                    du/dv passed through, reset_interval = period,
+                    reset_offset = (1 + depth) mod period; reset "subtract" switches its
+                    model's voltage reset to v -= vth << 6 (processes.py);
                     bias_mant is stored in Lava's int16 register (intsim wraps it alike)
   readout           the same, with the IntNet's vth (the lowering picks one v cannot
                     exceed; intsim thresholds the readout with the same vth)
-  shortcut delay    relay chain: `Sparse(identity)` -> `LIF(vth=0)` per extra step
+  conv extra delay  relay chain: `Sparse(identity)` -> `LIF(vth=0)` per extra step
 """
 
 # ruff: noqa: E402  (lava is imported after import_lava(), which must run first)
@@ -30,18 +36,18 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sps
-from kdsnn.backends.lava import import_lava
+from kdsnn.backends.lava.runtime import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
 
 from kdsnn.backends.lava import layout
 from kdsnn.backends.lava.procs.processes import CountingLIF, GradedSource, PyConvModelFixedIm2col
-from kdsnn.backends.lava.schedule import Schedule
+from kdsnn.backends.lava.schedule import Schedule, uses_delay_dense
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
-from lava.proc.dense.process import Dense
+from lava.proc.dense.process import DelayDense, Dense
 from lava.proc.lif.process import LIF
 from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
@@ -103,12 +109,19 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
     procs: list[Any] = []
     out_ports: dict[str, Any] = {}
     lshape: dict[str, tuple[int, ...]] = {INPUT: layout.lava_shape(tuple(net.input.shape))}
-    x_lava = layout.to_lava(np.asarray(xq, dtype=np.int32), tuple(net.input.shape))
+    temporal = bool(net.input.temporal)
+    xq = np.asarray(xq, dtype=np.int32)
+    if temporal:                                   # (N, T, *shape): each frame in Lava layout
+        n_, t_ = xq.shape[:2]
+        x_lava = layout.to_lava(xq.reshape(n_ * t_, *xq.shape[2:]), tuple(net.input.shape))
+        x_lava = x_lava.reshape(n_, t_, *x_lava.shape[1:])
+    else:
+        x_lava = layout.to_lava(xq, tuple(net.input.shape))
     sources: dict[int, Any] = {}
 
     def source(delay: int) -> Any:
         if delay not in sources:
-            sources[delay] = GradedSource(data=x_lava, T=T, period=P, delay=delay,
+            sources[delay] = GradedSource(data=x_lava, T=T, period=P, delay=delay, temporal=temporal,
                                           name=f"input_d{delay}")
             procs.append(sources[delay])
         return sources[delay].s_out
@@ -125,7 +138,8 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
         dumps[p.name] = dump
         observe = dict(depth=sched.depth[p.name], T=T, period=P, n=N,
                        total_steps=sched.total_steps, dump=str(dump),
-                       readout=bool(p.readout), trains=bool(record))
+                       readout=bool(p.readout), trains=bool(record), reset=p.reset,
+                       readout_kind=p.readout_kind)
         lif = CountingLIF(shape=ls, du=int(p.du), dv=int(p.dv), bias_mant=bias,
                           bias_exp=int(p.bias_exp),
                           vth=int(p.vth),
@@ -155,18 +169,19 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
 
     for c in net.connections:
         e = sched.extra[c.name]
+        delayed = uses_delay_dense(c, e)
         if c.src == INPUT:
             src_port = source(e)
         else:
-            src_port = taps[(c.src, e)] if e > 0 else out_ports[c.src]
+            src_port = taps[(c.src, e)] if e > 0 and not delayed else out_ports[c.src]
         graded = c.src == INPUT or bool(c.graded)
         bits = GRADED_BITS if graded else 0
         src_shape, dst_shape = net.shape_of(c.src), net.shape_of(c.dst)
         if c.kind == "dense":
             w = layout.dense_weight(np.asarray(c.weight, dtype=np.int32), src_shape, dst_shape)
-            syn = Dense(weights=w, weight_exp=int(c.weight_exp),
-                        num_weight_bits=int(c.num_weight_bits), sign_mode=SIGN[c.sign_mode],
-                        num_message_bits=bits, name=c.name)
+            kw = dict(weights=w, weight_exp=int(c.weight_exp), num_weight_bits=int(c.num_weight_bits),
+                      sign_mode=SIGN[c.sign_mode], num_message_bits=bits, name=c.name)
+            syn = DelayDense(delays=int(e), **kw) if delayed else Dense(**kw)
         else:
             w = layout.conv_weight(np.asarray(c.weight, dtype=np.int32))
             syn = Conv(weight=w, weight_exp=0, input_shape=lshape[c.src],

@@ -1,4 +1,4 @@
-"""Rung 4 of the parity ladder: Lava must equal intsim bit for bit (DESIGN §5).
+"""Rung 4 of the parity ladder: Lava must equal intsim bit for bit (docs/design.md, "The parity ladder").
 
 `first_difference(intsim_result, lava_result, layers)` names the first differing sample,
 layer and step (or logits), so a failure says where the two diverged, not only that they

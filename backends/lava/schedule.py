@@ -1,6 +1,6 @@
 """The streaming schedule that makes Lava's delayed network compute the canonical result.
 
-Canonical semantics (DESIGN §4, `kdsnn.compiler.intnet`): zero synaptic delay, T steps per sample,
+Canonical semantics (docs/design.md, "Integer semantics", `kdsnn.compiler.intnet`): zero synaptic delay, T steps per sample,
 zero state at the start of every sample. Lava differs in one place: every Dense/Conv/Sparse
 process sends at step tau the accumulation of the spikes it received at tau - 1, so a
 population that is `d` connections away from the input sees the input of step tau only at
@@ -17,12 +17,22 @@ same step). The schedule below undoes that exactly (Lava time steps start at 1):
 - Every population is a `LIFReset` with reset_interval = P and
   reset_offset = (1 + depth(p)) mod P: u and v are zeroed at the start of each window,
   before that step's input is integrated -- the canonical "zero state at sample start".
-- A connection c: p -> q has Lava delay 1 but needs depth(q) - depth(p) steps. The missing
-  extra(c) = depth(q) - depth(p) - 1 steps (residual shortcuts, > 0 only on reconvergent
-  paths) come from relay populations: p -> Sparse(identity) -> relay LIF -> ... (extra(c)
-  relays, each passes a binary spike exactly one step later), and c starts at the last one.
-  Connections from the input instead read a source process that emits the image extra(c)
-  steps later.
+  Outside its windows (gap steps t >= T, steps before its first window) a population sends
+  no spikes (`CountingLIF` masks them): that is what keeps delayed and recurrent
+  connections from carrying one sample's activity into the next.
+- Recurrent and delayed connections (IntNet delay >= 1): depth is no longer the longest
+  path but the smallest solution of depth(dst) >= depth(src) + 1 - delay
+  (compiler/passes/depth.py); a connection then needs depth(dst) - depth(src) + delay
+  Lava steps, and the period must leave delay gap steps: P >= T + max delay (the default),
+  so that what reaches a sample's first `delay` steps is the silent gap of the sample
+  before, i.e. the canonical zero.
+- A connection c: p -> q has Lava delay 1 but needs depth(q) - depth(p) + delay(c) steps.
+  The missing extra(c) = depth(q) - depth(p) + delay(c) - 1 steps (residual shortcuts,
+  Delay nodes) come from Lava's `DelayDense` (delays = extra(c), up to 63) for dense
+  connections, and from relay populations for conv: p -> Sparse(identity) -> relay LIF
+  -> ... (extra(c) relays, each passes a binary spike exactly one step later), and c
+  starts at the last one. Connections from the input instead read a source process that
+  emits the image extra(c) steps later.
 - The source emits sample k's quantized image at steps k * P + 1 + delay + t, t < T,
   and zeros in the gap steps t >= T (only when P > T).
 - Then every hop maps p's window-relative step t onto the same t of q, for every sample:
@@ -39,21 +49,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kdsnn.compiler.intnet import INPUT, IntNet
+from kdsnn.compiler.intnet import INPUT, Connection, IntNet, lava_cycle_error, pipeline_depths
 
 from kdsnn.errors import KdsnnError
 
+DELAY_DENSE_MAX = 63                              # Lava's DelayDense: 6-bit delays (Loihi 2)
+
+
+def uses_delay_dense(c: Connection, extra: int) -> bool:
+    """A delayed dense connection from a population runs as Lava's DelayDense."""
+    return c.kind == "dense" and c.src != INPUT and 0 < extra <= DELAY_DENSE_MAX
+
 
 def depths(net: IntNet) -> dict[str, int]:
-    """Longest path (in connections) from the input to every population; input = 0."""
-    d: dict[str, int] = {INPUT: 0}
-    for p in net.populations:                     # topological order (IntNet.validate)
-        srcs = [c.src for c in net.incoming(p.name)]
-        missing = [s for s in srcs if s not in d]
-        if missing or not srcs:
-            raise KdsnnError(f"population {p.name}: sources {missing or 'none'} are not earlier "
-                             "populations; the IntNet is not in topological order")
-        d[p.name] = 1 + max(d[s] for s in srcs)
+    """Pipeline depth of every population (compiler/passes/depth.py); input = 0."""
+    net.validate()
+    d = pipeline_depths([p.name for p in net.populations], net.connections)
+    if isinstance(d, list):
+        raise lava_cycle_error(d)
     return d
 
 
@@ -106,15 +119,17 @@ def make_schedule(net: IntNet, n_samples: int, period: int | None = None) -> Sch
     T = int(net.T)
     if T < 1:
         raise KdsnnError(f"IntNet T = {T}; it must be at least 1")
-    P = T if period is None else int(period)
-    if P < T:
-        raise KdsnnError(f"Lava stream period {P} is shorter than T = {T}; use a period >= T")
+    gap = max((int(c.delay) for c in net.connections), default=0)
+    P = T + gap if period is None else int(period)
+    if P < T + gap:
+        raise KdsnnError(f"Lava stream period {P} is shorter than T + the longest connection delay = "
+                         f"{T} + {gap}; use a period >= {T + gap}")
     d = depths(net)
     extra: dict[str, int] = {}
     relays: dict[str, int] = {}
     for c in net.connections:
-        e = d[c.dst] - d[c.src] - 1               # >= 0: depth is the longest path
+        e = d[c.dst] - d[c.src] + int(c.delay) - 1      # >= 0 by the depth constraints
         extra[c.name] = e
-        if e > 0 and c.src != INPUT:
+        if e > 0 and c.src != INPUT and not uses_delay_dense(c, e):
             relays[c.src] = max(relays.get(c.src, 0), e)
     return Schedule(T=T, period=P, n_samples=int(n_samples), depth=d, extra=extra, relays=relays)

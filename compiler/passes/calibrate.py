@@ -1,9 +1,17 @@
 """Pass `calibrate`: run the float graph on calibration samples and record state ranges.
 
-The float network here is exactly the one being lowered (after folding), run with the
-DESIGN §3 semantics in float64: per population, the largest |a| (synaptic input of one
-step, bias excluded), the range of v before reset, the firing rate. `simulate` is also
-used to compare the integer result with the float one it approximates.
+The float network here is exactly the one being lowered (after folding), run in float64
+with the common form of `compiler.dynamics` (gain already in the weights):
+
+    a[t] = sum_c W_c s_src[t - delay_c];  u = (1 - alpha) u + a;  v = (1 - beta) v + u + bias
+    s = v > theta;  reset "zero": v = 0, "subtract": v -= theta, "none": never fires
+
+Inputs are static images (N, *shape), the same at every step, or spike/current trains
+(N, T, *shape). Recorded per population: the largest |a| (one step's synaptic input, bias
+excluded), |u|, the range of v before reset, the firing rate. A graph without recurrence
+is computed layer by layer over all T steps at once (a delay shifts the source's train);
+with recurrence everything steps together. `simulate` is also used to compare the
+integer result with the float one it approximates.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kdsnn.compiler.passes.state import FConn, LoweringState
+from kdsnn.compiler.intnet import INPUT
+from kdsnn.compiler.passes.state import FConn, FPop, LoweringState
 
 from kdsnn.errors import KdsnnError
 
@@ -29,43 +38,94 @@ def conn_apply(c: FConn, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(y.shape[0], -1)
 
 
+class _Neurons:
+    """One population's float state for a batch, stepped with the common form."""
+
+    def __init__(self, p: FPop, n: int, stats: dict[str, float]) -> None:
+        self.p, self.stats = p, stats
+        size = int(np.prod(p.shape))
+        self.u = torch.zeros(n, size, dtype=torch.float64)
+        self.v = torch.zeros_like(self.u)
+        self.b = torch.as_tensor(np.asarray(p.bias, np.float64).reshape(-1), dtype=torch.float64)
+
+    def step(self, a: torch.Tensor) -> torch.Tensor:
+        p, ps = self.p, self.stats
+        if a.numel():
+            ps["a_max"] = max(ps["a_max"], float(a.abs().max()))
+        self.u = (1.0 - p.alpha) * self.u + a if p.alpha != 1.0 else a.clone()
+        self.v = (1.0 - p.beta) * self.v + self.u + self.b
+        if self.v.numel():
+            ps["u_max"] = max(ps["u_max"], float(self.u.abs().max()))
+            ps["v_max"] = max(ps["v_max"], float(self.v.max()))
+            ps["v_min"] = min(ps["v_min"], float(self.v.min()))
+        if p.reset == "none" or not np.isfinite(p.theta):
+            return torch.zeros_like(self.v)
+        s = self.v > p.theta
+        if p.reset == "subtract":
+            self.v = torch.where(s, self.v - p.theta, self.v)
+        else:
+            self.v = torch.where(s, torch.zeros_like(self.v), self.v)
+        return s.to(torch.float64)
+
+
+def _recurrent(st: LoweringState) -> bool:
+    order = {p.name: i for i, p in enumerate(st.pops)}
+    return any(c.src != INPUT and order[c.src] >= order[c.dst] for c in st.conns)
+
+
+def _batch(st: LoweringState, xb: torch.Tensor, stats: dict[str, dict[str, float]],
+           rec: bool) -> tuple[dict[str, torch.Tensor], dict[str, _Neurons]]:
+    """One batch: spike trains (T, n, *shape) per population and the final neuron states."""
+    T, temporal = st.T, st.temporal
+    n = xb.shape[0]
+    frames = [xb[:, t] for t in range(T)] if temporal else [xb] * T
+    neurons = {p.name: _Neurons(p, n, stats[p.name]) for p in st.pops}
+    trains: dict[str, list[torch.Tensor]] = {INPUT: frames}
+    static: dict[str, torch.Tensor] = {}
+
+    def a_of(p: FPop, t: int) -> torch.Tensor:
+        a = torch.zeros(n, int(np.prod(p.shape)), dtype=torch.float64)
+        for c in st.incoming(p.name):
+            if c.src == INPUT and not temporal and c.delay == 0:
+                if c.name not in static:
+                    static[c.name] = conn_apply(c, xb)
+                a = a + static[c.name]
+            elif t - c.delay >= 0:
+                a = a + conn_apply(c, trains[c.src][t - c.delay])
+        return a
+
+    if rec:
+        for p in st.pops:
+            trains[p.name] = []
+        for t in range(T):
+            for p in st.pops:
+                trains[p.name].append(neurons[p.name].step(a_of(p, t)).reshape(n, *p.shape))
+    else:
+        for p in st.pops:
+            trains[p.name] = [neurons[p.name].step(a_of(p, t)).reshape(n, *p.shape) for t in range(T)]
+    return {p.name: torch.stack(trains[p.name]) for p in st.pops}, neurons
+
+
 def simulate(st: LoweringState, x: np.ndarray, batch: int = 256) -> dict[str, Any]:
-    """Float run: logits (N, classes), spike counts per population, state statistics."""
+    """Float run: logits (N, classes), spike counts per population, state statistics.
+    logits: v[T] / T of a non-spiking readout, spike counts per neuron of a spiking one."""
     T = st.T
-    stats = {p.name: {"a_max": 0.0, "v_max": 0.0, "v_min": 0.0, "spikes": 0.0} for p in st.pops}
+    stats = {p.name: {"a_max": 0.0, "u_max": 0.0, "v_max": 0.0, "v_min": 0.0, "spikes": 0.0} for p in st.pops}
     logits, counts = [], {p.name: [] for p in st.pops}
+    rec = _recurrent(st)
     for i in range(0, len(x), batch):
         xb = torch.as_tensor(np.asarray(x[i:i + batch]), dtype=torch.float64)
         n = xb.shape[0]
-        vals: dict[str, torch.Tensor] = {"input": xb}
+        trains, neurons = _batch(st, xb, stats, rec)
         for p in st.pops:
-            a = torch.zeros(T * n, p.bias.size, dtype=torch.float64)
-            for c in st.incoming(p.name):
-                src = vals[c.src]
-                y = conn_apply(c, src)
-                if c.src == "input":
-                    y = y.repeat(T, 1)
-                a = a + y
-            a = a.reshape(T, n, -1)
-            b = torch.as_tensor(p.bias.reshape(-1), dtype=torch.float64)
-            s_out = torch.zeros_like(a)
-            v = torch.zeros(n, a.shape[2], dtype=torch.float64)
-            ps = stats[p.name]
-            ps["a_max"] = max(ps["a_max"], float(a.abs().max()) if a.numel() else 0.0)
-            for t in range(T):
-                v = v + a[t] + b
-                if v.numel():
-                    ps["v_max"] = max(ps["v_max"], float(v.max()))
-                    ps["v_min"] = min(ps["v_min"], float(v.min()))
-                if not p.readout:
-                    s = v > p.theta
-                    s_out[t] = s.to(torch.float64)
-                    v = torch.where(s, torch.zeros_like(v), v)
-            ps["spikes"] += float(s_out.sum())
-            counts[p.name].append(s_out.sum(dim=(0, 2)).numpy())
-            vals[p.name] = s_out.reshape(T * n, *p.shape)
+            s_all = trains[p.name]                                    # (T, n, *shape)
+            stats[p.name]["spikes"] += float(s_all.sum())
+            counts[p.name].append(s_all.reshape(T, n, -1).sum(dim=(0, 2)).numpy())
             if p.readout:
-                logits.append((v / T).numpy())
+                if p.reset == "none":
+                    logits.append((neurons[p.name].v / T).numpy())
+                else:
+                    logits.append(s_all.reshape(T, n, -1).sum(dim=0).numpy())
     return {"logits": np.concatenate(logits) if logits else np.zeros((0, 0)),
             "spike_counts": {k: np.concatenate(v) if v else np.zeros(0) for k, v in counts.items()},
             "stats": stats}
@@ -73,16 +133,22 @@ def simulate(st: LoweringState, x: np.ndarray, batch: int = 256) -> dict[str, An
 
 def run(st: LoweringState) -> None:
     x = np.asarray(st.calibration_x, dtype=np.float64)
-    in_shape = st.nodes[next(k for k, v in st.nodes.items() if v.op == "input")].shape
-    if x.ndim != len(in_shape) + 1 or tuple(x.shape[1:]) != tuple(in_shape) or len(x) == 0:
-        raise KdsnnError(f"calibration data must be (N, {', '.join(map(str, in_shape))}) with N >= 1, got {x.shape}")
+    in_shape = st.shape_of(INPUT)
+    temporal = x.ndim == len(in_shape) + 2
+    lead = f"(N, {st.T}, " if temporal else "(N, "
+    if (x.ndim not in (len(in_shape) + 1, len(in_shape) + 2) or tuple(x.shape[-len(in_shape):]) != tuple(in_shape)
+            or len(x) == 0 or (temporal and x.shape[1] != st.T)):
+        raise KdsnnError(f"calibration data must be (N, {', '.join(map(str, in_shape))}) images or "
+                         f"(N, T={st.T}, {', '.join(map(str, in_shape))}) trains with N >= 1, got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise KdsnnError("calibration data contains NaN or inf")
+    st.temporal = temporal
     res = simulate(st, x)
     n = len(x)
     for p in st.pops:
         s = res["stats"][p.name]
-        s["rate"] = s.pop("spikes") / max(1, n * st.T * p.bias.size)
+        s["rate"] = s.pop("spikes") / max(1, n * st.T * int(np.prod(p.shape)))
     st.stats = res["stats"]
-    st.stats["input"] = {"x_max": float(np.abs(x).max()), "n": n}
-    st.log.append(f"{NAME}: {n} samples, T={st.T}")
+    st.stats[INPUT] = {"x_max": float(np.abs(x).max()), "n": n,
+                       "integer": bool(np.all(x == np.rint(x)))}
+    st.log.append(f"{NAME}: {n} samples {lead}...), T={st.T}")

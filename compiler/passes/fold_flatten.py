@@ -7,7 +7,7 @@ a full Flatten does, so removing it is exact. A Flatten feeding anything else st
 
 from __future__ import annotations
 
-from kdsnn.compiler.passes.state import LoweringState
+from kdsnn.compiler.passes.state import LoweringState, bypass
 
 NAME = "fold_flatten"
 
@@ -17,8 +17,7 @@ def run(st: LoweringState) -> None:
     for f in [n for n in st.nodes.values() if n.op == "flatten"]:
         for c in st.consumers(f.name):
             if c.op == "dense":
-                c.inputs = [f.inputs[0] if i == f.name else i for i in c.inputs]
-                c.origin = f.origin + c.origin
+                bypass(c, f)
                 folded += 1
         if not st.consumers(f.name):
             del st.nodes[f.name]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kdsnn.compiler.passes.state import LNode, LoweringState
+from kdsnn.compiler.passes.state import LNode, LoweringState, bypass
 
 from kdsnn.errors import KdsnnError
 
@@ -84,8 +84,7 @@ def run(st: LoweringState) -> None:
                     c.params = dict(c.params, weight=_fold_into_dense(pool, c, in_shape))
                 else:
                     continue
-                c.inputs = [pool.inputs[0] if i == pool.name else i for i in c.inputs]
-                c.origin = pool.origin + c.origin
+                bypass(c, pool)
                 folded += 1
                 changed = True
             if not st.consumers(pool.name):

@@ -1,7 +1,9 @@
-"""Pass `quantize_input`: the image becomes signed graded spikes of `input_bits` bits.
+"""Pass `quantize_input`: the input becomes signed graded spikes of `input_bits` bits.
 
 scale = qmax / max|x| over the calibration samples, so the calibration range uses the
-whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize).
+whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize). Integer
+inputs that fit (spike trains, event counts per bin) keep scale 1: exact. A spike/current
+train input (N, T, *shape) is sent one frame per step (InputSpec.temporal).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ def run(st: LoweringState) -> None:
     shape = next(n.shape for n in st.nodes.values() if n.op == "input")
     qmax = 2 ** (bits - 1) - 1
     xmax = st.stats["input"]["x_max"]
-    scale = qmax / xmax if xmax > 0 else 1.0
+    exact = bool(st.stats["input"].get("integer")) and xmax <= qmax
+    scale = 1.0 if exact or xmax == 0 else qmax / xmax
     mean = tuple(float(m) for m in (st.meta.get("mean") or ()))
     std = tuple(float(s) for s in (st.meta.get("std") or ()))
-    st.input_spec = InputSpec(shape=tuple(shape), scale=float(scale), bits=bits, mean=mean, std=std)
-    st.log.append(f"{NAME}: {bits}-bit graded input, scale {scale:.4g} (|x| <= {xmax:.4g})")
+    st.input_spec = InputSpec(shape=tuple(shape), scale=float(scale), bits=bits, mean=mean, std=std,
+                              temporal=st.temporal)
+    st.log.append(f"{NAME}: {bits}-bit graded input{' train' if st.temporal else ''}, scale {scale:.4g} "
+                  f"(|x| <= {xmax:.4g}{', integers kept exact' if exact else ''})")

@@ -11,10 +11,11 @@ S is the largest value all of these allow (each is an upper bound, reported by n
             using the largest exponent the target allows for dense connections
   threshold vth = round(S * theta) <= 2^17 - 1
   bias      64 * S * max|b| <= 4095 << 7
-  state     u = a << 6 must not wrap and v must not clip (readout: must never reach its
+  state     u must not wrap and v must not clip (readout: must never reach its
             threshold). Bounded from the weights for *any* input ("worst-case", provable)
             when that costs at most `provable_budget_bits` of scale, else from calibration
-            (max |a|, v range) with a `headroom` factor.
+            (max |u|, v range) with a `headroom` factor. With a current decay alpha, |u| <=
+            |a| * sum_k (1 - alpha)^k over the T steps; with a leak beta, likewise |v|.
 Dense connections then take the smallest exponent that keeps their weights in range
 (right shifts keep weight precision; their average flooring is compensated in the
 bias). Finally the integer bounds are re-checked exactly with the integer weights; if
@@ -22,6 +23,12 @@ rounding broke a worst-case bound, S shrinks by 2^-1/4 and the population is red
 A population is refused when S falls below what keeps `min_weight_bits` of weight
 magnitude (or a threshold >= 1): the error names the layer, the binding bound and the
 missing headroom in bits.
+
+Decays: du = round(alpha * 4096) - 1 (Lava decays u by du + 1), dv = round(beta * 4096),
+in [0, 4095]; the float decays they stand for and the error are in the layer's report
+(`decay`), and so in parity.json. Resets: a target without "subtract" in its reset_modes
+(loihi) refuses a subtractive layer by name; a non-spiking readout (I, LI, CubaLI) gets
+the largest vth and provably never fires, a spiking one (IF, LIF, CubaLIF) is counted.
 """
 
 from __future__ import annotations
@@ -49,6 +56,24 @@ def _sign_mode(w: np.ndarray, allowed: tuple[str, ...]) -> str:
 def _row_abs_sum(w: np.ndarray, kind: str) -> np.ndarray:
     a = np.abs(w)
     return a.sum(axis=1) if kind == "dense" else a.reshape(a.shape[0], -1).sum(axis=1)
+
+
+def geometric(x: float, T: int) -> float:
+    """sum_{k<T} (1 - x)^k: how much a per-step input accumulates under a decay x."""
+    return float(T) if x <= 0 else (1.0 - (1.0 - x) ** T) / x
+
+
+def decays(p: FPop, decay_bits: int) -> tuple[int, int, dict[str, float]]:
+    """(du, dv) of Lava's 12-bit decays for the population's alpha/beta, and the error."""
+    one = 1 << decay_bits
+    du = int(min(one - 1, max(0, round(p.alpha * one) - 1)))
+    dv = int(min(one - 1, max(0, round(p.beta * one))))
+    a_int, b_int = (du + 1) / one, dv / one
+
+    def rel(x: float, y: float) -> float:
+        return abs(y - x) / x if x else abs(y - x)
+    return du, dv, {"alpha": p.alpha, "alpha_int": a_int, "alpha_rel_error": rel(p.alpha, a_int),
+                    "beta": p.beta, "beta_int": b_int, "beta_rel_error": rel(p.beta, b_int)}
 
 
 def _quantize(w: np.ndarray, sigma: float, lo: int, hi: int, step: int) -> np.ndarray:
@@ -91,7 +116,7 @@ class _Plan:
                 name=c.name, src=c.src, dst=c.dst, kind=c.kind, weight=wq.astype(np.int32),
                 weight_exp=int(e), num_weight_bits=tg.num_weight_bits, sign_mode=mode,
                 stride=tuple(c.stride), padding=tuple(c.padding), dilation=tuple(c.dilation),
-                groups=int(c.groups), graded=c.src == INPUT))
+                groups=int(c.groups), graded=c.src == INPUT, delay=int(c.delay)))
             self.detail.append({"name": c.name, "src": c.src, "kind": c.kind, "sign_mode": mode,
                                 "weight_exp": int(e), "sigma": sigma,
                                 "weight_max_int": int(np.abs(wq).max(initial=0)),
@@ -107,23 +132,31 @@ class _Plan:
         self.bias_int_max = int(np.abs(self.bias_mant.astype(np.int64) << self.bias_exp).max(initial=0))
         self.bias_pos = int(max(0, (self.bias_mant.astype(np.int64) << self.bias_exp).max(initial=0)))
         self.bias_neg = int(max(0, -(self.bias_mant.astype(np.int64) << self.bias_exp).min(initial=0)))
-        self.vth = tg.vth_max if p.readout else int(min(tg.vth_max, max(0, round(S * p.theta))))
+        never = p.reset == "none"
+        self.vth = tg.vth_max if never else int(min(tg.vth_max, max(0, round(S * p.theta))))
+        self.du, self.dv, self.decay = decays(p, tg.decay_bits)
 
     def provable(self, st: LoweringState, p: FPop) -> tuple[bool, str]:
-        """Exact integer check that no input whatsoever can wrap u or clip v."""
+        """Exact integer check that no input whatsoever can wrap u or clip v (Lava's decays
+        truncate towards zero, so the geometric sums of the integer decays bound them)."""
         tg = st.target
         M = tg.state_max
+        one = tg.decay_unity
         A = self.a_bound << tg.act_shift
-        if A >= M:
-            return False, f"|a| << 6 can reach {A} >= 2^23 (u wraps)"
-        if p.readout:
+        U = math.ceil(A * geometric((self.du + 1) / one, st.T))
+        Gv = geometric(self.dv / one, st.T)
+        if U >= M:
+            return False, f"|u| can reach {U} >= 2^23 (u wraps)"
+        if p.reset == "none":
             lim = tg.vth_max << tg.vth_shift
-            worst = st.T * (A + self.bias_int_max)
+            worst = math.ceil(Gv * (U + self.bias_int_max))
             if worst > lim:
                 return False, f"readout |v| can reach {worst} > {lim} (it would fire or clip)"
             return True, ""
-        up = (self.vth << tg.vth_shift) + A + self.bias_pos
-        down = st.T * (A + self.bias_neg)
+        down = math.ceil(Gv * (U + self.bias_neg))
+        up = math.ceil(Gv * (U + self.bias_pos))
+        if p.reset == "zero":
+            up = min(up, (self.vth << tg.vth_shift) + U + self.bias_pos)
         if max(up, down) > M - 1:
             return False, f"v can reach {max(up, down)} > 2^23 - 1 (clips)"
         return True, ""
@@ -150,30 +183,46 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
         e_hi, e_lo = (tg.weight_exp_max, tg.weight_exp_min) if dense_exp else (0, 0)
         ub[f"weights of {c.name}"] = w_hi * 2.0 ** e_hi * s_src / wmax
         s_min = max(s_min, 2.0 ** min_bits * 2.0 ** e_lo * s_src / wmax)
-    if not p.readout and p.theta > 0:
+    never = p.reset == "none"
+    if not never and p.theta > 0:
         ub["threshold"] = tg.vth_max / p.theta
         s_min = max(s_min, 1.0 / p.theta)
     bmax = float(np.abs(p.bias).max(initial=0.0))
     if bmax > 0:
         ub["bias"] = (tg.bias_mant_max << tg.bias_exp_max) / (1 << tg.act_shift) / bmax
     M = tg.state_max
-    a_lim = M >> tg.act_shift                                  # |a| < 2^17
-    v_lim = ((tg.vth_max << tg.vth_shift) if p.readout else M - 1) / (1 << tg.act_shift)
-    theta = 0.0 if p.readout else p.theta
-    v_wc = st.T * (a_wc + bmax) if p.readout else max(st.T * (a_wc + bmax), theta + a_wc + bmax)
-    s_wc = min(a_lim / a_wc if a_wc > 0 else math.inf, v_lim / v_wc if v_wc > 0 else math.inf)
+    u_lim = M >> tg.act_shift                                  # |u| < 2^23 in units of a << 6
+    v_lim = ((tg.vth_max << tg.vth_shift) if never else M - 1) / (1 << tg.act_shift)
+    u_wc = a_wc * geometric(p.alpha, st.T)
+    v_wc = geometric(p.beta, st.T) * (u_wc + bmax)
+    if p.reset == "zero":
+        v_wc = max(geometric(p.beta, st.T) * u_wc, min(v_wc, p.theta + u_wc + bmax))
+    s_wc = min(u_lim / u_wc if u_wc > 0 else math.inf, v_lim / v_wc if v_wc > 0 else math.inf)
     cal = st.stats[p.name]
     h = float(st.options.get("headroom", 2.0))
     v_cal = max(abs(cal["v_min"]), abs(cal["v_max"]))
-    s_cal = min(a_lim / (h * cal["a_max"]) if cal["a_max"] > 0 else math.inf,
+    s_cal = min(u_lim / (h * cal["u_max"]) if cal["u_max"] > 0 else math.inf,
                 v_lim / (h * v_cal) if v_cal > 0 else math.inf)
     return ub, s_wc, s_cal, s_min
+
+
+def _check_target(st: LoweringState, p: FPop) -> None:
+    tg = st.target
+    if p.reset == "subtract" and "subtract" not in tg.reset_modes:
+        raise KdsnnError(f"node {p.name}: subtractive reset (v -= v_threshold) is not available on target "
+                         f"{tg.name}, whose neurons reset v to 0 ({tg.description or tg.name}); lower for a target "
+                         "with programmable neurons (--hw loihi2) or, if the network was trained with it, "
+                         "--reset zero")
+    if p.reset == "none" and not p.readout:
+        raise KdsnnError(f"node {p.name}: a non-spiking {p.kind} neuron feeds other layers with its voltage, "
+                         "which spikes cannot carry on Loihi; only the readout may be non-spiking")
 
 
 def run(st: LoweringState) -> None:
     tg = st.target
     budget = float(st.options.get("provable_budget_bits", 1.0))
     for p in st.pops:
+        _check_target(st, p)
         conns = st.incoming(p.name)
         ub, s_wc, s_cal, s_min = _bounds(st, p, conns)
         s_prec = min(ub.values(), default=math.inf)
@@ -203,21 +252,35 @@ def run(st: LoweringState) -> None:
             ok, why = plan.provable(st, p)
         cal = st.stats[p.name]
         M = tg.state_max
-        a_cal_int = S * cal["a_max"] * (1 << tg.act_shift)
+        u_cal_int = S * cal["u_max"] * (1 << tg.act_shift)
         v_cal_int = S * max(abs(cal["v_min"]), abs(cal["v_max"])) * (1 << tg.act_shift)
-        v_lim = (tg.vth_max << tg.vth_shift) if p.readout else M - 1
+        never = p.reset == "none"
+        v_lim = (tg.vth_max << tg.vth_shift) if never else M - 1
         st.scales[p.name] = S
         st.int_conns.extend(plan.conns)
         st.int_pops.append(Population(
             name=p.name, shape=tuple(p.shape), vth=int(plan.vth), bias_mant=plan.bias_mant.reshape(p.shape),
-            bias_exp=int(plan.bias_exp), du=(1 << tg.decay_bits) - 1, dv=0, readout=p.readout,
-            out_scale=float(1.0 / ((1 << tg.act_shift) * S * st.T)) if p.readout else 1.0))
+            bias_exp=int(plan.bias_exp), du=plan.du, dv=plan.dv, readout=p.readout,
+            out_scale=float(1.0 / ((1 << tg.act_shift) * S * st.T)) if p.readout and never else 1.0,
+            reset="zero" if never else p.reset, readout_kind="v" if never else "spikes"))
         st.report[p.name] = {
             "scale": S, "binding": binding, "guarantee": "worst-case" if ok else "calibration",
-            "why_not_provable": "" if ok else why,
+            "why_not_provable": "" if ok else why, "neuron": p.kind, "reset": p.reset,
+            "du": plan.du, "dv": plan.dv, "decay": plan.decay,
+            "threshold_rel_error": (abs(plan.vth / S - p.theta) / p.theta
+                                    if not never and p.theta > 0 else 0.0),
             "vth": int(plan.vth), "theta": p.theta, "bias_exp": int(plan.bias_exp),
-            "u_headroom_bits": float(math.log2(M / a_cal_int)) if a_cal_int > 0 else None,
+            "u_headroom_bits": float(math.log2(M / u_cal_int)) if u_cal_int > 0 else None,
             "v_headroom_bits": float(math.log2(v_lim / v_cal_int)) if v_cal_int > 0 else None,
             "calibration": dict(cal), "connections": plan.detail,
         }
     st.log.append(f"{NAME}: " + ", ".join(f"{k}={v['scale']:.4g}({v['guarantee']})" for k, v in st.report.items()))
+    worst = max(st.report.items(), key=lambda kv: max(kv[1]["decay"]["alpha_rel_error"],
+                                                      kv[1]["decay"]["beta_rel_error"]), default=None)
+    if worst is not None:
+        d = worst[1]["decay"]
+        err = max(d["alpha_rel_error"], d["beta_rel_error"])
+        if err > 0:
+            st.log.append(f"{NAME}: decay quantisation (12-bit du/dv): largest relative error {err:.2e} "
+                          f"in {worst[0]} (alpha {d['alpha']:.6g} -> {d['alpha_int']:.6g}, "
+                          f"beta {d['beta']:.6g} -> {d['beta_int']:.6g})")

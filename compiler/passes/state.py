@@ -2,7 +2,7 @@
 
 `import_nir` turns the canonical NIR graph into `LNode`s (one per NIR node, shapes
 explicit). The folding passes rewrite those nodes; `connections` turns them into float
-populations (`FPop`, one per IF/I node) and float connections (`FConn`); the later passes
+populations (`FPop`, one per neuron node) and float connections (`FConn`); the later passes
 attach calibration statistics and integer parameters. Each pass is a function
 `run(state) -> None` that mutates the state and appends a line to `state.log`.
 """
@@ -18,12 +18,12 @@ from kdsnn.compiler.targets import TargetSpec
 
 SYN_OPS = ("conv", "dense")
 LINEAR_OPS = ("conv", "dense", "pool", "flatten")
-NEURON_OPS = ("if", "readout")
+NEURON_OPS = ("neuron",)
 
 
 @dataclass
 class LNode:
-    """One node of the float graph: op in input/conv/dense/pool/flatten/if/readout/output."""
+    """One node of the float graph: op in input/conv/dense/pool/flatten/delay/neuron/output."""
 
     name: str
     op: str
@@ -31,6 +31,18 @@ class LNode:
     shape: tuple[int, ...]                       # output shape, batch-free
     params: dict[str, Any] = field(default_factory=dict)
     origin: list[str] = field(default_factory=list)   # NIR nodes folded into this one
+    delays: dict[str, int] = field(default_factory=dict)   # input -> steps on that edge
+
+
+def bypass(node: LNode, folded: LNode) -> None:
+    """`node` now reads what `folded` (one of its inputs, folded into it) read; the steps of
+    delay on both edges add up."""
+    src = folded.inputs[0]
+    node.inputs = [src if i == folded.name else i for i in node.inputs]
+    steps = node.delays.pop(folded.name, 0) + folded.delays.get(src, 0)
+    if steps:
+        node.delays[src] = node.delays.get(src, 0) + steps
+    node.origin = folded.origin + node.origin
 
 
 @dataclass
@@ -47,17 +59,25 @@ class FConn:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     origin: list[str] = field(default_factory=list)
+    delay: int = 0                               # whole steps (cycle-closing edges, Delay nodes)
 
 
 @dataclass
 class FPop:
-    """A float IF population (or the readout integrator)."""
+    """A float population in the common form of `compiler.dynamics` with gain folded into
+    its incoming weights and the threshold normalised per neuron:
+
+        u = (1 - alpha) u + a;  v = (1 - beta) v + u + bias;  s = v > theta; reset."""
 
     name: str
     shape: tuple[int, ...]
-    theta: float
-    bias: np.ndarray                             # float64, shape == shape (sum of incoming biases)
+    theta: float                                 # one per layer (inf: never fires)
+    bias: np.ndarray                             # float64, shape == shape (v_leak + synaptic biases)
     readout: bool = False
+    alpha: float = 1.0                           # current decay per step (1: no current state)
+    beta: float = 0.0                            # voltage decay per step (0: no leak)
+    reset: str = "zero"                          # zero | subtract | none
+    kind: str = "IF"                             # the NIR neuron it came from
 
 
 @dataclass
@@ -67,6 +87,7 @@ class LoweringState:
     meta: dict[str, Any]
     calibration_x: np.ndarray
     options: dict[str, Any]
+    temporal: bool = False                                     # inputs are (N, T, *shape) trains
     nodes: dict[str, LNode] = field(default_factory=dict)      # topological order
     pops: list[FPop] = field(default_factory=list)
     conns: list[FConn] = field(default_factory=list)

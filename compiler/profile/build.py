@@ -1,4 +1,4 @@
-"""The report of one run, assembled: what one inference of an IntNet costs (DESIGN §7).
+"""The report of one run, assembled: what one inference of an IntNet costs (docs/design.md, "Reports").
 
 Everything is counted, not sampled: the network's structure gives the synapses of every
 connection (`synapses`), a backend run gives the spikes (`counting`), and the two together

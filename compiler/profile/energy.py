@@ -1,4 +1,4 @@
-"""Named, versioned energy models: picojoules per counted operation (DESIGN §7).
+"""Named, versioned energy models: picojoules per counted operation (docs/design.md, "Reports").
 
 An energy model is a handful of per-event costs. The profiler counts the events (synaptic
 accumulates, multiply-accumulates, neuron updates); a model only weighs them, so a new

@@ -1,12 +1,17 @@
 """The two small Lava processes the backend adds; numpy only (they run in forked processes).
 
 - `GradedSource`: streams the quantized samples as graded spikes on the schedule of
-  `schedule.py` (sample k, step t at Lava step k*P + 1 + delay + t; zeros otherwise).
+  `schedule.py` (sample k, step t at Lava step k*P + 1 + delay + t; zeros otherwise); a
+  temporal input (N, T, ...) sends frame t at step t, a static one the same image.
 - `CountingLIF`: Lava's `LIFReset` with its bit-accurate fixed-point model *inherited
-  unchanged* (`PyLifResetModelBitAcc`); the subclass only observes: it tallies its spikes per
-  (sample, step) and, for the readout, copies v at step T-1 of every sample. At the last step
+  unchanged* (`PyLifResetModelBitAcc`: u, v, du, dv, bias, threshold). The subclass adds
+  only (a) observation: it tallies its spikes per (sample, step) and, for the readout,
+  copies v at step T-1 of every sample (or counts its spikes per neuron); at the last step
   of the run it writes what it gathered to one .npy file, so the host reads whole arrays
-  instead of paying Lava's per-element Var.get (~12 us an element, DESIGN §9).
+  instead of paying Lava's per-element Var.get (~12 us an element, docs/design.md, "Known traps");
+  (b) silence outside its sample windows (no spike leaves a gap step: schedule.py); and
+  (c) observe["reset"] == "subtract": v -= vth << 6 where it spiked instead of v = 0, the
+  one neuron behaviour Lava's LIF models lack (a programmable neuron on Loihi 2).
 
 And one optional process *model* for Lava's own `Conv` process: `PyConvModelFixedIm2col`,
 selected through Lava's `exception_proc_model_map` (backend option conv_model="im2col").
@@ -26,7 +31,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from kdsnn.backends.lava import import_lava
+from kdsnn.backends.lava.runtime import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
 
@@ -47,16 +52,18 @@ from lava.proc.lif.process import LIFReset
 
 
 class GradedSource(AbstractProcess):
-    """Emits samples (N, *shape) int32 as graded spikes, one sample per `period` steps."""
+    """Emits samples (N, *shape) int32 as graded spikes, one sample per `period` steps
+    ((N, T, *shape) with temporal=True: frame t at step t)."""
 
     def __init__(self, *, data: np.ndarray, T: int, period: int, delay: int = 0,
-                 name: str | None = None) -> None:
+                 temporal: bool = False, name: str | None = None) -> None:
         data = np.ascontiguousarray(data, dtype=np.int32)
         super().__init__(name=name)
         # proc_params reach the forked process without Lava's per-element Var transfer
         self.proc_params["data"] = data
         self.proc_params["timing"] = (int(T), int(period), int(delay))
-        self.s_out = OutPort(shape=data.shape[1:])
+        self.proc_params["temporal"] = bool(temporal)
+        self.s_out = OutPort(shape=data.shape[2 if temporal else 1:])
 
 
 @implements(proc=GradedSource, protocol=LoihiProtocol)
@@ -69,18 +76,22 @@ class PyGradedSourceModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self._data = proc_params["data"]
         self._T, self._P, self._delay = proc_params["timing"]
-        self._zeros = np.zeros(self._data.shape[1:], np.int32)
+        self._temporal = bool(proc_params["temporal"])
+        self._zeros = np.zeros(self._data.shape[1 + self._temporal:], np.int32)
 
     def run_spk(self) -> None:
         s = slot(self.time_step, self._delay, self._P, self._T, self._data.shape[0])
-        self.s_out.send(self._zeros if s is None else self._data[s[0]])
+        if s is None:
+            self.s_out.send(self._zeros)
+        else:
+            self.s_out.send(self._data[s] if self._temporal else self._data[s[0]])
 
 
 class CountingLIF(LIFReset):
     """A LIFReset population that also reports its activity (see the module docstring).
 
     observe = dict(depth, T, period, n, total_steps, dump (path), readout (bool),
-    trains (bool)).
+    trains (bool), reset ("zero" | "subtract"), readout_kind ("v" | "spikes")).
     """
 
     def __init__(self, *, observe: dict, **kwargs) -> None:
@@ -105,15 +116,28 @@ class PyCountingLifModel(PyLifResetModelBitAcc):
         self._v_out = None
         self._trains = None
         self._slot = None
+        self._subtract = o.get("reset", "zero") == "subtract"
+        self._neuron_counts = None
 
     def _size(self) -> int:
         return int(np.prod(self.v.shape))
 
+    def spiking_activation(self) -> np.ndarray:
+        s = super().spiking_activation()
+        return s if self._slot is not None else np.zeros_like(s)
+
     def reset_voltage(self, spike_vector: np.ndarray) -> None:
-        super().reset_voltage(spike_vector)
+        if self._subtract:
+            self.v[spike_vector] -= self.effective_vth
+        else:
+            super().reset_voltage(spike_vector)
         if self._slot is not None:
             k, t = self._slot
             self._counts[k, t] = np.count_nonzero(spike_vector)
+            if self._o.get("readout_kind") == "spikes" and self._o["readout"]:
+                if self._neuron_counts is None:
+                    self._neuron_counts = np.zeros((self._o["n"], self._size()), np.int64)
+                self._neuron_counts[k] += np.asarray(spike_vector).ravel() != 0
             if self._o["trains"]:
                 if self._trains is None:
                     self._trains = np.zeros((self._o["n"], self._o["T"], self._size()), np.uint8)
@@ -123,7 +147,8 @@ class PyCountingLifModel(PyLifResetModelBitAcc):
         o = self._o
         self._slot = slot(self.time_step, o["depth"], o["period"], o["T"], o["n"])
         super().run_spk()
-        if o["readout"] and self._slot is not None and self._slot[1] == o["T"] - 1:
+        if (o["readout"] and o.get("readout_kind", "v") == "v" and self._slot is not None
+                and self._slot[1] == o["T"] - 1):
             if self._v_out is None:
                 self._v_out = np.zeros((o["n"], self._size()), np.int64)
             self._v_out[self._slot[0]] = np.asarray(self.v).ravel()
@@ -134,6 +159,9 @@ class PyCountingLifModel(PyLifResetModelBitAcc):
         out = {"counts": self._counts}
         if self._v_out is not None:
             out["v"] = self._v_out
+        if self._o["readout"] and self._o.get("readout_kind") == "spikes":
+            out["v"] = (self._neuron_counts if self._neuron_counts is not None
+                        else np.zeros((self._o["n"], self._size()), np.int64))
         if self._trains is not None:
             out["trains"] = self._trains
         path = self._o["dump"]

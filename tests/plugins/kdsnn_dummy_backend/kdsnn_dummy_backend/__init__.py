@@ -1,9 +1,11 @@
-"""A minimal kdsnn backend plugin: predicts class 0 with zero spikes (for registry tests)."""
+"""Minimal kdsnn backend plugins for the registry and flow tests: a NIR one that predicts
+class 0 with zero spikes, one that is switched off, and an integer one."""
 
 from __future__ import annotations
 
 import numpy as np
 from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.backends.intsim import IntSimBackend
 
 
 class _ZeroExecutable(Executable):
@@ -31,3 +33,24 @@ class SwitchedOffBackend(DummyBackend):
     @classmethod
     def available(cls):
         return False, "needs the DummyChip driver, which is not installed"
+
+
+class IntegerBackend(IntSimBackend):
+    """A third-party integer backend: the IntNet semantics, here by way of intsim's engine."""
+
+    name = "dummy_int"
+    description = "third-party integer test backend (intsim's arithmetic under another name)"
+    flow_options = ()
+    default_samples = 16
+
+    def compile(self, net, **options):
+        exe = super().compile(net, **options)
+        run = exe.run
+
+        def run_renamed(x, record=False, progress=False):
+            r = run(x, record=record, progress=progress)
+            r.backend = self.name
+            return r
+
+        exe.run = run_renamed
+        return exe

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.teachers import split_names
+from kdsnn.teachers.protocol import split_names
 
 PREFIX = "torchvision:"
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
-from kdsnn.teachers import same_normalization, split_names
+from kdsnn.teachers.protocol import same_normalization, split_names
 
 _NP_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}
 

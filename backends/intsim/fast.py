@@ -1,4 +1,4 @@
-"""intsim: the bit-accurate integer IF simulator (DESIGN §4), batched and fast.
+"""intsim: the bit-accurate integer IF simulator (docs/design.md, "Integer semantics"), batched and fast.
 
 Canonical semantics: zero synaptic delay, T steps per sample, zero state at sample start,
 and Lava 0.10's fixed-point arithmetic exactly, including its integer widths:
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kdsnn.backends.base import Backend, Executable, RunResult
+from kdsnn.backends.base import Executable, RunResult
 from kdsnn.compiler.geometry import window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 
@@ -385,8 +385,10 @@ class IntSimExecutable(Executable):
         net = self.net
         t0 = time.perf_counter()
         x = np.asarray(x)
-        if x.ndim != len(net.input.shape) + 1:
-            raise KdsnnError(f"intsim: expected inputs of shape (N, {', '.join(map(str, net.input.shape))}), got {x.shape}")
+        lead = "N, T" if net.input.temporal else "N"
+        if x.ndim != len(net.input.shape) + len(lead.split(", ")) or (net.input.temporal and x.shape[1] != net.T):
+            raise KdsnnError(f"intsim: expected inputs of shape ({lead}, {', '.join(map(str, net.input.shape))}) "
+                             f"with T = {net.T}, got {x.shape}")
         xq_all = net.input.quantize(x)
         chunks = []
         it = range(0, len(xq_all), self.batch_size)
@@ -418,17 +420,6 @@ class IntSimExecutable(Executable):
             extra={"overflow": diag, "out_scale": net.readout.out_scale,
                    "input_int": xq_all if record else None},
         )
-
-
-class IntSimBackend(Backend):
-    name = "intsim"
-    accepts = "intnet"
-    description = "bit-accurate integer IF simulator (Lava fixed-point arithmetic, zero delay), batched"
-
-    def compile(self, net: Any, **options: Any) -> IntSimExecutable:
-        if not isinstance(net, IntNet):
-            raise KdsnnError(f"intsim runs an IntNet (lower the NIR graph first), got {type(net).__name__}")
-        return IntSimExecutable(net, **options)
 
 
 # -- conv helpers ---------------------------------------------------------------------------
@@ -468,7 +459,7 @@ def _no_nnpack():
 # -- parity rung 3 ----------------------------------------------------------------------------
 def rung3(student_logits: np.ndarray, labels: np.ndarray, int_result: RunResult,
           ref_result: RunResult | None = None, tolerance_points: float = 0.5) -> dict[str, Any]:
-    """Rung 3 of the parity ladder (DESIGN §5): the lowered IntNet on intsim vs the float student.
+    """Rung 3 of the parity ladder (docs/design.md, "The parity ladder"): the lowered IntNet on intsim vs the float student.
 
     Accuracy of both on the same samples (pass: |float - integer| <= tolerance_points) and,
     given a float run with spike counts (the `reference` backend on the NIR graph), the

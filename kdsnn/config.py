@@ -1,0 +1,186 @@
+"""Typed configurations of kdsnn's commands: the one place their defaults live.
+
+Each field carries its documentation (`help`, shown by `--help`); cli.py builds its click
+options from these fields (`cli_option`), the Python API takes the same dataclasses, so a
+default changed here changes both. Like FINN's `DataflowBuildConfig`: one object says how a
+build runs, and it is written next to what it built. Kept free of heavy imports: the CLI
+imports it to build its options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from kdsnn.errors import KdsnnError
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(kw_only=True)
+class LoweringConfig:
+    """How the lowering chooses integer scales (kdsnn.compiler.lower; docs/design.md, "Lowering")."""
+
+    input_bits: int | None = _f(None, "Graded input width in bits (default: the hardware spec's input_bits).")
+    headroom: float = _f(2.0, "Calibration safety factor on activations and membrane states.")
+    provable_budget_bits: float = _f(
+        1.0, "Bits of precision the lowering may give up to make every integer state provably safe.")
+    min_weight_bits: float = _f(
+        3.0, "Weight bits a layer must keep; lower it when a layer 'cannot fit' the hardware.")
+
+    def lowering_options(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(LoweringConfig)}
+
+
+@dataclass(kw_only=True)
+class ExportConfig(LoweringConfig):
+    """`kdsnn export` / `kdsnn.export`: a source through the parity ladder onto a backend."""
+
+    source: str = _f("", "A student checkpoint (.pt) or a .nir file from any framework.")
+    output: str = _f("", "Output folder for graph.nir, the IntNet artifact, parity.json, reports.")
+    target: str = _f("lava", "Backend to deploy to (any registered one, see `kdsnn targets`).")
+    hw: str = _f("loihi", "Hardware spec: a built-in name or a spec file (JSON/TOML).")
+    samples: int | None = _f(None, "Test samples the target runs (default: the backend's, 1000; lava 100).")
+    eval_samples: int | None = _f(
+        None, "When the target is not intsim: test samples for the float and intsim rungs (default 1000).")
+    calibration: int = _f(256, "Training samples used to choose the integer scales.")
+    dataset: str | None = _f(None, "Dataset to run on (needed for a .nir SOURCE without one).")
+    data_dir: str | None = _f(None, "Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
+    download: bool = _f(False, "Allow torchvision to download the dataset.")
+    time_steps: int | None = _f(None, "Time steps per sample (default: the student's / the graph's own T).")
+    batch_size: int = _f(256, "Samples per batch on the float and intsim backends.")
+    device: str = _f("cpu", "Device for float stages.")
+    seed: int = _f(0, "Seed of the test-sample selection.")
+    quiet: bool = _f(False, "No progress bars and no messages (the CLI still prints its summary).")
+
+    def check(self) -> ExportConfig:
+        """Numeric options are checked before anything is written."""
+        if not self.source:
+            raise KdsnnError("export needs a SOURCE (a student .pt or a .nir file)")
+        if not self.output:
+            raise KdsnnError("export needs an output folder (-o/--output)")
+        _positive(self, "samples", "eval_samples", "calibration", "batch_size", "time_steps")
+        if not self.headroom > 0 or not self.min_weight_bits > 0:
+            raise KdsnnError(f"--headroom and --min-weight-bits must be positive, got {self.headroom} "
+                             f"and {self.min_weight_bits}")
+        return self
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """`kdsnn run` / `kdsnn.run`: an exported folder again on a backend."""
+
+    artifact: str = _f("", "An export folder (made by `kdsnn export -o FOLDER`).")
+    target: str = _f("intsim", "Backend to run on (any registered one, see `kdsnn targets`).")
+    samples: int | None = _f(None, "Test samples to run (default: the backend's).")
+    dataset: str | None = _f(None, "Dataset to run on (default: the graph's own).")
+    data_dir: str | None = _f(None, "Folder of the datasets.")
+    download: bool = _f(False, "Allow torchvision to download the dataset.")
+    time_steps: int | None = _f(None, "Time steps per sample (default: the graph's own T).")
+    batch_size: int = _f(256, "Samples per batch on the float and intsim backends.")
+    device: str = _f("cpu", "Device for float backends.")
+    seed: int = _f(0, "Seed of the test-sample selection.")
+    quiet: bool = _f(False, "No progress bars (the CLI still prints accuracy and spikes).")
+
+    def check(self) -> RunConfig:
+        _positive(self, "samples", "batch_size", "time_steps")
+        return self
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig(LoweringConfig):
+    """`kdsnn evaluate --target BACKEND`: students deployed to a backend beside their float model."""
+
+    target: str | None = _f(None, "Backend to deploy students to (any of `kdsnn targets`: an integer "
+                                  "one runs the IntNet lowered for --hw); default: the float PyTorch models.")
+    hw: str = _f("loihi", "Hardware spec of the lowering: a built-in name or a spec file (JSON/TOML).")
+    calibration: int = _f(256, "Training samples used to choose the integer scales.")
+
+
+@dataclass(kw_only=True)
+class DistillConfig:
+    """`kdsnn distill` / `kdsnn.distill`: a spiking student trained with KD from a teacher.
+
+    None means "the dataset's default" (kdsnn.train.DEFAULTS) or the optimizer's."""
+
+    output: str = _f("", "Output folder (student.pt, best.pt, last.pt, metrics.jsonl).")
+    dataset: str = _f("mnist5k", "mnist5k, digits (offline), mnist, fashion-mnist, cifar10, cifar100.")
+    data_dir: str | None = _f(None, "Folder of the torchvision datasets (default $KDSNN_DATA_DIR or "
+                                    "~/.cache/kdsnn/data).")
+    download: bool = _f(False, "Allow torchvision to download the dataset.")
+    arch: str | None = _f(None, "Zoo architecture: cnn, vgg11, vgg16, resnet18, resnet34, wrn16_2, "
+                                "wrn28_4 (default: the dataset's).")
+    width: float | None = _f(None, "Channel width multiplier (default 1).")
+    epochs: int | None = _f(None, "Epochs (default: the dataset's).")
+    batch_size: int = _f(64, "Training batch size.")
+    optimizer: str = _f("adamw", "sgd or adamw.")
+    lr: float | None = _f(None, "Peak learning rate (default sgd 0.1, adamw 2e-3); cosine schedule.")
+    weight_decay: float | None = _f(None, "Default sgd 5e-4, adamw 1e-2.")
+    seed: int = _f(0, "Same seed, same weights.")
+    device: str = _f("cpu", "cpu or cuda (AMP on CUDA).")
+    limit_train: int | None = _f(None, "Train on the first N samples only.")
+    shift: int | None = _f(None, "Random translation augmentation, in pixels (default: 2 for "
+                                 "MNIST-like data, else 0).")
+    resume: bool = _f(False, "Continue the run in OUTPUT from its last.pt.")
+    quiet: bool = _f(False, "No progress bars or per-epoch lines.")
+    kd: str = _f("both", "Distillation: none (baseline), response (logits), feature, both.")
+    teacher: str | None = _f(None, "Teacher: a kdsnn teacher .pt, a .onnx file, or torchvision:NAME. "
+                                   "Default: train the dataset's default teacher first (saved as "
+                                   "OUTPUT/teacher.pt).")
+    teacher_features: str | None = _f(None, "ONNX teacher tensors for feature KD, comma separated.")
+    teacher_weights: str | None = _f(None, "Weights file of a torchvision:NAME teacher.")
+    teacher_epochs: int | None = _f(None, "Epochs of the default teacher.")
+    connector: str = _f("auto", "Feature KD connectors: auto (1x1 conv/linear + BN where shapes "
+                                "differ) or always.")
+    time_steps: int = _f(4, "Time steps per sample.")
+    theta: float = _f(1.0, "IF threshold.")
+    surrogate: str = _f("sigmoid", "Surrogate gradient: sigmoid or arctan.")
+    slope: float = _f(4.0, "Surrogate slope.")
+    alpha: float = _f(0.5, "KD weight (response: in [0, 1]).")
+    temperature: float = _f(4.0, "Softmax temperature of response KD.")
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of one field of a configuration dataclass."""
+    f = next(f for f in fields(cls) if f.name == name)
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def from_options(cls: type, opts: dict[str, Any]) -> Any:
+    """A configuration from keyword options (None = the default; unknown keys are refused)."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(opts) - names)
+    if unknown:
+        raise KdsnnError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(names))}")
+    return cls(**{k: (default(cls, k) if v is None else v) for k, v in opts.items()})
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def cli_option(cls: type, name: str, *decls: str, **kw: Any):
+    """A click option whose default and help come from the field `name` of `cls`."""
+    import click
+
+    f = next(f for f in fields(cls) if f.name == name)
+    d = default(cls, name)
+    if isinstance(d, bool) and "is_flag" not in kw:
+        kw["is_flag"] = True
+    kw.setdefault("default", d)
+    kw.setdefault("help", f.metadata.get("help"))
+    if d is not None and not isinstance(d, bool):
+        kw.setdefault("show_default", True)
+    return click.option(*(decls or (f"--{name.replace('_', '-')}",)), name, **kw)
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if v is not None and (isinstance(v, bool) or int(v) < 1):
+            raise KdsnnError(f"--{n.replace('_', '-')} must be positive, got {v}")

@@ -1,0 +1,200 @@
+"""The parity ladder's checks and files (docs/design.md, "The parity ladder").
+
+  rung 1  the source (student in float64 PyTorch, or a .nir source on `reference`)
+  rung 2  graph.nir read back on `reference`: same predictions, logits within 1e-4 (gate)
+          a NIR-float plugin runs graph.nir too: its agreement is reported, not gated
+  rung 3  the IntNet on `intsim`: accuracy within 0.5 points of rung 1 (warning, not gate)
+  rung 4  the IntNet on another integer backend (Lava, a plugin): identical to intsim on
+          every sample, logits and per-layer spikes at every step (gate)
+
+Each check returns a `Rung`; a failed gate raises ParityError after parity.json is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdsnn.backends.base import RunResult
+
+GRAPH_FILE = "graph.nir"
+INTNET_FILE = "intnet.kdsnn"
+PARITY_FILE = "parity.json"
+PREDICTIONS_FILE = "predictions.npz"
+RUNG2_TOL = 1e-4
+RUNG3_ACC_POINTS = 0.5
+
+
+@dataclass(repr=False)
+class Rung:
+    """One checked stage: what ran where, its scores, and whether it passed.
+
+    passed is None for a stage that is reported but not gated (a NIR-float plugin)."""
+
+    rung: int
+    name: str
+    backend: str
+    scores: dict[str, Any]
+    passed: bool | None = True
+    details: dict[str, Any] = field(default_factory=dict)   # the rung's own comparison numbers
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rung": self.rung, "name": self.name, "backend": self.backend, **self.scores,
+                **self.details, "passed": self.passed}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __repr__(self) -> str:
+        state = {True: "passed", False: "FAILED", None: "not gated"}[self.passed]
+        return (f"Rung({self.rung}, {self.backend}, accuracy {100 * self.scores['accuracy']:.2f} % "
+                f"on {self.scores['samples']} samples, {state})")
+
+
+def scores(res: RunResult, y: np.ndarray | None) -> dict[str, Any]:
+    n = len(res.logits)
+    acc = float((res.predictions == y).mean()) if (y is not None and n) else 0.0
+    return {"samples": n, "accuracy": acc,
+            "spikes_per_sample": {k: float(v.mean()) if len(v) else 0.0 for k, v in res.spike_counts.items()},
+            "wall_s": round(res.wall_s, 3)}
+
+
+def head(res: RunResult, n: int) -> RunResult:
+    """The first n samples of a run (to compare with a run on fewer samples)."""
+    def cut(d: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+        return None if d is None else {k: v[:n] for k, v in d.items()}
+
+    return RunResult(logits=res.logits[:n], spike_counts=cut(res.spike_counts) or {}, backend=res.backend,
+                     T=res.T, steps=res.steps, wall_s=res.wall_s,
+                     layer_spikes_per_step=cut(res.layer_spikes_per_step), spike_trains=cut(res.spike_trains))
+
+
+def spike_agreement(a: RunResult, b: RunResult) -> dict[str, Any]:
+    """Per-layer spike counts of two runs: layers compared, equal, first difference."""
+    common = [k for k in a.spike_counts if k in b.spike_counts]
+    differ = {k: int(np.flatnonzero(a.spike_counts[k] != b.spike_counts[k])[0])
+              for k in common if not np.array_equal(a.spike_counts[k], b.spike_counts[k])}
+    return {"layers_compared": len(common), "layers_equal": len(common) - len(differ),
+            "first_difference": {k: {"sample": v} for k, v in list(differ.items())[:5]},
+            "equal": not differ and len(common) > 0}
+
+
+def rung1(res: RunResult, y: np.ndarray, what: str, backend: str) -> Rung:
+    return Rung(1, what, backend, scores(res, y))
+
+
+def rung2(res: RunResult, ref: RunResult, y: np.ndarray) -> tuple[Rung, str | None]:
+    """graph.nir on reference vs rung 1; (rung, failure message or None)."""
+    diff = np.abs(res.logits - ref.logits)
+    per_sample = diff.reshape(len(diff), -1).max(1) if len(diff) else np.zeros(0)
+    same = res.predictions == ref.predictions
+    bad = np.flatnonzero(~same | (per_sample > RUNG2_TOL))
+    r = Rung(2, f"{GRAPH_FILE} read back, float (reference)", "reference", scores(res, y),
+             passed=bool(len(bad) == 0),
+             details={"same_predictions": bool(same.all()),
+                      "max_abs_logit_diff": float(diff.max()) if diff.size else 0.0, "tolerance": RUNG2_TOL,
+                      "spikes": spike_agreement(ref, res), "differing_samples": bad[:20].tolist()})
+    if r.passed:
+        return r, None
+    i = int(bad[0])
+    return r, (f"rung 2 failed: {len(bad)} of {len(same)} samples differ between {GRAPH_FILE} on reference "
+               f"and rung 1; first: sample {i} (predictions {int(res.predictions[i])} vs "
+               f"{int(ref.predictions[i])}, max |logit diff| {per_sample[i]:.3g} > {RUNG2_TOL})")
+
+
+def float_backend(res: RunResult, ref: RunResult, y: np.ndarray) -> Rung:
+    """A NIR-float plugin on graph.nir vs reference: reported, not gated (its numerics are its own)."""
+    ref = head(ref, len(res.logits))
+    diff = np.abs(np.asarray(res.logits, np.float64) - ref.logits) if res.logits.shape == ref.logits.shape else None
+    return Rung(2, f"{GRAPH_FILE} on {res.backend} (float, not gated)", res.backend, scores(res, y[:len(res.logits)]),
+                passed=None,
+                details={"same_predictions_as_reference": float((res.predictions == ref.predictions).mean())
+                         if diff is not None and len(diff) else 0.0,
+                         "max_abs_logit_diff": float(diff.max()) if diff is not None and diff.size else None,
+                         "spikes": spike_agreement(ref, res)})
+
+
+def rung3(res: RunResult, ref: RunResult, y: np.ndarray) -> tuple[Rung, str | None]:
+    """The IntNet on intsim vs rung 1; (rung, warning or None): quantization may move a spike."""
+    from kdsnn.backends.intsim.fast import rung3 as compare
+
+    r = compare(ref.logits, y, res, ref, tolerance_points=RUNG3_ACC_POINTS)
+    delta = -r["delta_points"]  # integer minus float, as printed
+    entry = Rung(3, f"{INTNET_FILE} on intsim (integer)", "intsim", scores(res, y), passed=r["passed"],
+                 details={"accuracy_delta_points": delta, "tolerance_points": RUNG3_ACC_POINTS,
+                          "same_predictions_as_rung1": r["prediction_agreement"], "spike_agreement": r["layers"],
+                          "overflow": r["overflow_events"]})
+    if entry.passed:
+        return entry, None
+    return entry, (f"rung 3: integer accuracy differs from the float student by {delta:+.2f} points "
+                   f"(tolerance {RUNG3_ACC_POINTS}); try more --calibration samples")
+
+
+def rung4(res: RunResult, intsim: RunResult, y: np.ndarray, layers: list[str],
+          what: str) -> tuple[Rung, str | None]:
+    """Another integer backend == intsim on every sample, logits and per-step spikes."""
+    from kdsnn.backends.lava.parity import first_difference
+
+    n = len(res.logits)
+    diff = first_difference(head(intsim, n), res, layers)
+    r = Rung(4, what, res.backend, scores(res, y[:n]), passed=diff is None,
+             details={"identical_to_rung3": diff is None, "samples_compared": n,
+                      "layers_compared": len(layers), "first_difference": diff,
+                      "simulated_steps": int(res.steps)})
+    return r, None if diff is None else f"rung 4 failed: {res.backend} differs from intsim: {diff['message']}"
+
+
+def all_passed(rungs: Iterable[Rung]) -> bool:
+    return all(r.passed is not False for r in rungs)
+
+
+def write_parity(out: Path, head_doc: dict[str, Any], rungs: list[Rung], timings: dict[str, float]) -> Path:
+    """parity.json (atomic): the rungs checked so far, what was run and on what."""
+    from kdsnn.io import write_json
+
+    doc = {"schema": "kdsnn.parity", "version": 1, **head_doc, "rungs": [r.to_json() for r in rungs],
+           "passed": all_passed(rungs), "timings_s": {k: round(v, 3) for k, v in timings.items()}}
+    return write_json(out / PARITY_FILE, doc)
+
+
+def write_predictions(out: Path, y: np.ndarray, results: dict[str, RunResult]) -> Path:
+    """predictions.npz: labels and, per backend run, logits and per-layer spike counts."""
+    from kdsnn.io import atomic_path
+
+    arrays: dict[str, np.ndarray] = {"labels": y}
+    for key, res in results.items():
+        arrays[f"{key}/logits"] = res.logits
+        arrays[f"{key}/predictions"] = res.predictions
+        for layer, c in res.spike_counts.items():
+            arrays[f"{key}/spikes/{layer}"] = c
+    path = out / PREDICTIONS_FILE
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    return path
+
+
+def rung_line(r: Rung) -> str:
+    """One line for people per rung."""
+    d = r.details
+    line = (f"rung {r.rung}  {r.name:<42} accuracy {100 * r.scores['accuracy']:6.2f} % "
+            f"({r.scores['samples']} samples)")
+    if r.passed is None:
+        line += f"  same predictions as reference: {100 * d['same_predictions_as_reference']:.1f} %"
+        return line + "  (reported, not gated)"
+    if r.rung == 2:
+        line += (f"  same predictions: {'yes' if d['same_predictions'] else 'NO'}, max |logit diff| "
+                 f"{d['max_abs_logit_diff']:.2g} (<= {d['tolerance']:g})")
+    if r.rung == 3:
+        line += (f"  {d['accuracy_delta_points']:+.2f} points vs rung 1 (<= {d['tolerance_points']:g}), "
+                 f"same predictions {100 * d['same_predictions_as_rung1']:.1f} %")
+    if r.rung == 4:
+        line += (f"  identical to rung 3 on {d['samples_compared']} samples x {d['layers_compared']} layers: "
+                 f"{'yes' if d['identical_to_rung3'] else 'NO'}")
+    if r.rung != 1:
+        line += "  PASS" if r.passed else "  FAIL"
+    return line
