@@ -25,6 +25,7 @@ import numpy as np
 
 from kdsnn.backends.base import RunResult
 from kdsnn.errors import KdsnnError
+from kdsnn.parity import Rung, scores
 
 AGREEMENT = 0.99
 COUNTS = "spike_counts/"
@@ -124,3 +125,18 @@ def output_layer(graph, res: RunResult) -> str | None:
         if k in res.spike_counts:
             return k
     return None
+
+
+def rung0_of(expect_path: str | os.PathLike, source: Any, res: RunResult, y: np.ndarray) -> tuple[Rung, str | None]:
+    """Rung 0 for a deployment: (rung, failure message or None)."""
+    if source.kind != "nir":
+        raise KdsnnError("--expect compares a .nir SOURCE with the framework that wrote it; "
+                         f"{source.path} is a kdsnn checkpoint")
+    e = rung0(load_expect(expect_path), res, output_layer(source.graph, res), source=Path(expect_path).name)
+    details = {k: v for k, v in e.items() if k not in ("rung", "name", "backend", "passed")}
+    r = Rung(0, e["name"], "reference", scores(res, y), passed=e["passed"], details=details)
+    failure = None if e["passed"] else (
+        f"rung 0 failed: the reference agrees with {expect_path} on the argmax of "
+        f"{100 * e['argmax_agreement']:.1f} % of {e['samples_compared']} samples (< {100 * AGREEMENT:.0f} %); "
+        f"first differing samples {e['differing_samples'][:5]}")
+    return r, failure

@@ -22,9 +22,8 @@ RNG = np.random.default_rng(3)
 
 
 def opts(source, out, **kw):
-    base = {"source": str(source), "target": "reference", "output": str(out), "samples": None,
-            "calibration": 8, "dataset": None, "data_dir": None, "download": False, "time_steps": None,
-            "hw": "loihi", "batch_size": 8, "device": "cpu", "seed": 0, "quiet": True}
+    base = {"source": str(source), "target": "reference", "output": str(out), "calibration": 8,
+            "batch_size": 8, "quiet": True}
     return {**base, **kw}
 
 
@@ -96,9 +95,9 @@ def test_flat_input_against_image_dataset(tmp_path):
     """A flat (64,) Input runs on the 1x8x8 `digits` images (C-order flatten, said in the notes)."""
     p = write_file(tmp_path / "flat.nir", if_mlp(n_in=64, shape=(1, 64), n_out=10))
     ctx = flow.export_command(**opts(p, tmp_path / "out", dataset="digits", time_steps=3, samples=10))
-    assert ctx.x.shape == (10, 64)
-    assert any("C order" in n for n in ctx.extra["input_notes"])
-    assert ctx.rung(2)["passed"]
+    assert ctx.samples.x.shape == (10, 64)
+    assert "C order" in ctx.samples.note
+    assert ctx.rung(2).passed
 
 
 def test_several_inputs_refused():
@@ -199,8 +198,9 @@ def test_snntorch_export_matches_reference_exactly(tmp_path, beta):
     ctx = flow.export_command(**opts(p, tmp_path / "out", dt=1e-4, input=str(tmp_path / "x.npz"),
                                      expect=str(tmp_path / "peer.npz")))
     r0 = ctx.rung(0)
-    assert r0["passed"] and r0["argmax_agreement"] == 1.0
-    assert r0["output_spikes"]["equal_fraction"] == 1.0 and r0["output_spikes"]["peer_spikes"] > 0
+    assert r0.passed and r0.details["argmax_agreement"] == 1.0
+    o = r0.details["output_spikes"]
+    assert o["equal_fraction"] == 1.0 and o["peer_spikes"] > 0
     bad = np.zeros_like(spikes)   # a peer that picks another class fails rung 0
     bad[np.arange(len(x)), :, (spikes.sum(1).argmax(1) + 1) % 3] = 1
     np.savez(tmp_path / "bad.npz", output_spikes=bad)
