@@ -38,7 +38,7 @@ SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 RESET_MODES = ("zero", "subtract")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TargetSpec:
     """What an integer chip can represent and how big it is."""
 
@@ -77,6 +77,10 @@ class TargetSpec:
         "synaptic_op": 23.6, "neuron_update_active": 81.0, "neuron_update_idle": 52.0,
         "spike_within_tile": 1.7, "spike_per_hop": 3.5})
     references: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (f"TargetSpec({self.name!r}: {self.weight_bits}-bit weights, {self.state_bits}-bit state, "
+                f"{self.vth_bits}-bit vth, {self.neurons_per_core} neurons/core x {self.cores_per_chip} cores)")
 
     # -- derived numbers the lowering uses ------------------------------------------------
     def weight_range(self, sign_mode: str = "mixed") -> tuple[int, int, int]:

@@ -92,6 +92,16 @@ class Lowered:
         return f"Lowered({self.intnet!r} for {self.spec.name}, {self.calibration} calibration samples)"
 
 
+class Report(dict):
+    """A report (kdsnn.compiler.profile): the JSON document as a dict, with a short repr."""
+
+    def __repr__(self) -> str:
+        m, t = self.get("meta", {}), self.get("totals", {})
+        keys = ", ".join(k for k in ("spikes", "synops", "snn_pj") if k in t)
+        return (f"Report({m.get('backend')} on {m.get('target')}, T={m.get('T')}, {len(self.get('layers', []))} "
+                f"layers; totals: {keys or ', '.join(list(t)[:4])})")
+
+
 # ------------------------------------------------------------------------------ stages
 def load_source(cfg: ExportConfig) -> Source:
     """A student checkpoint (.pt) or a .nir graph from any framework."""
@@ -264,8 +274,8 @@ def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Sour
     if teacher is not None:
         meta["teacher"] = str(source.config.get("teacher"))
         meta["teacher_accuracy"] = _teacher_accuracy(teacher, x, y)
-    return report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
-                           student=source.model, meta=meta)
+    return Report(report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
+                                  student=source.model, meta=meta))
 
 
 def _load_teacher_net(source: Source) -> Any:
