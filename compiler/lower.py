@@ -5,8 +5,8 @@
 runs the passes of `kdsnn.compiler.passes.PASSES` in order (import, fold flatten/pooling,
 connections, calibration, input quantization, per-layer scales, depth) and returns a
 validated IntNet whose metadata carries the per-layer choices (`metadata["lowering"]`).
-Options: input_bits (graded input width, default the target's), headroom (calibration
-safety factor, 2), provable_budget_bits (1), min_weight_bits (3).
+Options: the fields of kdsnn.config.LoweringConfig (input_bits, headroom,
+provable_budget_bits, min_weight_bits), with its defaults; unknown options are refused.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from kdsnn.compiler.passes import PASSES, describe
 from kdsnn.compiler.passes.state import LoweringState
 from kdsnn.compiler.targets import TargetSpec, load_target
 
+from kdsnn.config import LoweringConfig, from_options
 from kdsnn.errors import KdsnnError
 
 __all__ = ["lower", "describe", "lowering_state"]
@@ -38,7 +39,8 @@ def lowering_state(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibra
     T = int(T)
     if T < 1:
         raise KdsnnError(f"T must be >= 1, got {T}")
-    st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), options=dict(options))
+    opts = from_options(LoweringConfig, options).lowering_options()   # defaults: kdsnn.config
+    st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), options=opts)
     for m in PASSES:
         if m.NAME == "import_nir":
             m.run(st, graph)
@@ -58,6 +60,7 @@ def lower(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibration_x: n
                  metadata={"lowering": {"passes": [n for n, _ in describe()], "log": st.log,
                                         "calibration_samples": int(len(st.calibration_x)),
                                         "options": st.options, "layers": st.report},
+                           "arithmetic": st.target.arithmetic(),
                            "graph": {k: v for k, v in st.meta.items()
                                      if isinstance(v, (str, int, float, list, type(None)))}})
     net.validate()

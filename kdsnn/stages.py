@@ -198,9 +198,10 @@ def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: i
 
 def lower_graph(exported: Exported, setup: Setup, cfg: ExportConfig, out: Path | None) -> Lowered:
     """Lower graph.nir for the hardware spec (--hw) with calibration data; save the IntNet."""
-    from kdsnn.compiler.targets import load_target
+    from kdsnn.compiler.targets import check_simulable, load_target
 
     spec = load_target(cfg.hw)
+    check_simulable(spec, "intsim (rung 3)")   # before any work: every integer pipeline runs intsim
     t0 = time.perf_counter()
     net = lower_for_target(exported.graph, setup.dataset.name, spec, cfg.calibration, cfg.data_dir,
                            bool(cfg.download), int(cfg.seed), T=setup.T, lowering=cfg)

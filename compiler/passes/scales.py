@@ -167,7 +167,7 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
     tg = st.target
     ub: dict[str, float] = {}
     s_min = 0.0
-    min_bits = float(st.options.get("min_weight_bits", 3))
+    min_bits = float(st.options["min_weight_bits"])
     a_wc = 0.0
     for c in conns:
         s_src = st.input_spec.scale if c.src == INPUT else 1.0
@@ -199,7 +199,7 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
         v_wc = max(geometric(p.beta, st.T) * u_wc, min(v_wc, p.theta + u_wc + bmax))
     s_wc = min(u_lim / u_wc if u_wc > 0 else math.inf, v_lim / v_wc if v_wc > 0 else math.inf)
     cal = st.stats[p.name]
-    h = float(st.options.get("headroom", 2.0))
+    h = float(st.options["headroom"])
     v_cal = max(abs(cal["v_min"]), abs(cal["v_max"]))
     s_cal = min(u_lim / (h * cal["u_max"]) if cal["u_max"] > 0 else math.inf,
                 v_lim / (h * v_cal) if v_cal > 0 else math.inf)
@@ -220,7 +220,7 @@ def _check_target(st: LoweringState, p: FPop) -> None:
 
 def run(st: LoweringState) -> None:
     tg = st.target
-    budget = float(st.options.get("provable_budget_bits", 1.0))
+    budget = float(st.options["provable_budget_bits"])
     for p in st.pops:
         _check_target(st, p)
         conns = st.incoming(p.name)
@@ -245,9 +245,9 @@ def run(st: LoweringState) -> None:
             missing = math.log2(s_min / S)
             raise KdsnnError(
                 f"layer {p.name} cannot fit the {tg.name} target: {missing:.1f} bit(s) of headroom missing "
-                f"({binding} limits the scale to {S:.4g}, keeping {st.options.get('min_weight_bits', 3)} weight "
+                f"({binding} limits the scale to {S:.4g}, keeping {st.options['min_weight_bits']:g} weight "
                 f"bits and a threshold >= 1 needs >= {s_min:.4g}); retrain with smaller weights/thresholds "
-                "or lower min_weight_bits")
+                "or lower --min-weight-bits (kdsnn export/evaluate)")
         if not provable:
             ok, why = plan.provable(st, p)
         cal = st.stats[p.name]
