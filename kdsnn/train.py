@@ -36,11 +36,11 @@ from torch.utils.data import Subset
 from kdsnn import distributed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.device import resolve_device
-from kdsnn.distill import Connectors, DistillLoss, match_points
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
 from kdsnn.evaluate import evaluate_model
 from kdsnn.io import atomic_path, ensure_dir
+from kdsnn.kd_loss import Connectors, DistillLoss, match_points
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
 

@@ -37,3 +37,12 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capfd):
                 net.populations[0], net.connections[0], d.lowered.spec):
         assert len(repr(obj)) < 300, repr(obj)
     assert shown[2].startswith("IntNet(loihi, T=2, input 1x8x8")
+
+
+def test_api_names_are_not_shadowed_by_submodules():
+    """`kdsnn.distill` stays the function after the training modules are imported."""
+    import kdsnn
+    import kdsnn.train  # noqa: F401 - imports the KD losses (kdsnn.kd_loss)
+
+    assert callable(kdsnn.distill) and callable(kdsnn.export) and callable(kdsnn.run)
+    assert callable(kdsnn.lower) and kdsnn.distill.__module__ == "kdsnn.api"
