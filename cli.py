@@ -73,6 +73,10 @@ def _training_options(fn):
 @cli_option(DistillConfig, "slope", "--slope", type=float)
 @cli_option(DistillConfig, "alpha", "--alpha", type=float)
 @cli_option(DistillConfig, "temperature", "--temperature", "--tau", type=float)
+@click.option("--deploy-exact", "deploy_exact", default=None, is_flag=False, flag_value="loihi",
+              help="Then fine-tune the student with HW's integer arithmetic in its forward (a built-in "
+                   "target or spec file; alone: loihi) into OUTPUT/exact/: rung 3 of its export is exact.")
+@click.option("--exact-epochs", type=int, default=None, help="Epochs of the --deploy-exact fine-tuning (default 1).")
 def distill(**opts) -> None:
     """Train a spiking student with knowledge distilled from an ANN teacher.
 
@@ -81,10 +85,58 @@ def distill(**opts) -> None:
       kdsnn distill --dataset mnist5k --kd both -o runs/kd
       kdsnn distill --dataset mnist5k --kd none -o runs/nokd
       kdsnn distill --teacher runs/t/teacher.pt --kd response -T 8 -o runs/r
+      kdsnn distill --dataset mnist5k --kd both --deploy-exact loihi -o runs/exact
     """
     from kdsnn.train import distill_command
 
-    distill_command(**opts)
+    hw, epochs = opts.pop("deploy_exact"), opts.pop("exact_epochs")
+    res = distill_command(**opts)
+    if hw:
+        from pathlib import Path
+
+        from kdsnn.finetune import finetune_command
+
+        finetune_command(student=res["path"], deploy_exact=hw, epochs=epochs,
+                         output=str(Path(opts["output"]) / "exact"), quiet=opts.get("quiet"),
+                         device=opts.get("device"), data_dir=opts.get("data_dir"),
+                         download=opts.get("download"), resume=opts.get("resume"))
+
+
+@cli.command()
+@click.argument("student", type=click.Path(dir_okay=False))
+@click.option("--deploy-exact", "deploy_exact", default="loihi", show_default=True,
+              help="Hardware target whose integer arithmetic the forward uses (built-in or spec file).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Output folder (student.pt with the plan, best.pt, last.pt, metrics.jsonl).")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default 1).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default: the student's / 10).")
+@click.option("--kd", default=None, help="Distillation mode (default: the student's own).")
+@click.option("--teacher", default=None, help="Teacher (default: the student's own).")
+@click.option("--calibration", type=int, default=256, show_default=True,
+              help="Training samples the lowering calibrates the plan on (as `kdsnn export`).")
+@click.option("--batch-size", type=int, default=None, help="Default: the student's.")
+@click.option("--seed", type=int, default=None, help="Default: the student's.")
+@click.option("--device", default=None, help="cpu or cuda (default: the student's).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--download", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue the fine-tuning in OUTPUT from its last.pt.")
+@click.option("-q", "--quiet", is_flag=True)
+def finetune(**opts) -> None:
+    """Fine-tune a student so its PyTorch forward is the chip's integer run, spike for spike.
+
+    \b
+    The lowering's scales are fixed from calibration; the forward then uses the target's
+    integer weights, thresholds, biases, state widths and reset, with straight-through
+    gradients, so the student's distillation losses still apply. Its export checks rung 3
+    exact: every layer's spikes at every step and the integer logits equal intsim's.
+
+    \b
+    Example:
+      kdsnn finetune runs/demo/student.pt --deploy-exact loihi -o runs/demo/exact
+    """
+    from kdsnn.finetune import finetune_command
+
+    finetune_command(**opts)
 
 
 @cli.command("train-teacher")

@@ -25,21 +25,31 @@ from kdsnn import __version__
 from kdsnn.errors import KdsnnError
 
 
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module | None
-            ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(W, b) of a Conv/Linear followed by an eval-mode BatchNorm, in float64."""
-    w = weight.detach().cpu().double()
-    b = bias.detach().cpu().double() if bias is not None else None
+def fold_bn_torch(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module | None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(W, b) of a Conv/Linear followed by an eval-mode BatchNorm, float64 and differentiable
+    (the deployment-exact training forward folds with this same function, so its float
+    weights are bit for bit those exported)."""
+    w = weight.double()
+    b = bias.double() if bias is not None else None
     if bn is None:
-        return w.numpy(), (b.numpy() if b is not None else None)
-    mean = bn.running_mean.detach().cpu().double()
-    var = bn.running_var.detach().cpu().double()
-    gamma = bn.weight.detach().cpu().double() if bn.weight is not None else torch.ones_like(mean)
-    beta = bn.bias.detach().cpu().double() if bn.bias is not None else torch.zeros_like(mean)
+        return w, b
+    mean = bn.running_mean.detach().double()
+    var = bn.running_var.detach().double()
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
     scale = gamma / torch.sqrt(var + bn.eps)
     w = w * scale.reshape(-1, *([1] * (w.ndim - 1)))
     b0 = b if b is not None else torch.zeros_like(mean)
-    return w.numpy(), ((b0 - mean) * scale + beta).numpy()
+    return w, (b0 - mean) * scale + beta
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module | None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(W, b) of a Conv/Linear followed by an eval-mode BatchNorm, float64 numpy."""
+    with torch.no_grad():
+        w, b = fold_bn_torch(weight, bias, bn)
+    return w.cpu().numpy(), (b.cpu().numpy() if b is not None else None)
 
 
 def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRGraph:
@@ -110,6 +120,7 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
         "num_classes": int(model.num_classes),
         "kdsnn_version": __version__,
         "producer": "kdsnn",
+        "deploy_exact": config.get("deploy_exact"),   # the plan a deployment-exact student trained on
     }
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={k: v for k, v in meta.items() if v is not None},
                          type_check=False)

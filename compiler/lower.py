@@ -7,10 +7,18 @@ connections, calibration, input quantization, per-layer scales, depth) and retur
 validated IntNet whose metadata carries the per-layer choices (`metadata["lowering"]`).
 Options: the fields of kdsnn.config.LoweringConfig (input_bits, headroom,
 provable_budget_bits, min_weight_bits), with its defaults; unknown options are refused.
+
+A deployment-exact student (kdsnn.deploy_exact) carries, in the graph metadata
+(`deploy_exact`), the plan it was trained on: `plan_from_state` of an earlier lowering
+(input grid, per-population scale and bias exponent, per-connection weight exponent and
+sign mode). When its target and T match, the passes reuse those choices instead of
+making them, so the integer weights are those the student's forward used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +32,45 @@ from kdsnn.compiler.targets import TargetSpec, load_target
 from kdsnn.config import LoweringConfig, from_options
 from kdsnn.errors import KdsnnError
 
-__all__ = ["lower", "describe", "lowering_state"]
+__all__ = ["lower", "describe", "lowering_state", "plan_from_state", "target_fingerprint"]
+
+PLAN_SCHEMA = "kdsnn.deploy_exact_plan"
+
+
+def target_fingerprint(tg: TargetSpec) -> str:
+    """A short hash of every number of a target spec (a plan is only valid for it)."""
+    return hashlib.sha256(json.dumps(tg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_from_state(st: LoweringState) -> dict[str, Any]:
+    """The lowering's choices as a JSON-ready plan (what a deployment-exact student trains on)."""
+    assert st.input_spec is not None
+    pops: dict[str, Any] = {}
+    for p in st.int_pops:
+        rep = st.report[p.name]
+        pops[p.name] = {"scale": float(rep["scale"]), "bias_exp": int(p.bias_exp), "vth": int(p.vth),
+                        "du": int(p.du), "dv": int(p.dv), "readout": int(p.readout),
+                        "connections": {d["name"]: {"src": d["src"], "kind": d["kind"],
+                                                    "weight_exp": int(d["weight_exp"]),
+                                                    "sign_mode": d["sign_mode"]} for d in rep["connections"]}}
+    return {"schema": PLAN_SCHEMA, "target": st.target.name, "target_fingerprint": target_fingerprint(st.target),
+            "T": int(st.T), "input": {"scale": float(st.input_spec.scale), "bits": int(st.input_spec.bits)},
+            "populations": pops}
+
+
+def _plan_for(meta: dict[str, Any], tg: TargetSpec, T: int, options: dict[str, Any]) -> tuple[dict | None, str]:
+    """The graph's deployment-exact plan when it applies to this lowering, else (None, why not)."""
+    plan = meta.get("deploy_exact")
+    if not isinstance(plan, dict) or plan.get("schema") != PLAN_SCHEMA:
+        return None, ""
+    if plan.get("target_fingerprint") != target_fingerprint(tg):
+        return None, (f"the student was trained deployment-exact for target {plan.get('target')!r}, not this "
+                      f"{tg.name!r} spec: scales chosen afresh, rung 3 is a tolerance")
+    if int(plan.get("T", -1)) != T:
+        return None, f"the student was trained deployment-exact at T={plan.get('T')}, not T={T}: scales chosen afresh"
+    if options.get("input_bits") and int(options["input_bits"]) != int(plan["input"]["bits"]):
+        return None, "input_bits differs from the deployment-exact plan: scales chosen afresh"
+    return plan, f"deployment-exact plan for {tg.name} reused (the scales the student was trained on)"
 
 
 def lowering_state(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibration_x: np.ndarray,
@@ -41,6 +87,9 @@ def lowering_state(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibra
         raise KdsnnError(f"T must be >= 1, got {T}")
     opts = from_options(LoweringConfig, options).lowering_options()   # defaults: kdsnn.config
     st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), options=opts)
+    st.plan, note = _plan_for(meta, tg, T, st.options)
+    if note:
+        st.log.append(f"plan: {note}")
     for m in PASSES:
         if m.NAME == "import_nir":
             m.run(st, graph)
@@ -59,6 +108,7 @@ def lower(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibration_x: n
                  target=st.target.name, class_names=class_names,
                  metadata={"lowering": {"passes": [n for n, _ in describe()], "log": st.log,
                                         "calibration_samples": int(len(st.calibration_x)),
+                                        "deploy_exact_plan": st.plan is not None,
                                         "options": st.options, "layers": st.report},
                            "arithmetic": st.target.arithmetic(),
                            "graph": {k: v for k, v in st.meta.items()

@@ -35,6 +35,7 @@ from torch.utils.data import Subset
 
 from kdsnn import distributed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
+from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
@@ -132,7 +133,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         tot = _train_epoch(run, epoch)
         n = max(tot.pop("n"), 1.0)
         correct = tot.pop("correct")
-        ev = evaluate_model(run.model, cfg, run.test_ds, batch_size=256, device=run.device)
+        ev = evaluate_model(training_forward(run.model, cfg), cfg, run.test_ds, batch_size=256, device=run.device)
         dt = time.time() - t0
         rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "train_acc": correct / n,
                "test_acc": ev["accuracy"], "test_loss": ev["loss"], "lr": run.opt.param_groups[0]["lr"],
@@ -177,6 +178,8 @@ def _setup(cfg: dict[str, Any]) -> _Run:
                                   train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"]))
 
     model = build_from_config(cfg).to(device)
+    if cfg.get("init_weights"):  # fine-tuning (kdsnn finetune) starts from an existing student
+        model.load_state_dict(load_checkpoint(cfg["init_weights"], kind=cfg["kind"])["model"])
     crit = DistillLoss(cfg["kd"], tr["alpha"], tr["temperature"])
     teacher = None
     if crit.uses_teacher:
@@ -198,7 +201,7 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    net = distributed.wrap_ddp(model, device)  # DDP + synchronized BatchNorm under torchrun
+    net = distributed.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below

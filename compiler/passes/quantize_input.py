@@ -3,7 +3,8 @@
 scale = qmax / max|x| over the calibration samples, so the calibration range uses the
 whole integer range; values beyond it saturate at +-qmax (InputSpec.quantize). Integer
 inputs that fit (spike trains, event counts per bin) keep scale 1: exact. A spike/current
-train input (N, T, *shape) is sent one frame per step (InputSpec.temporal).
+train input (N, T, *shape) is sent one frame per step (InputSpec.temporal). A
+deployment-exact student (kdsnn.deploy_exact) keeps the input grid it was trained on.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def run(st: LoweringState) -> None:
     xmax = st.stats["input"]["x_max"]
     exact = bool(st.stats["input"].get("integer")) and xmax <= qmax
     scale = 1.0 if exact or xmax == 0 else qmax / xmax
+    if st.plan is not None:             # the input grid the student was trained on
+        bits, scale, exact = int(st.plan["input"]["bits"]), float(st.plan["input"]["scale"]), False
     mean = tuple(float(m) for m in (st.meta.get("mean") or ()))
     std = tuple(float(s) for s in (st.meta.get("std") or ()))
     st.input_spec = InputSpec(shape=tuple(shape), scale=float(scale), bits=bits, mean=mean, std=std,

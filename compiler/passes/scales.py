@@ -76,16 +76,46 @@ def decays(p: FPop, decay_bits: int) -> tuple[int, int, dict[str, float]]:
                     "beta": p.beta, "beta_int": b_int, "beta_rel_error": rel(p.beta, b_int)}
 
 
-def _quantize(w: np.ndarray, sigma: float, lo: int, hi: int, step: int) -> np.ndarray:
+def quantize_weights(w: np.ndarray, sigma: float, lo: int, hi: int, step: int) -> np.ndarray:
+    """Float weights -> the integer grid of a connection (round to `step`, clip to [lo, hi]).
+
+    The one place float weights become integers: the lowering and the deployment-exact
+    training forward (kdsnn.deploy_exact) both call it, so the two cannot drift."""
     q = np.rint(w * sigma / step) * step
     return np.clip(q, lo, hi).astype(np.int64)
+
+
+def weight_sigma(S: float, e: int, s_src: float) -> float:
+    """Float-to-integer weight factor of a connection: sigma * 2^e * s_src = S."""
+    return S / (2.0 ** e * s_src)
+
+
+def floor_correction(e: int) -> float:
+    """Bias (v units) compensating the average flooring of a right shift by -e (0 when e >= 0)."""
+    if e >= 0:
+        return 0.0
+    k = -e
+    return 64.0 * ((1 << k) - 1) / (1 << (k + 1))
+
+
+def bias_target(S: float, bias: np.ndarray, floor_corr: float) -> np.ndarray:
+    """The float bias (v units) a population's integer bias stands for."""
+    return 64.0 * S * bias + floor_corr
+
+
+def bias_mantissa(b_eff: np.ndarray, bias_exp: int, bias_mant_max: int) -> np.ndarray:
+    """int32 mantissas of `b_eff` at `bias_exp`, clipped to the signed mantissa range."""
+    return np.clip(np.rint(b_eff / 2 ** bias_exp), -bias_mant_max - 1, bias_mant_max).astype(np.int32)
 
 
 class _Plan:
     """Integer parameters of one population at one scale."""
 
-    def __init__(self, st: LoweringState, p: FPop, conns: list[FConn], S: float) -> None:
+    def __init__(self, st: LoweringState, p: FPop, conns: list[FConn], S: float,
+                 fixed: dict[str, Any] | None = None) -> None:
+        """fixed: p's entry of a deployment-exact plan (exponents, sign modes, bias_exp kept)."""
         tg = st.target
+        fixed_c = (fixed or {}).get("connections", {})
         self.S = S
         self.conns: list[Connection] = []
         self.a_bound = 0                                    # provable max |a| (int)
@@ -94,24 +124,25 @@ class _Plan:
         for c in conns:
             s_src = st.input_spec.scale if c.src == INPUT else 1.0
             x_max = st.input_spec.qmax if c.src == INPUT else 1
-            mode = _sign_mode(c.weight, tg.sign_modes)
+            fc = fixed_c.get(c.name)
+            mode = fc["sign_mode"] if fc else _sign_mode(c.weight, tg.sign_modes)
             lo, hi, step = tg.weight_range(mode)
             w_hi = min(abs(lo), abs(hi)) if mode == "mixed" else max(abs(lo), abs(hi))
             wmax = float(np.abs(c.weight).max()) if c.weight.size else 0.0
             dense_exp = c.kind == "dense" or tg.conv_weight_exp
             e_lo, e_hi = (tg.weight_exp_min, tg.weight_exp_max) if dense_exp else (0, 0)
-            if wmax > 0:
+            if fc:
+                e = int(fc["weight_exp"])
+            elif wmax > 0:
                 e = math.ceil(math.log2(S * wmax / (s_src * w_hi)) - 1e-12)
                 e = min(max(e, e_lo), e_hi)
             else:
                 e = 0
-            sigma = S / (2.0 ** e * s_src)
-            wq = _quantize(c.weight, sigma, lo, hi, step)
+            sigma = weight_sigma(S, e, s_src)
+            wq = quantize_weights(c.weight, sigma, lo, hi, step)
             acc = int(_row_abs_sum(wq, c.kind).max(initial=0)) * x_max
             self.a_bound += (acc << e) if e >= 0 else -((-acc) >> -e)   # ceil for right shifts
-            if e < 0:
-                k = -e
-                floor_corr += 64.0 * ((1 << k) - 1) / (1 << (k + 1))
+            floor_corr += floor_correction(e)
             self.conns.append(Connection(
                 name=c.name, src=c.src, dst=c.dst, kind=c.kind, weight=wq.astype(np.int32),
                 weight_exp=int(e), num_weight_bits=tg.num_weight_bits, sign_mode=mode,
@@ -122,13 +153,14 @@ class _Plan:
                                 "weight_max_int": int(np.abs(wq).max(initial=0)),
                                 "weight_bits_used": float(math.log2(np.abs(wq).max(initial=0) + 1)),
                                 "origin": list(c.origin)})
-        b_eff = 64.0 * S * p.bias + floor_corr
+        b_eff = bias_target(S, p.bias, floor_corr)
         bmax = float(np.abs(b_eff).max(initial=0.0))
         self.bias_exp = tg.bias_exp_min
         while self.bias_exp < tg.bias_exp_max and bmax / 2 ** self.bias_exp > tg.bias_mant_max + 0.5:
             self.bias_exp += 1
-        mant = np.clip(np.rint(b_eff / 2 ** self.bias_exp), -tg.bias_mant_max - 1, tg.bias_mant_max)
-        self.bias_mant = mant.astype(np.int32)
+        if fixed is not None:
+            self.bias_exp = int(fixed["bias_exp"])
+        self.bias_mant = bias_mantissa(b_eff, self.bias_exp, tg.bias_mant_max)
         self.bias_int_max = int(np.abs(self.bias_mant.astype(np.int64) << self.bias_exp).max(initial=0))
         self.bias_pos = int(max(0, (self.bias_mant.astype(np.int64) << self.bias_exp).max(initial=0)))
         self.bias_neg = int(max(0, -(self.bias_mant.astype(np.int64) << self.bias_exp).min(initial=0)))
@@ -167,7 +199,7 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
     tg = st.target
     ub: dict[str, float] = {}
     s_min = 0.0
-    min_bits = float(st.options["min_weight_bits"])
+    min_bits = float(st.options.get("min_weight_bits", 3))
     a_wc = 0.0
     for c in conns:
         s_src = st.input_spec.scale if c.src == INPUT else 1.0
@@ -199,7 +231,7 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
         v_wc = max(geometric(p.beta, st.T) * u_wc, min(v_wc, p.theta + u_wc + bmax))
     s_wc = min(u_lim / u_wc if u_wc > 0 else math.inf, v_lim / v_wc if v_wc > 0 else math.inf)
     cal = st.stats[p.name]
-    h = float(st.options["headroom"])
+    h = float(st.options.get("headroom", 2.0))
     v_cal = max(abs(cal["v_min"]), abs(cal["v_max"]))
     s_cal = min(u_lim / (h * cal["u_max"]) if cal["u_max"] > 0 else math.inf,
                 v_lim / (h * v_cal) if v_cal > 0 else math.inf)
@@ -218,38 +250,51 @@ def _check_target(st: LoweringState, p: FPop) -> None:
                          "which spikes cannot carry on Loihi; only the readout may be non-spiking")
 
 
+def _choose(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[float, str, _Plan, bool, str]:
+    """The largest scale every bound allows (module docstring) and its integer plan."""
+    tg = st.target
+    budget = float(st.options.get("provable_budget_bits", 1.0))
+    ub, s_wc, s_cal, s_min = _bounds(st, p, conns)
+    s_prec = min(ub.values(), default=math.inf)
+    provable = s_wc >= min(s_prec, s_cal) / 2.0 ** budget
+    if provable:
+        S, binding = min(s_prec, s_wc), min(ub, key=ub.get) if ub and s_prec <= s_wc else "state (worst case)"
+    else:
+        S, binding = min(s_prec, s_cal), min(ub, key=ub.get) if ub and s_prec <= s_cal else "state (calibrated)"
+    if not math.isfinite(S):
+        S, binding = 1.0, "none (all-zero weights)"
+    for _ in range(64):
+        plan = _Plan(st, p, conns, S)
+        ok, why = plan.provable(st, p)
+        if ok or not provable:
+            break
+        S *= 2.0 ** -0.25
+    else:  # pragma: no cover - 64 shrinks = 16 bits
+        raise KdsnnError(f"layer {p.name}: no scale makes its integer states provably safe ({why})")
+    if S < s_min * (1 - 1e-9):
+        missing = math.log2(s_min / S)
+        raise KdsnnError(
+            f"layer {p.name} cannot fit the {tg.name} target: {missing:.1f} bit(s) of headroom missing "
+            f"({binding} limits the scale to {S:.4g}, keeping {st.options.get('min_weight_bits', 3)} weight "
+            f"bits and a threshold >= 1 needs >= {s_min:.4g}); retrain with smaller weights/thresholds "
+            "or lower --min-weight-bits (kdsnn export/evaluate)")
+    if not provable:
+        ok, why = plan.provable(st, p)
+    return S, binding, plan, ok, why
+
+
 def run(st: LoweringState) -> None:
     tg = st.target
-    budget = float(st.options["provable_budget_bits"])
+    fixed_pops = (st.plan or {}).get("populations", {})
     for p in st.pops:
         _check_target(st, p)
         conns = st.incoming(p.name)
-        ub, s_wc, s_cal, s_min = _bounds(st, p, conns)
-        s_prec = min(ub.values(), default=math.inf)
-        provable = s_wc >= min(s_prec, s_cal) / 2.0 ** budget
-        if provable:
-            S, binding = min(s_prec, s_wc), min(ub, key=ub.get) if ub and s_prec <= s_wc else "state (worst case)"
+        if p.name in fixed_pops:          # trained on these scales (kdsnn.deploy_exact): keep them
+            S, binding = float(fixed_pops[p.name]["scale"]), "deployment-exact plan (trained on it)"
+            plan = _Plan(st, p, conns, S, fixed_pops[p.name])
+            ok, why = plan.provable(st, p)
         else:
-            S, binding = min(s_prec, s_cal), min(ub, key=ub.get) if ub and s_prec <= s_cal else "state (calibrated)"
-        if not math.isfinite(S):
-            S, binding = 1.0, "none (all-zero weights)"
-        for _ in range(64):
-            plan = _Plan(st, p, conns, S)
-            ok, why = plan.provable(st, p)
-            if ok or not provable:
-                break
-            S *= 2.0 ** -0.25
-        else:  # pragma: no cover - 64 shrinks = 16 bits
-            raise KdsnnError(f"layer {p.name}: no scale makes its integer states provably safe ({why})")
-        if S < s_min * (1 - 1e-9):
-            missing = math.log2(s_min / S)
-            raise KdsnnError(
-                f"layer {p.name} cannot fit the {tg.name} target: {missing:.1f} bit(s) of headroom missing "
-                f"({binding} limits the scale to {S:.4g}, keeping {st.options['min_weight_bits']:g} weight "
-                f"bits and a threshold >= 1 needs >= {s_min:.4g}); retrain with smaller weights/thresholds "
-                "or lower --min-weight-bits (kdsnn export/evaluate)")
-        if not provable:
-            ok, why = plan.provable(st, p)
+            S, binding, plan, ok, why = _choose(st, p, conns)
         cal = st.stats[p.name]
         M = tg.state_max
         u_cal_int = S * cal["u_max"] * (1 << tg.act_shift)

@@ -97,6 +97,7 @@ class LoweringState:
     int_pops: list[Population] = field(default_factory=list)
     int_conns: list[Connection] = field(default_factory=list)
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plan: dict[str, Any] | None = None       # deployment-exact plan the student was trained on
     log: list[str] = field(default_factory=list)
 
     def consumers(self, name: str) -> list[LNode]:
