@@ -224,6 +224,10 @@ def evaluate(**opts) -> None:
 @cli_option(ExportConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
 @cli_option(ExportConfig, "download", "--download")
 @cli_option(ExportConfig, "time_steps", "-T", "--time-steps", type=int)
+@cli_option(ExportConfig, "dt", "--dt", type=float)
+@cli_option(ExportConfig, "reset", "--reset", type=click.Choice(["zero", "subtract"]))
+@cli_option(ExportConfig, "input", "--input", type=click.Path(dir_okay=False))
+@cli_option(ExportConfig, "expect", "--expect", type=click.Path(dir_okay=False))
 @cli_option(ExportConfig, "batch_size", "--batch-size", type=int)
 @cli_option(ExportConfig, "device", "--device")
 @cli_option(ExportConfig, "seed", "--seed", type=int)
@@ -240,6 +244,9 @@ def export(**opts) -> None:
     \b
     Example:
       kdsnn export runs/demo/student.pt --target lava --samples 200 -o runs/demo/export
+      kdsnn export cnn_sinabs.nir --reset subtract --dataset nmnist --data-dir data -T 30 \\
+          --target reference -o runs/cnn
+      kdsnn export graph.nir --dt 1e-4 --input x.npz --expect peer.npz --target reference -o runs/g
     """
     from kdsnn.deploy import export_command
 
@@ -256,6 +263,9 @@ def export(**opts) -> None:
 @cli_option(RunConfig, "dataset", "--dataset")
 @cli_option(RunConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
 @cli_option(RunConfig, "time_steps", "-T", "--time-steps", type=int)
+@cli_option(RunConfig, "dt", "--dt", type=float)
+@cli_option(RunConfig, "reset", "--reset", type=click.Choice(["zero", "subtract"]))
+@cli_option(RunConfig, "input", "--input", type=click.Path(dir_okay=False))
 @cli_option(RunConfig, "batch_size", "--batch-size", type=int)
 @cli_option(RunConfig, "device", "--device")
 @cli_option(RunConfig, "seed", "--seed", type=int)

@@ -50,6 +50,15 @@ class ExportConfig(LoweringConfig):
     data_dir: str | None = _f(None, "Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
     download: bool = _f(False, "Allow torchvision to download the dataset.")
     time_steps: int | None = _f(None, "Time steps per sample (default: the student's / the graph's own T).")
+    dt: float | None = _f(None, "Seconds per step where the graph's metadata states none (snnTorch and "
+                                "SpikingJelly graphs: 1e-4, Norse and Rockpool: 1e-3).")
+    reset: str | None = _f(None, "Reset of the spiking neurons where the file cannot say: zero or subtract "
+                                 "(nir <= 1.0.5 files; snnTorch's subtractive reset).")
+    input: str | None = _f(None, "Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), "
+                                 "optional labels y (instead of --dataset).")
+    expect: str | None = _f(None, "PEER.npz: the source framework's outputs on the same inputs "
+                                  "(output_spikes (N, T, C) or logits (N, C), optional spike_counts/<node>); "
+                                  "adds rung 0.")
     batch_size: int = _f(256, "Samples per batch on the float and intsim backends.")
     device: str = _f("cpu", "Device for float stages.")
     seed: int = _f(0, "Seed of the test-sample selection.")
@@ -79,6 +88,12 @@ class RunConfig:
     data_dir: str | None = _f(None, "Folder of the datasets.")
     download: bool = _f(False, "Allow torchvision to download the dataset.")
     time_steps: int | None = _f(None, "Time steps per sample (default: the graph's own T).")
+    dt: float | None = _f(None, "Seconds per step where the graph's metadata states none (snnTorch and "
+                                "SpikingJelly graphs: 1e-4, Norse and Rockpool: 1e-3).")
+    reset: str | None = _f(None, "Reset of the spiking neurons where the file cannot say: zero or subtract "
+                                 "(nir <= 1.0.5 files; snnTorch's subtractive reset).")
+    input: str | None = _f(None, "Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), "
+                                 "optional labels y (instead of --dataset).")
     batch_size: int = _f(256, "Samples per batch on the float and intsim backends.")
     device: str = _f("cpu", "Device for float backends.")
     seed: int = _f(0, "Seed of the test-sample selection.")

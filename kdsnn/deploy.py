@@ -175,7 +175,7 @@ class Deployment:
         s = graph_summary(self.graph)
         kinds = ", ".join(f"{k} {v}" for k, v in s["node_types"].items() if k not in ("Input", "Output"))
         lines = [f"{GRAPH_FILE}: {s['nodes']} nodes ({kinds}), {s['parameters']:,} parameters, "
-                 f"{s['neurons']:,} IF neurons in {len(s['if_layers'])} layers, readout {s['readout']}, "
+                 f"{s['neurons']:,} spiking neurons in {len(s['if_layers'])} layers, readout {s['readout']}, "
                  f"T={self.setup.T}"]
         lines += [rung_line(r) for r in self.rungs]
         return [*lines, "wrote " + ", ".join(str(p) for p in self.files)]
@@ -211,7 +211,9 @@ def export(cfg: ExportConfig) -> Deployment:
     exported = export_graph(source, setup, Path(cfg.output))
     n_target, n_all = plan.sample_counts(cfg.samples, cfg.eval_samples)
     d = Deployment(cfg, plan, source, setup, exported,
-                   load_samples(setup.dataset.name, n_all, cfg), files=[exported.path])
+                   load_samples(setup.dataset.name, n_all, cfg, setup.input_shape, setup.T), files=[exported.path])
+    if d.samples.note:
+        _say(cfg, f"note: {d.samples.note}")
     x, y, T = d.samples.x, d.samples.y, setup.T
 
     t0 = time.perf_counter()
@@ -222,10 +224,15 @@ def export(cfg: ExportConfig) -> Deployment:
                                   progress=progress)
         what, backend = "student (float, PyTorch)", "pytorch"
     else:
-        ref1 = compile_backend("reference", source.graph, T, cfg).run(x, progress=progress)
+        ref1 = compile_backend("reference", source.graph, T, cfg).run(x, record=bool(cfg.expect),
+                                                                      progress=progress)
         what, backend = f"source graph {source.path.name} (float, reference)", "reference"
     d.results["rung1"] = ref1
     d.timings["rung1_s"] = time.perf_counter() - t0
+    if cfg.expect:
+        from kdsnn.peer import rung0_of
+
+        _gate(d, *rung0_of(cfg.expect, source, ref1, y))
     d.rungs.append(rung1(ref1, y, what, backend))
 
     t0 = time.perf_counter()
@@ -309,19 +316,20 @@ class Rerun:
         return {self.target: self.result}
 
     @property
-    def accuracy(self) -> float:
+    def accuracy(self) -> float | None:
         return scores(self.result, self.samples.y)["accuracy"]
 
     def summary_lines(self) -> list[str]:
         n = len(self.samples)
+        acc = "n/a (no labels)" if self.accuracy is None else f"{100 * self.accuracy:.2f} %"
         lines = [f"{self.target} on {self.dataset} (test, {n} samples, T={self.T}): accuracy "
-                 f"{100 * self.accuracy:.2f} %, {n / max(self.wall_s, 1e-9):.1f} samples/s"]
+                 f"{acc}, {n / max(self.wall_s, 1e-9):.1f} samples/s"]
         return lines + [f"  {layer:<24} {c.mean():10.1f} spikes/sample"
                         for layer, c in self.result.spike_counts.items()]
 
     def __repr__(self) -> str:
         return (f"Rerun({self.target} on {self.dataset}, T={self.T}, {len(self.samples)} samples, "
-                f"accuracy {100 * self.accuracy:.2f} %)")
+                f"accuracy {self.accuracy})")
 
 
 def rerun(cfg: RunConfig) -> Rerun:
@@ -337,12 +345,14 @@ def rerun(cfg: RunConfig) -> Rerun:
     gpath = folder / GRAPH_FILE
     if not gpath.exists():
         raise KdsnnError(f"{folder} has no {GRAPH_FILE}; run `kdsnn export ... -o {folder}` first")
-    graph = read_nir(gpath)
-    meta = graph_meta(graph, T=cfg.time_steps)
+    graph = read_nir(gpath, dt=cfg.dt, reset=cfg.reset)
+    from kdsnn.inputs import graph_input_shape, input_steps, run_info
+
+    meta = graph_meta(graph, T=cfg.time_steps or input_steps(vars(cfg), graph_input_shape(graph)))
     T = meta["T"]
-    dataset = cfg.dataset or meta.get("dataset")
-    if not dataset:
-        raise KdsnnError(f"{gpath} does not name its dataset; give --dataset")
+    shape = tuple(meta["input_shape"])
+    ds = None if cfg.input else (cfg.dataset or meta.get("dataset"))
+    dataset = run_info(vars(cfg), ds, shape, int(meta["num_classes"]), gpath).name
     intnet = None
     if plan.lowers:
         from kdsnn.compiler.intnet import IntNet
@@ -355,7 +365,7 @@ def rerun(cfg: RunConfig) -> Rerun:
         if cfg.time_steps and int(cfg.time_steps) != intnet.T:
             raise KdsnnError(f"{ipath} was lowered for T={intnet.T}; re-export to change T")
         T = intnet.T
-    samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg)
+    samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg, shape, int(T))
     t0 = time.perf_counter()
     exe = compile_backend(plan.target, intnet if plan.lowers else graph, T, cfg)
     res = exe.run(samples.x, progress=not cfg.quiet)

@@ -57,7 +57,8 @@ class Rung:
 
 def scores(res: RunResult, y: np.ndarray | None) -> dict[str, Any]:
     n = len(res.logits)
-    acc = float((res.predictions == y).mean()) if (y is not None and n) else 0.0
+    labelled = y is not None and n and bool(np.all(np.asarray(y)[:n] >= 0))
+    acc = float((res.predictions == y).mean()) if labelled else (0.0 if y is None or not n else None)
     return {"samples": n, "accuracy": acc,
             "spikes_per_sample": {k: float(v.mean()) if len(v) else 0.0 for k, v in res.spike_counts.items()},
             "wall_s": round(res.wall_s, 3)}
@@ -181,8 +182,18 @@ def write_predictions(out: Path, y: np.ndarray, results: dict[str, RunResult]) -
 def rung_line(r: Rung) -> str:
     """One line for people per rung."""
     d = r.details
-    line = (f"rung {r.rung}  {r.name:<42} accuracy {100 * r.scores['accuracy']:6.2f} % "
-            f"({r.scores['samples']} samples)")
+    if r.rung == 0:   # kdsnn.peer: the source graph against the framework that wrote it
+        line = (f"rung 0  {r.name:<42} same argmax on {100 * d['argmax_agreement']:.1f} % of "
+                f"{d['samples_compared']} samples (>= {100 * d['threshold']:.0f} %)")
+        if "output_spikes" in d:
+            o = d["output_spikes"]
+            line += (f", output spikes equal at {100 * o['equal_fraction']:.2f} % of steps "
+                     f"({o['kdsnn_spikes']} vs {o['peer_spikes']})")
+        for k, v in d["layers"].items():
+            line += f"; {k}: {v['kdsnn_mean']:.1f} vs {v['peer_mean']:.1f} spikes/sample"
+        return line + ("  PASS" if r.passed else "  FAIL")
+    acc = "   n/a" if r.scores["accuracy"] is None else f"{100 * r.scores['accuracy']:6.2f}"
+    line = f"rung {r.rung}  {r.name:<42} accuracy {acc} % ({r.scores['samples']} samples)"
     if r.passed is None:
         line += f"  same predictions as reference: {100 * d['same_predictions_as_reference']:.1f} %"
         return line + "  (reported, not gated)"
