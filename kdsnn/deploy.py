@@ -339,6 +339,7 @@ class Rerun:
     dataset: str
     T: int
     wall_s: float
+    report: dict[str, Any] | None = None     # the folder's report.json, when it has one
 
     @property
     def results(self) -> dict[str, RunResult]:
@@ -398,7 +399,14 @@ def rerun(cfg: RunConfig) -> Rerun:
     t0 = time.perf_counter()
     exe = compile_backend(plan.target, intnet if plan.lowers else graph, T, cfg)
     res = exe.run(samples.x, progress=bars(progress_mode(cfg)))
-    return Rerun(cfg, plan.target, graph, intnet, res, samples, str(dataset), int(T), time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    report = None
+    if (folder / "report.json").is_file():
+        from kdsnn.io import read_table
+        from kdsnn.stages import Report
+
+        report = Report(read_table(folder / "report.json", "report"))
+    return Rerun(cfg, plan.target, graph, intnet, res, samples, str(dataset), int(T), wall, report)
 
 
 def run_command(**opts: Any) -> Rerun:

@@ -94,6 +94,16 @@ class Lowered:
         return f"Lowered({self.intnet!r} for {self.spec.name}, {self.calibration} calibration samples)"
 
 
+class Report(dict):
+    """A report (kdsnn.compiler.profile): the JSON document as a dict, with a short repr."""
+
+    def __repr__(self) -> str:
+        m, t = self.get("meta", {}), self.get("totals", {})
+        keys = ", ".join(k for k in ("spikes", "synops", "snn_pj") if k in t)
+        return (f"Report({m.get('backend')} on {m.get('target')}, T={m.get('T')}, {len(self.get('layers', []))} "
+                f"layers; totals: {keys or ', '.join(list(t)[:4])})")
+
+
 # ------------------------------------------------------------------------------ stages
 def load_source(cfg: ExportConfig) -> Source:
     """A student checkpoint (.pt) or a .nir graph from any framework."""
@@ -200,9 +210,10 @@ def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: i
 
 def lower_graph(exported: Exported, setup: Setup, cfg: ExportConfig, out: Path | None) -> Lowered:
     """Lower graph.nir for the hardware spec (--hw) with calibration data; save the IntNet."""
-    from kdsnn.compiler.targets import load_target
+    from kdsnn.compiler.targets import check_simulable, load_target
 
     spec = load_target(cfg.hw)
+    check_simulable(spec, "intsim (rung 3)")   # before any work: every integer pipeline runs intsim
     t0 = time.perf_counter()
     net = lower_for_target(exported.graph, setup.dataset.name, spec, cfg.calibration, cfg.data_dir,
                            bool(cfg.download), int(cfg.seed), T=setup.T, lowering=cfg,
@@ -289,8 +300,8 @@ def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Sour
     if teacher is not None:
         meta["teacher"] = str(source.config.get("teacher"))
         meta["teacher_accuracy"] = _teacher_accuracy(teacher, x, y)
-    return report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
-                           student=source.model, meta=meta)
+    return Report(report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
+                                  student=source.model, meta=meta))
 
 
 def _load_teacher_net(source: Source) -> Any:

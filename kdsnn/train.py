@@ -41,11 +41,11 @@ from kdsnn import determinism, distributed, progress, selection
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
-from kdsnn.distill import Connectors, DistillLoss, match_points
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
 from kdsnn.evaluate import evaluate_model
 from kdsnn.io import atomic_path, ensure_dir
+from kdsnn.kd_loss import Connectors, DistillLoss, match_points
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from kdsnn import __version__, progress
 from kdsnn.config import DistillConfig
-from kdsnn.distill import check_mode
 from kdsnn.errors import KdsnnError
+from kdsnn.kd_loss import check_mode
 from kdsnn.neurons import SURROGATES
 
 # The dataset's default teacher (trained by `distill` when no --teacher is given) and the
