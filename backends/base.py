@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """What every backend returns for a batch of N samples.
 
@@ -38,6 +38,12 @@ class RunResult:
     @property
     def predictions(self) -> np.ndarray:
         return np.asarray(self.logits).argmax(axis=1)
+
+    def __repr__(self) -> str:
+        spikes = sum(float(np.mean(c)) for c in self.spike_counts.values()) if len(self.logits) else 0.0
+        return (f"RunResult({self.backend}, {len(self.logits)} samples, T={self.T}, logits "
+                f"{'x'.join(map(str, np.shape(self.logits)))}, {len(self.spike_counts)} layers, "
+                f"{spikes:.1f} spikes/sample)")
 
 
 class Executable(ABC):

@@ -62,7 +62,11 @@ RESETS = ("zero", "subtract")
 READOUT_KINDS = ("v", "spikes")
 
 
-@dataclass
+def _shape(shape: Any) -> str:
+    return "x".join(str(int(n)) for n in shape)
+
+
+@dataclass(repr=False)
 class InputSpec:
     """How a normalized float image becomes graded integer spikes."""
 
@@ -88,8 +92,12 @@ class InputSpec:
                              f"{want}{', '.join(map(str, self.shape))})")
         return np.clip(np.rint(x * self.scale), -self.qmax, self.qmax).astype(np.int32)
 
+    def __repr__(self) -> str:
+        return (f"InputSpec({_shape(self.shape)}, {self.bits}-bit, scale {self.scale:.4g}"
+                f"{', temporal' if self.temporal else ''})")
 
-@dataclass
+
+@dataclass(repr=False)
 class Population:
     """A group of integer LIF neurons (IF when du = 4095, dv = 0)."""
 
@@ -111,8 +119,13 @@ class Population:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    def __repr__(self) -> str:
+        kind = f"readout {self.readout_kind}" if self.readout else "LIF" if (self.du, self.dv) != (4095, 0) else "IF"
+        return (f"Population({self.name!r}, {_shape(self.shape)}, {kind}, vth={self.vth}, du={self.du}, "
+                f"dv={self.dv}, reset={self.reset})")
 
-@dataclass
+
+@dataclass(repr=False)
 class Connection:
     """Integer synapses from a source ("input" or a population) into a population."""
 
@@ -133,8 +146,13 @@ class Connection:
     graded: bool = False                   # True when the source sends graded spikes (input)
     delay: int = 0                         # whole steps: a[t] reads s_src[t - delay]
 
+    def __repr__(self) -> str:
+        w = np.asarray(self.weight)
+        return (f"Connection({self.name!r}, {self.src} -> {self.dst}, {self.kind} {_shape(w.shape)}, "
+                f"weight_exp={self.weight_exp}{f', delay={self.delay}' if self.delay else ''})")
 
-@dataclass
+
+@dataclass(repr=False)
 class IntNet:
     """A whole integer network: input quantization, populations, connections, T."""
 
@@ -145,6 +163,12 @@ class IntNet:
     target: str = "loihi"
     class_names: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        neurons = sum(p.size for p in self.populations)
+        return (f"IntNet({self.target}, T={self.T}, input {_shape(self.input.shape)}, "
+                f"{len(self.populations)} populations ({neurons:,} neurons), "
+                f"{len(self.connections)} connections, readout {self.readout.name!r})")
 
     # -- queries --------------------------------------------------------------------------
     def population(self, name: str) -> Population:

@@ -5,8 +5,8 @@
 runs the passes of `kdsnn.compiler.passes.PASSES` in order (import, fold flatten/pooling,
 connections, calibration, input quantization, per-layer scales, depth) and returns a
 validated IntNet whose metadata carries the per-layer choices (`metadata["lowering"]`).
-Options: input_bits (graded input width, default the target's), headroom (calibration
-safety factor, 2), provable_budget_bits (1), min_weight_bits (3).
+Options: the fields of kdsnn.config.LoweringConfig (input_bits, headroom,
+provable_budget_bits, min_weight_bits), with its defaults; unknown options are refused.
 
 A deployment-exact student (kdsnn.deploy_exact) carries, in the graph metadata
 (`deploy_exact`), the plan it was trained on: `plan_from_state` of an earlier lowering
@@ -29,6 +29,7 @@ from kdsnn.compiler.passes import PASSES, describe
 from kdsnn.compiler.passes.state import LoweringState
 from kdsnn.compiler.targets import TargetSpec, load_target
 
+from kdsnn.config import LoweringConfig, from_options
 from kdsnn.errors import KdsnnError
 
 __all__ = ["lower", "describe", "lowering_state", "plan_from_state", "target_fingerprint"]
@@ -84,7 +85,8 @@ def lowering_state(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibra
     T = int(T)
     if T < 1:
         raise KdsnnError(f"T must be >= 1, got {T}")
-    st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), options=dict(options))
+    opts = from_options(LoweringConfig, options).lowering_options()   # defaults: kdsnn.config
+    st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), options=opts)
     st.plan, note = _plan_for(meta, tg, T, st.options)
     if note:
         st.log.append(f"plan: {note}")
@@ -108,6 +110,7 @@ def lower(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibration_x: n
                                         "calibration_samples": int(len(st.calibration_x)),
                                         "deploy_exact_plan": st.plan is not None,
                                         "options": st.options, "layers": st.report},
+                           "arithmetic": st.target.arithmetic(),
                            "graph": {k: v for k, v in st.meta.items()
                                      if isinstance(v, (str, int, float, list, type(None)))}})
     net.validate()

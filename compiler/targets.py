@@ -35,10 +35,17 @@ from kdsnn.errors import KdsnnError
 from kdsnn.io import read_table
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+ENERGY_KEYS = ("synaptic_op", "neuron_update_active", "neuron_update_idle")
+# Spec fields of earlier versions that nothing in kdsnn honours: refused by name, with why.
+UNHONOURED = {"max_fan_out_per_core": "the core mapping checks neurons, synaptic memory and fan-in "
+                                      "per core, not fan-out"}
+# The arithmetic intsim and the Lava backend implement (Lava 0.10's fixed-point models); a
+# spec that differs here can be lowered (for a plugin that implements it) but not simulated.
+SIMULATED = ("state_bits", "act_shift", "vth_shift", "decay_bits", "dense_accum_bits", "conv_accum_bits")
 RESET_MODES = ("zero", "subtract")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TargetSpec:
     """What an integer chip can represent and how big it is."""
 
@@ -70,13 +77,18 @@ class TargetSpec:
     neurons_per_core: int = 1024
     synaptic_memory_bits_per_core: int = 128 * 1024 * 8
     max_fan_in_per_core: int = 4096        # input axons per core
-    max_fan_out_per_core: int = 4096       # output axons per core
     cores_per_chip: int = 128
     # -- energy (picojoules) ------------------------------------------------------------
     energy_pj: dict[str, float] = field(default_factory=lambda: {
-        "synaptic_op": 23.6, "neuron_update_active": 81.0, "neuron_update_idle": 52.0,
-        "spike_within_tile": 1.7, "spike_per_hop": 3.5})
+        "synaptic_op": 23.6, "neuron_update_active": 81.0, "neuron_update_idle": 52.0})
+    energy_source: str = ("M. Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip "
+                          "Learning', IEEE Micro 38(1), 2018, Table 2: synaptic spike op 23.6 pJ, "
+                          "neuron update 81 pJ active / 52 pJ inactive")
     references: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (f"TargetSpec({self.name!r}: {self.weight_bits}-bit weights, {self.state_bits}-bit state, "
+                f"{self.vth_bits}-bit vth, {self.neurons_per_core} neurons/core x {self.cores_per_chip} cores)")
 
     # -- derived numbers the lowering uses ------------------------------------------------
     def weight_range(self, sign_mode: str = "mixed") -> tuple[int, int, int]:
@@ -128,6 +140,10 @@ class TargetSpec:
         bad = [m for m in self.sign_modes if m not in SIGN_MODES]
         if bad or "mixed" not in self.sign_modes:
             raise KdsnnError(f"target {self.name}: sign_modes must include 'mixed' and only {SIGN_MODES}, got {list(self.sign_modes)}")
+        unknown = sorted(set(self.energy_pj) - set(ENERGY_KEYS))
+        if unknown:
+            raise KdsnnError(f"target {self.name}: energy_pj key(s) {', '.join(unknown)} are not counted by "
+                             f"kdsnn's profiler (no spike-routing model); it prices {', '.join(ENERGY_KEYS)}")
         for k, v in self.energy_pj.items():
             if not isinstance(v, (int, float)) or v < 0:
                 raise KdsnnError(f"target {self.name}: energy_pj[{k!r}] must be a number >= 0, got {v!r}")
@@ -135,6 +151,27 @@ class TargetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def arithmetic(self) -> dict[str, int]:
+        """The widths and shifts a backend must implement to run this spec's IntNets."""
+        return {k: int(getattr(self, k)) for k in (*SIMULATED, "weight_bits", "bias_mant_bits")}
+
+
+def check_simulable(arithmetic: dict[str, int] | TargetSpec | None, backend: str, target: str = "") -> None:
+    """Refuse an IntNet (or spec) whose arithmetic differs from Lava 0.10's fixed-point models,
+    which intsim and the lava backend implement; None (an IntNet without the record) passes."""
+    if arithmetic is None:
+        return
+    got = arithmetic.arithmetic() if isinstance(arithmetic, TargetSpec) else dict(arithmetic)
+    name = arithmetic.name if isinstance(arithmetic, TargetSpec) else target
+    want = LOIHI.arithmetic()
+    bad = [f"{k}={got[k]} (simulated: {want[k]})" for k in SIMULATED if k in got and got[k] != want[k]]
+    bad += [f"{k}={got[k]} (simulated: at most {want[k]})" for k in ("weight_bits", "bias_mant_bits")
+            if k in got and got[k] > want[k]]
+    if bad:
+        raise KdsnnError(f"{backend} simulates Lava 0.10's fixed-point widths, but target {name} has "
+                         f"{', '.join(bad)}; change those fields of the spec, or run on a backend "
+                         "that implements them")
 
 
 LOIHI = TargetSpec(
@@ -184,11 +221,21 @@ def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
     if base_name is not None and base_name not in BUILTIN:
         raise KdsnnError(f"target spec {path}: unknown base {base_name!r}; choose one of {', '.join(available_targets())}")
     valid = {f.name for f in fields(TargetSpec)}
+    for k in sorted(set(data) & set(UNHONOURED)):
+        raise KdsnnError(f"target spec {path}: {k} is not honoured by kdsnn ({UNHONOURED[k]}); remove it")
     unknown = sorted(set(data) - valid)
     if unknown:
         raise KdsnnError(f"target spec {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
     if "name" not in data:
         data["name"] = path.stem
+    # a user's chip cites what the user gives, never the base's papers
+    data.setdefault("references", (f"user spec file {path.name}"
+                                   + (f" (overrides of the built-in {base_name})" if base_name else ""),))
+    if "energy_pj" in data:
+        data.setdefault("energy_source", f"user spec file {path.name}: energy_pj")
+    else:
+        data.setdefault("energy_source", f"{path.name} gives no energy_pj: {base_name or 'the default'}'s "
+                                         f"numbers, {(BUILTIN[base_name] if base_name else LOIHI).energy_source}")
     for k in ("sign_modes", "references", "reset_modes"):
         if k in data:
             data[k] = tuple(data[k])

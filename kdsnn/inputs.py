@@ -77,3 +77,76 @@ def load_npz_inputs(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
             raise KdsnnError(f"--input {p}: y must be integer labels of shape ({len(x)},), got {y.dtype} {y.shape}")
         y = y.astype(np.int64)
     return x.astype(np.float32) if x.dtype.kind != "f" else x, y
+
+
+# ------------------------------------------------------------------------------ runs
+NO_LABEL = -1   # labels of --input files without `y`: accuracy is not measured
+
+
+def graph_input_shape(graph) -> tuple[int, ...]:
+    import nir
+
+    inp = next(n for n in graph.nodes.values() if isinstance(n, nir.Input))
+    return tuple(int(s) for s in np.ravel(next(iter(inp.input_type.values()))))
+
+
+def input_steps(opts: dict, input_shape: tuple[int, ...]) -> int | None:
+    """T of the trains in --input (None for static inputs or no --input)."""
+    if not opts.get("input"):
+        return None
+    x, _ = load_npz_inputs(opts["input"])
+    size = int(np.prod(input_shape))
+    if int(np.prod(x.shape[1:])) == size:
+        return None
+    if x.ndim >= 3 and int(np.prod(x.shape[2:])) == size:
+        return int(x.shape[1])
+    return None
+
+
+def run_info(opts: dict, dataset: str | None, shape: tuple[int, ...], n_cls: int, source: object):
+    """The DatasetInfo a run uses: --input's (named after the file), N-MNIST's, or the named
+    image dataset's; the network's input must hold its samples (flat inputs: same element
+    count, reshaped in C order)."""
+    from kdsnn.data import DatasetInfo, dataset_info
+    from kdsnn.nmnist import INPUT_SHAPE, NAME
+
+    if opts.get("input"):
+        info = DatasetInfo(name=f"input:{Path(opts['input']).name}", input_shape=shape, num_classes=n_cls,  # type: ignore[arg-type]
+                           mean=(), std=(), class_names=[])
+    elif not dataset:
+        raise KdsnnError(f"{source} does not name its dataset; give --dataset or --input FILE.npz")
+    elif str(dataset).lower() == NAME:
+        info = DatasetInfo(name=NAME, input_shape=INPUT_SHAPE, num_classes=10, mean=(), std=(),
+                           class_names=[str(i) for i in range(10)])
+    else:
+        info = dataset_info(dataset)
+    if tuple(info.input_shape) != tuple(shape) and int(np.prod(info.input_shape)) != int(np.prod(shape)):
+        raise KdsnnError(f"dataset {info.name} has inputs of shape {tuple(info.input_shape)} but the "
+                         f"network in {source} takes {tuple(shape)}")
+    if info.num_classes != n_cls:
+        raise KdsnnError(f"dataset {info.name} has {info.num_classes} classes but the network in "
+                         f"{source} outputs {n_cls}")
+    return info
+
+
+def load_run_inputs(opts: dict, dataset: str | None, split: str, n: int, shape: tuple[int, ...],
+                    T: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(x fitted to the network's input, labels, a note or None) for one run: the first n
+    samples of --input FILE.npz, of N-MNIST's binary files (--data-dir), or of an image
+    dataset (normalized, direct encoding)."""
+    from kdsnn.nmnist import NAME
+
+    if opts.get("input"):
+        x, y = load_npz_inputs(opts["input"])
+        x = x[:n]
+        y = y[:n] if y is not None else np.full(len(x), NO_LABEL, np.int64)
+    elif str(dataset).lower() == NAME:
+        from kdsnn.nmnist import load
+
+        x, y = load(opts.get("data_dir"), split, n, T)
+    else:
+        from kdsnn.data import load_arrays
+
+        x, y = load_arrays(str(dataset), split, int(n), opts.get("data_dir"), bool(opts.get("download")), seed)
+    x, _, note = fit_input(x, shape, T)
+    return x, y, note

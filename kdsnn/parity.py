@@ -57,7 +57,8 @@ class Rung:
 
 def scores(res: RunResult, y: np.ndarray | None) -> dict[str, Any]:
     n = len(res.logits)
-    acc = float((res.predictions == y).mean()) if (y is not None and n) else 0.0
+    labelled = y is not None and n and bool(np.all(np.asarray(y)[:n] >= 0))
+    acc = float((res.predictions == y).mean()) if labelled else (0.0 if y is None or not n else None)
     return {"samples": n, "accuracy": acc,
             "spikes_per_sample": {k: float(v.mean()) if len(v) else 0.0 for k, v in res.spike_counts.items()},
             "wall_s": round(res.wall_s, 3)}
@@ -143,6 +144,7 @@ def rung4(res: RunResult, intsim: RunResult, y: np.ndarray, layers: list[str],
     diff = first_difference(head(intsim, n), res, layers)
     r = Rung(4, what, res.backend, scores(res, y[:n]), passed=diff is None,
              details={"identical_to_rung3": diff is None, "samples_compared": n,
+                      "rung3_accuracy_on_these": scores(head(intsim, n), y[:n])["accuracy"],
                       "layers_compared": len(layers), "first_difference": diff,
                       "simulated_steps": int(res.steps)})
     return r, None if diff is None else f"rung 4 failed: {res.backend} differs from intsim: {diff['message']}"
@@ -181,19 +183,34 @@ def write_predictions(out: Path, y: np.ndarray, results: dict[str, RunResult]) -
 def rung_line(r: Rung) -> str:
     """One line for people per rung."""
     d = r.details
-    line = (f"rung {r.rung}  {r.name:<42} accuracy {100 * r.scores['accuracy']:6.2f} % "
-            f"({r.scores['samples']} samples)")
+    if r.rung == 0:   # kdsnn.peer: the source graph against the framework that wrote it
+        line = (f"rung 0  {r.name:<42} same argmax on {100 * d['argmax_agreement']:.1f} % of "
+                f"{d['samples_compared']} samples (>= {100 * d['threshold']:.0f} %)")
+        if "output_spikes" in d:
+            o = d["output_spikes"]
+            line += (f", output spikes equal at {100 * o['equal_fraction']:.2f} % of steps "
+                     f"({o['kdsnn_spikes']} vs {o['peer_spikes']})")
+        for k, v in d["layers"].items():
+            line += f"; {k}: {v['kdsnn_mean']:.1f} vs {v['peer_mean']:.1f} spikes/sample"
+        return line + ("  PASS" if r.passed else "  FAIL")
+    acc = "   n/a" if r.scores["accuracy"] is None else f"{100 * r.scores['accuracy']:6.2f}"
+    line = f"rung {r.rung}  {r.name:<42} accuracy {acc} % (first {r.scores['samples']:,} test samples)"
     if r.passed is None:
         line += f"  same predictions as reference: {100 * d['same_predictions_as_reference']:.1f} %"
         return line + "  (reported, not gated)"
     if r.rung == 2:
-        line += (f"  same predictions: {'yes' if d['same_predictions'] else 'NO'}, max |logit diff| "
+        line += (f"  vs rung 1 on the same samples: same predictions: {'yes' if d['same_predictions'] else 'NO'}, "
+                 f"max |logit diff| "
                  f"{d['max_abs_logit_diff']:.2g} (<= {d['tolerance']:g})")
     if r.rung == 3:
-        line += (f"  {d['accuracy_delta_points']:+.2f} points vs rung 1 (<= {d['tolerance_points']:g}), "
+        line += (f"  vs rung 1 on the same samples: {d['accuracy_delta_points']:+.2f} points "
+                 f"(<= {d['tolerance_points']:g}), "
                  f"same predictions {100 * d['same_predictions_as_rung1']:.1f} %")
     if r.rung == 4:
-        line += (f"  identical to rung 3 on {d['samples_compared']} samples x {d['layers_compared']} layers: "
+        r3 = d.get("rung3_accuracy_on_these")
+        line += (f"  vs rung 3 on the same {d['samples_compared']:,} samples"
+                 + (f" (rung 3 there: {100 * r3:.2f} %)" if r3 is not None else "")
+                 + f", {d['layers_compared']} layers: identical "
                  f"{'yes' if d['identical_to_rung3'] else 'NO'}")
     if r.rung != 1:
         line += "  PASS" if r.passed else "  FAIL"

@@ -210,13 +210,13 @@ def format_table(result: dict[str, Any]) -> str:
 
 def plot_robustness(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """Accuracy vs noise level, one panel per noise type, one line per model (level 0 = clean)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     kinds = list(result["noise_types"]) or [CLEAN]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(kinds), 3.6))   # no pyplot: a notebook's backend stays as it is
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(kinds), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         pts = sorted((n["level"], n["spec"]) for n in result["noise"] if n["type"] == kind)
         for i, m in enumerate(result["models"]):  # styles differ so equal curves stay visible
@@ -233,7 +233,6 @@ def plot_robustness(result: dict[str, Any], path: str | os.PathLike) -> Path:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
     return Path(path)
 
 

@@ -48,8 +48,9 @@ class Source:
 class Setup:
     """Dataset and time steps of the run, checked against the network's shapes."""
 
-    dataset: Any                       # kdsnn.data.DatasetInfo
+    dataset: Any                       # kdsnn.data.DatasetInfo (or --input's / N-MNIST's)
     T: int
+    input_shape: tuple[int, ...] = ()  # the network's (a flat Input may take images: C-order)
 
     def __repr__(self) -> str:
         return f"Setup({self.dataset.name}, T={self.T})"
@@ -68,8 +69,9 @@ class Exported:
 
 @dataclass(repr=False)
 class Samples:
-    x: np.ndarray                      # (N, *input_shape) float32, normalized
-    y: np.ndarray                      # (N,) int64
+    x: np.ndarray                      # (N, *input_shape) normalized, or (N, T, *input_shape) trains
+    y: np.ndarray                      # (N,) int64 (-1: --input without labels)
+    note: str | None = None            # how the inputs were fitted to the network's Input
 
     def __len__(self) -> int:
         return len(self.y)
@@ -92,6 +94,16 @@ class Lowered:
         return f"Lowered({self.intnet!r} for {self.spec.name}, {self.calibration} calibration samples)"
 
 
+class Report(dict):
+    """A report (kdsnn.compiler.profile): the JSON document as a dict, with a short repr."""
+
+    def __repr__(self) -> str:
+        m, t = self.get("meta", {}), self.get("totals", {})
+        keys = ", ".join(k for k in ("spikes", "synops", "snn_pj") if k in t)
+        return (f"Report({m.get('backend')} on {m.get('target')}, T={m.get('T')}, {len(self.get('layers', []))} "
+                f"layers; totals: {keys or ', '.join(list(t)[:4])})")
+
+
 # ------------------------------------------------------------------------------ stages
 def load_source(cfg: ExportConfig) -> Source:
     """A student checkpoint (.pt) or a .nir graph from any framework."""
@@ -99,7 +111,11 @@ def load_source(cfg: ExportConfig) -> Source:
     if src.suffix.lower() == ".nir":
         from kdsnn.compiler.nir.read import read_nir
 
-        return Source(src, "nir", graph=read_nir(src))
+        return Source(src, "nir", graph=read_nir(src, dt=cfg.dt, reset=cfg.reset))
+    for opt in ("dt", "reset"):
+        if getattr(cfg, opt) is not None:
+            raise KdsnnError(f"--{opt} applies to a .nir SOURCE; {src} is a kdsnn checkpoint (IF neurons "
+                             "counted in steps)")
     from kdsnn.checkpoint import load_model
 
     model, config = load_model(src, device=cfg.device, kind="student")
@@ -109,7 +125,7 @@ def load_source(cfg: ExportConfig) -> Source:
 def resolve(source: Source, cfg: ExportConfig) -> Setup:
     """Dataset, T and shape checks before anything is written."""
     from kdsnn.compiler.nir.meta import graph_meta
-    from kdsnn.data import dataset_info
+    from kdsnn.inputs import graph_input_shape, input_steps, run_info
 
     T_opt = cfg.time_steps
     if source.kind == "checkpoint":
@@ -119,21 +135,19 @@ def resolve(source: Source, cfg: ExportConfig) -> Setup:
         ds = cfg.dataset or source.config.get("dataset")
         shape, n_cls = tuple(source.model.input_shape), int(source.model.num_classes)
         T = int(source.config.get("T") or source.model.T)
+        if input_steps(vars(cfg), shape):
+            raise KdsnnError(f"--input {cfg.input} holds trains (N, T, ...); a kdsnn student takes static "
+                             "images (N, C, H, W): export it, then run the .nir on trains")
     else:
-        meta = graph_meta(source.graph, T=T_opt)
+        steps = input_steps(vars(cfg), graph_input_shape(source.graph))
+        if steps and T_opt and int(T_opt) != steps:
+            raise KdsnnError(f"--input trains have {steps} steps but -T {T_opt} was given")
+        meta = graph_meta(source.graph, T=T_opt or steps)
         ds = cfg.dataset or meta.get("dataset")
         shape, n_cls = tuple(meta["input_shape"]), int(meta["num_classes"])
         T = meta["T"]
-    if not ds:
-        raise KdsnnError(f"{source.path} does not name its dataset; give --dataset")
-    info = dataset_info(ds)
-    if tuple(info.input_shape) != shape:
-        raise KdsnnError(f"dataset {info.name} has inputs of shape {tuple(info.input_shape)} but the "
-                         f"network in {source.path} takes {shape}")
-    if info.num_classes != n_cls:
-        raise KdsnnError(f"dataset {info.name} has {info.num_classes} classes but the network in "
-                         f"{source.path} outputs {n_cls}")
-    return Setup(info, int(T))
+    info = run_info(vars(cfg), ds, shape, n_cls, source.path)
+    return Setup(info, int(T), tuple(shape))
 
 
 def export_graph(source: Source, setup: Setup, out: Path) -> Exported:
@@ -154,26 +168,33 @@ def export_graph(source: Source, setup: Setup, out: Path) -> Exported:
         md = graph.metadata
         md["T"] = setup.T
         md["dataset"] = info.name
-        md.setdefault("mean", list(info.mean))
-        md.setdefault("std", list(info.std))
-        md.setdefault("class_names", list(info.class_names))
-        md.setdefault("dt", 1.0)
+        for k in ("mean", "std", "class_names"):
+            if getattr(info, k):
+                md.setdefault(k, list(getattr(info, k)))
         md.setdefault("encoding", "direct")
     path = write_nir(graph, out / GRAPH_FILE)
     return Exported(read_nir(path), path)
 
 
-def load_samples(dataset: str, n: int, cfg: ExportConfig | RunConfig) -> Samples:
-    """The first n test samples, normalized."""
-    from kdsnn.data import load_arrays
+def load_samples(dataset: str, n: int, cfg: ExportConfig | RunConfig, shape: tuple[int, ...] = (),
+                 T: int = 1, split: str = "test") -> Samples:
+    """The first n samples: normalized images, N-MNIST frames or --input's, fitted to the
+    network's input `shape` (kdsnn.inputs)."""
+    from kdsnn.inputs import load_run_inputs
 
-    x, y = load_arrays(dataset, "test", int(n), cfg.data_dir, bool(cfg.download), int(cfg.seed))
-    return Samples(x, y)
+    if not shape:
+        from kdsnn.data import load_arrays
+
+        x, y = load_arrays(dataset, split, int(n), cfg.data_dir, bool(cfg.download), int(cfg.seed))
+        return Samples(x, y)
+    x, y, note = load_run_inputs(vars(cfg), dataset, split, int(n), shape, int(T), int(cfg.seed))
+    return Samples(x, y, note)
 
 
 def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: int = 256,
                      data_dir: str | None = None, download: bool = False, seed: int = 0,
-                     T: int | None = None, lowering: LoweringConfig | None = None) -> Any:
+                     T: int | None = None, lowering: LoweringConfig | None = None,
+                     x_cal: np.ndarray | None = None) -> Any:
     """A canonical graph -> IntNet for the hardware spec, with scales calibrated on the
     first `calibration` training samples (shared by `kdsnn export` and `kdsnn evaluate`)."""
     from kdsnn.compiler.lower import lower
@@ -182,21 +203,36 @@ def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: i
 
     if int(calibration) < 1:
         raise KdsnnError(f"--calibration must be positive, got {calibration}")
-    x_cal, _ = load_arrays(dataset, "train", int(calibration), data_dir, download, seed)
+    if x_cal is None:
+        x_cal, _ = load_arrays(dataset, "train", int(calibration), data_dir, download, seed)
     return lower(graph, load_target(hw), x_cal, T=T, **(lowering or LoweringConfig()).lowering_options())
 
 
 def lower_graph(exported: Exported, setup: Setup, cfg: ExportConfig, out: Path | None) -> Lowered:
     """Lower graph.nir for the hardware spec (--hw) with calibration data; save the IntNet."""
-    from kdsnn.compiler.targets import load_target
+    from kdsnn.compiler.targets import check_simulable, load_target
 
     spec = load_target(cfg.hw)
+    check_simulable(spec, "intsim (rung 3)")   # before any work: every integer pipeline runs intsim
     t0 = time.perf_counter()
     net = lower_for_target(exported.graph, setup.dataset.name, spec, cfg.calibration, cfg.data_dir,
-                           bool(cfg.download), int(cfg.seed), T=setup.T, lowering=cfg)
+                           bool(cfg.download), int(cfg.seed), T=setup.T, lowering=cfg,
+                           x_cal=_calibration_inputs(setup, cfg))
     wall = time.perf_counter() - t0
     path = net.save(out / INTNET_FILE) if out is not None else None
     return Lowered(net, spec, int(cfg.calibration), path, wall)
+
+
+def _calibration_inputs(setup: Setup, cfg: ExportConfig) -> np.ndarray | None:
+    """Calibration samples where they are not an image dataset's training split: the first
+    of --input's own samples, or N-MNIST's Train recordings (None: the dataset's)."""
+    from kdsnn.nmnist import NAME
+
+    if cfg.input:
+        return load_samples(setup.dataset.name, cfg.calibration, cfg, setup.input_shape, setup.T).x
+    if setup.dataset.name == NAME:
+        return load_samples(NAME, cfg.calibration, cfg, setup.input_shape, setup.T, split="train").x
+    return None
 
 
 def compile_backend(name: str, net: Any, T: int, cfg: ExportConfig | RunConfig) -> Executable:
@@ -258,14 +294,14 @@ def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Sour
     x, y = samples.x[:n], samples.y[:n]
     teacher = _load_teacher_net(source)
     meta: dict[str, Any] = {"accuracy": scores(res, y)["accuracy"], "dataset": setup.dataset.name,
-                            "source": str(source.path), "samples": int(n)}
+                            "source": str(source.path), "samples": int(n), "split": "test"}
     if float_run is not None:
         meta["float_accuracy"] = scores(head(float_run, n), y)["accuracy"]
     if teacher is not None:
         meta["teacher"] = str(source.config.get("teacher"))
         meta["teacher_accuracy"] = _teacher_accuracy(teacher, x, y)
-    return report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
-                           student=source.model, meta=meta)
+    return Report(report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
+                                  student=source.model, meta=meta))
 
 
 def _load_teacher_net(source: Source) -> Any:

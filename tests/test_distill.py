@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdsnn.distill import (
+from kdsnn.errors import KdsnnError
+from kdsnn.kd_loss import (
     Connectors,
     DistillLoss,
     align_teacher,
@@ -19,7 +20,6 @@ from kdsnn.distill import (
     response_loss,
     soft_cross_entropy,
 )
-from kdsnn.errors import KdsnnError
 
 
 def test_soft_cross_entropy_by_hand() -> None:

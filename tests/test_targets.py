@@ -113,3 +113,52 @@ def test_subtractive_reset_needs_programmable_neurons() -> None:
     net = lower(g, "loihi2", x)                 # the Input is named in_1: any name lowers
     assert net.population("lif").reset == "subtract" and net.target == "loihi2"
     assert load_target("loihi2").reset_modes == ("zero", "subtract") and LOIHI.reset_modes == ("zero",)
+
+
+@pytest.mark.parametrize("content, match", [
+    ('{"base": "loihi", "max_fan_out_per_core": 2048}', "max_fan_out_per_core is not honoured.*fan-in"),
+    ('{"base": "loihi", "energy_pj": {"spike_per_hop": 3.5}}', "spike_per_hop are not counted"),
+])
+def test_fields_nothing_honours_are_refused(tmp_path, content, match) -> None:
+    p = tmp_path / "chip.json"
+    p.write_text(content)
+    with pytest.raises(KdsnnError, match=match):
+        load_target(p)
+
+
+def test_one_hardware_description(tmp_path) -> None:
+    """The profiler's limits and energy and intsim's widths come from the spec; a custom chip
+    cites its own file, not Loihi's papers; widths intsim cannot simulate are refused."""
+    import numpy as np
+    from kdsnn.backends.intsim import IntSimBackend
+    from kdsnn.backends.intsim.fast import ACT_SHIFT, DECAY_SHIFT, STATE_MAX
+    from kdsnn.compiler.profile.build import _default_models
+    from kdsnn.compiler.profile.energy import LOIHI as LOIHI_ENERGY
+    from kdsnn.compiler.profile.limits import LOIHI1_LIMITS, target_limits
+    from kdsnn.compiler.targets import check_simulable
+
+    assert (STATE_MAX, ACT_SHIFT, DECAY_SHIFT) == (LOIHI.state_max, LOIHI.act_shift, LOIHI.decay_bits)
+    assert LOIHI1_LIMITS["neurons_per_core"] == LOIHI.neurons_per_core
+    assert LOIHI_ENERGY.e_synop_pj == LOIHI.energy_pj["synaptic_op"] and "Davies" in LOIHI_ENERGY.source
+    p = tmp_path / "mychip.json"
+    p.write_text(json.dumps({"base": "loihi", "neurons_per_core": 256,
+                             "energy_pj": {"synaptic_op": 5.0}}))
+    chip = load_target(p)
+    assert target_limits(chip)["neurons_per_core"] == 256
+    assert "Davies" not in target_limits(chip)["source"] and "mychip.json" in target_limits(chip)["source"]
+    em = _default_models(chip)[1]
+    assert em.name == "mychip" and em.e_synop_pj == 5.0 and em.e_neuron_idle_pj == 52.0
+    assert "Davies" not in em.source
+    check_simulable(chip, "intsim")                       # Lava's widths: simulable
+    p20 = tmp_path / "chip20.json"
+    p20.write_text(json.dumps({"base": "loihi", "state_bits": 20}))
+    with pytest.raises(KdsnnError, match="intsim simulates Lava.*state_bits=20 \\(simulated: 24\\)"):
+        check_simulable(load_target(p20), "intsim")
+    from intnet_gen import random_intnet
+
+    net = random_intnet(0)
+    net.metadata["arithmetic"] = load_target(p20).arithmetic()
+    with pytest.raises(KdsnnError, match="state_bits=20"):
+        IntSimBackend().compile(net)
+    net.metadata["arithmetic"] = LOIHI.arithmetic()
+    assert IntSimBackend().compile(net).run(np.zeros((1, *net.input.shape))).logits.shape[0] == 1

@@ -10,6 +10,7 @@ from kdsnn.backends.base import Backend
 from kdsnn.backends.intsim.fast import IntSimExecutable
 from kdsnn.backends.intsim.steps import StepSimExecutable
 from kdsnn.compiler.intnet import IntNet
+from kdsnn.compiler.targets import check_simulable
 
 from kdsnn.errors import KdsnnError
 
@@ -23,6 +24,7 @@ class IntSimBackend(Backend):
     def compile(self, net: Any, **options: Any) -> IntSimExecutable:
         if not isinstance(net, IntNet):
             raise KdsnnError(f"intsim runs an IntNet (lower the NIR graph first), got {type(net).__name__}")
+        check_simulable(net.metadata.get("arithmetic"), "intsim", net.target)
         if not net.feed_forward_if:         # recurrence, delays, resets, spike trains: step by step
             return StepSimExecutable(net, **options)
         return IntSimExecutable(net, **options)

@@ -33,13 +33,17 @@ import torch.nn.functional as F
 from kdsnn.backends.base import Executable, RunResult
 from kdsnn.compiler.geometry import window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
+from kdsnn.compiler.targets import LOIHI as _LAVA
 
 from kdsnn.errors import KdsnnError
 
-LAVA_CLIP_BITS = 8                 # Lava's Dense clips weights to 8 bits, whatever the target
-STATE_MAX = 1 << 23                # 24-bit u and v
-ACT_SHIFT = VTH_SHIFT = 6
-DECAY_SHIFT = 12
+# Lava 0.10's fixed-point widths, as the loihi spec states them (kdsnn.compiler.targets);
+# IntNets lowered for other widths are refused when compiled (targets.check_simulable).
+LAVA_CLIP_BITS = _LAVA.weight_bits  # Lava's Dense clips weights to 8 bits, whatever the target
+STATE_MAX = _LAVA.state_max         # 24-bit u and v
+ACT_SHIFT = _LAVA.act_shift
+VTH_SHIFT = _LAVA.vth_shift
+DECAY_SHIFT = _LAVA.decay_bits
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
 

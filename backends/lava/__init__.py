@@ -23,6 +23,7 @@ import numpy as np
 from kdsnn.backends.base import Backend, Executable, RunResult
 from kdsnn.backends.lava.runtime import import_lava
 from kdsnn.compiler.intnet import IntNet
+from kdsnn.compiler.targets import check_simulable
 
 from kdsnn.errors import KdsnnError
 
@@ -152,6 +153,7 @@ class LavaBackend(Backend):
         if not isinstance(net, IntNet):
             raise KdsnnError(f"the lava backend runs an IntNet, not {type(net).__name__}; "
                              "lower the graph first (kdsnn.compiler.lower)")
+        check_simulable(net.metadata.get("arithmetic"), "the lava backend", net.target)
         ok, reason = self.available()
         if not ok:
             raise KdsnnError(f"the lava backend is unavailable: {reason}")

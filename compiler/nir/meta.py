@@ -75,7 +75,8 @@ def _floats(v: Any) -> list[float] | None:
 
 
 def graph_summary(graph: nir.NIRGraph) -> dict[str, Any]:
-    """Counts for people: nodes by type, parameters, neurons (IF) and readout size."""
+    """Counts for people: nodes by type, parameters, spiking neurons (IF, LIF, CubaLIF; the
+    `if_layers` key keeps its name) and readout size."""
     kinds: dict[str, int] = {}
     params = neurons = 0
     layers = []
@@ -86,7 +87,7 @@ def graph_summary(graph: nir.NIRGraph) -> dict[str, Any]:
             params += int(n.weight.size + n.bias.size)
         elif isinstance(n, nir.Linear):
             params += int(n.weight.size)
-        if isinstance(n, nir.IF):
+        if isinstance(n, (nir.IF, nir.LIF, nir.CubaLIF)):
             k = int(np.prod(n.v_threshold.shape))
             neurons += k
             layers.append({"name": name, "neurons": k, "theta": float(np.ravel(n.v_threshold)[0])})

@@ -277,7 +277,7 @@ def _choose(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[float, str,
             f"layer {p.name} cannot fit the {tg.name} target: {missing:.1f} bit(s) of headroom missing "
             f"({binding} limits the scale to {S:.4g}, keeping {st.options.get('min_weight_bits', 3)} weight "
             f"bits and a threshold >= 1 needs >= {s_min:.4g}); retrain with smaller weights/thresholds "
-            "or lower min_weight_bits")
+            "or lower --min-weight-bits (kdsnn export/evaluate)")
     if not provable:
         ok, why = plan.provable(st, p)
     return S, binding, plan, ok, why

@@ -24,10 +24,24 @@ from kdsnn.compiler.profile.counting import (
     samples_run,
 )
 from kdsnn.compiler.profile.definitions import DEFINITIONS, SCHEMA, SCHEMA_VERSION
-from kdsnn.compiler.profile.energy import DEFAULT_MODELS, EnergyModel, load_energy_model
+from kdsnn.compiler.profile.energy import (
+    DEFAULT_MODELS,
+    EnergyModel,
+    energy_model_of,
+    load_energy_model,
+)
 from kdsnn.compiler.profile.limits import target_limits
 from kdsnn.compiler.profile.mapping import map_layers
 from kdsnn.compiler.profile.raster import RASTER_NEURONS
+
+
+def _default_models(target: Any) -> list[str | EnergyModel]:
+    """horowitz45 and the hardware spec's own model (Loihi's without a spec)."""
+    from kdsnn.compiler.targets import TargetSpec
+
+    if isinstance(target, TargetSpec):
+        return ["horowitz45", energy_model_of(target)]
+    return list(DEFAULT_MODELS)
 
 
 def build_report(intnet: IntNet, run: RunCounts, *, target: Any = None,
@@ -44,7 +58,7 @@ def build_report(intnet: IntNet, run: RunCounts, *, target: Any = None,
     T = int(intnet.T)
     floats = floats or FloatCounts()
     lim = target_limits(target)
-    models = [load_energy_model(m) for m in (energy_models or DEFAULT_MODELS)]
+    models = [load_energy_model(m) for m in (energy_models or _default_models(target))]
     notes: list[str] = []
     layers, per_neuron, raster = population_activity(intnet, run, notes, raster_neurons)
     in_nz, input_exact = graded_input_rate(intnet, run, notes)

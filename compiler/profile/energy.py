@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kdsnn.compiler.targets import LOIHI as LOIHI_SPEC
+
 from kdsnn.errors import KdsnnError
 from kdsnn.io import read_table
 
@@ -74,12 +76,17 @@ HOROWITZ45 = EnergyModel(
            "45 nm, 32-bit float MAC = 4.6 pJ (mult 3.7 + add 0.9), 32-bit float add (AC) = 0.9 pJ",
     e_ac_pj=0.9, e_mac_pj=4.6, count="effective")
 
-LOIHI = EnergyModel(
-    name="loihi", version="1",
-    source="M. Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', "
-           "IEEE Micro 38(1), 2018, Table 2: synaptic spike op 23.6 pJ, neuron update "
-           "81 pJ active / 52 pJ inactive",
-    e_synop_pj=23.6, e_neuron_active_pj=81.0, e_neuron_idle_pj=52.0, count="all")
+def energy_model_of(spec: Any) -> EnergyModel:
+    """A hardware spec's own energy model (its energy_pj, priced on every stored synapse, as a
+    Loihi core walks its whole fan-out list), named after the spec."""
+    e = spec.energy_pj
+    return EnergyModel(name=spec.name, version="1", source=spec.energy_source,
+                       e_synop_pj=float(e.get("synaptic_op", 0.0)),
+                       e_neuron_active_pj=float(e.get("neuron_update_active", 0.0)),
+                       e_neuron_idle_pj=float(e.get("neuron_update_idle", 0.0)), count="all")
+
+
+LOIHI = energy_model_of(LOIHI_SPEC)   # the numbers live in kdsnn.compiler.targets.LOIHI
 
 BUILTIN: dict[str, EnergyModel] = {m.name: m for m in (HOROWITZ45, LOIHI)}
 DEFAULT_MODELS = ("horowitz45", "loihi")

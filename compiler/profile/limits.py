@@ -5,24 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kdsnn.compiler.targets import LOIHI, TargetSpec
+
 from kdsnn.errors import KdsnnError
 
-# Loihi 1, one chip. Davies et al., IEEE Micro 38(1) 2018: 128 neuromorphic cores per chip,
-# 1,024 compartments per core, 128 KB synaptic memory per core. The per-core checks NengoLoihi
-# applies before placing a block (nengo_loihi/block.py: MAX_COMPARTMENTS = 1024,
-# MAX_IN_AXONS = 4096, MAX_OUT_AXONS = 4096, MAX_SYNAPSE_BITS = 1048576) give the same numbers.
-LOIHI1_LIMITS: dict[str, Any] = {
-    "name": "loihi",
-    "neurons_per_core": 1024,
-    "synaptic_memory_bits_per_core": 128 * 1024 * 8,
-    "max_fan_in_per_core": 4096,        # distinct input axons a core can receive
-    "cores_per_chip": 128,
-    "state_bits": 24,                   # u and v, each
-    "weight_bits": 8,
-    "bias_mant_bits": 13,
-    "bias_exp_bits": 3,
-    "source": "Davies et al. 2018 (IEEE Micro) and nengo_loihi/block.py limits",
-}
+
+def _limits_of(spec: Any) -> dict[str, Any]:
+    return {"name": spec.name, "neurons_per_core": spec.neurons_per_core,
+            "synaptic_memory_bits_per_core": spec.synaptic_memory_bits_per_core,
+            "max_fan_in_per_core": spec.max_fan_in_per_core, "cores_per_chip": spec.cores_per_chip,
+            "state_bits": spec.state_bits, "weight_bits": spec.weight_bits,
+            "bias_mant_bits": spec.bias_mant_bits,
+            "bias_exp_bits": max(1, (spec.bias_exp_max - spec.bias_exp_min).bit_length()),
+            "source": "; ".join(spec.references)}
+
+
+# Loihi 1, one chip, from kdsnn.compiler.targets.LOIHI (Davies et al., IEEE Micro 38(1) 2018;
+# NengoLoihi's per-core checks in nengo_loihi/block.py give the same numbers).
+LOIHI1_LIMITS: dict[str, Any] = _limits_of(LOIHI)
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "neurons_per_core": ("neurons_per_core", "max_neurons_per_core", "compartments_per_core"),
@@ -46,6 +46,8 @@ def target_limits(target: Any = None) -> dict[str, Any]:
     out = dict(LOIHI1_LIMITS)
     if target is None:
         return out
+    if isinstance(target, TargetSpec):
+        return _limits_of(target)
     get = target.get if isinstance(target, Mapping) else (lambda k, d=None: getattr(target, k, d))
     for key, names in _ALIASES.items():
         for n in names:

@@ -15,7 +15,7 @@ class CheckpointTeacher:
     """A kdsnn ANN teacher checkpoint (`kdsnn train-teacher`), frozen, in eval mode.
 
     Its features are the pre-activation values (the ReLU inputs) at the architecture's
-    feature points: the one-sided feature loss (kdsnn.distill) is built for pre-ReLU teacher
+    feature points: the one-sided feature loss (kdsnn.kd_loss) is built for pre-ReLU teacher
     features, where a student value below a negative teacher value costs nothing.
     """
 
