@@ -17,7 +17,17 @@ from kdsnn.errors import KdsnnError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class _Ordered(click.Group):
+    """Commands listed in workflow order (train-teacher first), with summaries that fit."""
+
+    ORDER = ("train-teacher", "distill", "finetune", "evaluate", "export", "run", "report", "targets")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {n: i for i, n in enumerate(self.ORDER)}
+        return sorted(self.commands, key=lambda n: rank.get(n, len(rank)))
+
+
+@click.group(cls=_Ordered, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="kdsnn")
 def cli() -> None:
     """kdsnn: distil spiking students from ANN teachers and deploy them to Loihi via NIR.
@@ -29,20 +39,26 @@ def cli() -> None:
     """
 
 
+# Fixed sets, spelled here so --help lists them without importing torch.
+DATASET_NAMES = ["mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100"]
+ARCH_NAMES = ["cnn", "vgg11", "vgg16", "resnet18", "resnet34", "wrn16_2", "wrn28_4"]
+PROGRESS_MODES = ["auto", "bars", "lines", "none"]
+
+
 # ---------------------------------------------------------------- training (kdsnn/train.py)
 def _training_options(fn):
     """Options shared by `distill` and `train-teacher` (kdsnn.config.DistillConfig; None
     defaults depend on the dataset)."""
     C = DistillConfig
     opts = [
-        cli_option(C, "dataset", "--dataset"),
+        cli_option(C, "dataset", "--dataset", type=click.Choice(DATASET_NAMES)),
         cli_option(C, "data_dir", "--data-dir", type=click.Path(file_okay=False)),
         cli_option(C, "download", "--download"),
-        cli_option(C, "arch", "--arch"),
+        cli_option(C, "arch", "--arch", type=click.Choice(ARCH_NAMES)),
         cli_option(C, "width", "--width", type=float),
         cli_option(C, "epochs", "--epochs", type=int),
         cli_option(C, "batch_size", "--batch-size", type=int),
-        cli_option(C, "optimizer", "--optimizer"),
+        cli_option(C, "optimizer", "--optimizer", type=click.Choice(["sgd", "adamw"])),
         cli_option(C, "lr", "--lr", type=float),
         cli_option(C, "weight_decay", "--weight-decay", type=float),
         cli_option(C, "seed", "--seed", type=int),
@@ -50,6 +66,9 @@ def _training_options(fn):
         cli_option(C, "limit_train", "--limit-train", type=int),
         cli_option(C, "shift", "--shift", type=int),
         cli_option(C, "resume", "--resume"),
+        cli_option(C, "patience", "--patience", type=click.IntRange(min=0)),
+        cli_option(C, "deterministic", "--deterministic"),
+        cli_option(C, "progress", "--progress", type=click.Choice(PROGRESS_MODES)),
         cli_option(C, "quiet", "-q", "--quiet"),
     ]
     for o in reversed(opts):
@@ -57,19 +76,19 @@ def _training_options(fn):
     return fn
 
 
-@cli.command()
+@cli.command(short_help='Train a spiking student, distilled from an ANN teacher.')
 @cli_option(DistillConfig, "output", "-o", "--output", required=True, type=click.Path(file_okay=False),
             default=None)
 @_training_options
-@cli_option(DistillConfig, "kd", "--kd")
+@cli_option(DistillConfig, "kd", "--kd", type=click.Choice(["none", "response", "feature", "both"]))
 @cli_option(DistillConfig, "teacher", "--teacher")
 @cli_option(DistillConfig, "teacher_features", "--teacher-features")
 @cli_option(DistillConfig, "teacher_weights", "--teacher-weights", type=click.Path(dir_okay=False))
 @cli_option(DistillConfig, "teacher_epochs", "--teacher-epochs", type=int)
-@cli_option(DistillConfig, "connector", "--connector")
+@cli_option(DistillConfig, "connector", "--connector", type=click.Choice(["auto", "always"]))
 @cli_option(DistillConfig, "time_steps", "-T", "--time-steps", type=int)
 @cli_option(DistillConfig, "theta", "--theta", type=float)
-@cli_option(DistillConfig, "surrogate", "--surrogate")
+@cli_option(DistillConfig, "surrogate", "--surrogate", type=click.Choice(["sigmoid", "arctan"]))
 @cli_option(DistillConfig, "slope", "--slope", type=float)
 @cli_option(DistillConfig, "alpha", "--alpha", type=float)
 @cli_option(DistillConfig, "temperature", "--temperature", "--tau", type=float)
@@ -102,7 +121,7 @@ def distill(**opts) -> None:
                          download=opts.get("download"), resume=opts.get("resume"))
 
 
-@cli.command()
+@cli.command(short_help="Fine-tune a student in the deployed integer arithmetic.")
 @click.argument("student", type=click.Path(dir_okay=False))
 @click.option("--deploy-exact", "deploy_exact", default="loihi", show_default=True,
               help="Hardware target whose integer arithmetic the forward uses (built-in or spec file).")
@@ -110,17 +129,19 @@ def distill(**opts) -> None:
               help="Output folder (student.pt with the plan, best.pt, last.pt, metrics.jsonl).")
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default 1).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: the student's / 10).")
-@click.option("--kd", default=None, help="Distillation mode (default: the student's own).")
+@click.option("--kd", type=click.Choice(["none", "response", "feature", "both"]), default=None,
+              help="Distillation mode (default: the student's own).")
 @click.option("--teacher", default=None, help="Teacher (default: the student's own).")
 @click.option("--calibration", type=int, default=256, show_default=True,
               help="Training samples the lowering calibrates the plan on (as `kdsnn export`).")
 @click.option("--batch-size", type=int, default=None, help="Default: the student's.")
 @click.option("--seed", type=int, default=None, help="Default: the student's.")
 @click.option("--device", default=None, help="cpu or cuda (default: the student's).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
-@click.option("--download", is_flag=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
+@click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
 @click.option("--resume", is_flag=True, help="Continue the fine-tuning in OUTPUT from its last.pt.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 def finetune(**opts) -> None:
     """Fine-tune a student so its PyTorch forward is the chip's integer run, spike for spike.
 
@@ -139,9 +160,10 @@ def finetune(**opts) -> None:
     finetune_command(**opts)
 
 
-@cli.command("train-teacher")
+@cli.command("train-teacher", short_help='Train an ANN teacher from the model zoo.')
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (teacher.pt, best.pt, last.pt, metrics.jsonl).")
+              help="Output folder: teacher.pt (selected on validation), best.pt, last.pt, metrics.jsonl, "
+                   "result.json, training.png.")
 @_training_options
 @click.option("--onnx", is_flag=True, help="Also write the teacher as OUTPUT/teacher.onnx.")
 def train_teacher(**opts) -> None:
@@ -174,24 +196,28 @@ def _lowering_options(cls):
 
 # float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target BACKEND ->
 # backends/evaluate.py
-@cli.command()
+@cli.command(short_help='Accuracy of checkpoints, clean and under noise.')
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @cli_option(EvaluateConfig, "target", "--target")
 @_lowering_options(EvaluateConfig)
 @click.option("--noise", "noise", multiple=True,
               help="Noise as TYPE:LEVEL, level in [0, 1]: gaussian, uniform, salt_pepper, speckle, "
                    "poisson (e.g. gaussian:0.1); repeatable. With --noise, .onnx teachers are accepted too.")
-@click.option("--dataset", default=None, help="Override the checkpoint's dataset.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
-@click.option("--download", is_flag=True)
-@click.option("--samples", type=int, default=None, help="Evaluate on the first N test samples.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
+              help="Override the checkpoint's dataset.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
+@click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
+@click.option("--samples", type=int, default=None, help="Evaluate on the first N test samples (default: all).")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Samples per batch.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
               help="Folder for robustness.json and the accuracy-vs-noise plot.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
+              help="auto: bars on a terminal, else none; bars; lines; none.")
+@click.option("-q", "--quiet", is_flag=True, help="Same as --progress none.")
 def evaluate(**opts) -> None:
     """Test accuracy of teacher or student checkpoints, clean and under noise.
 
@@ -201,6 +227,9 @@ def evaluate(**opts) -> None:
       kdsnn evaluate teacher.pt student_kd.pt student_nokd.pt --noise gaussian:0.2 -o rob/
       kdsnn evaluate runs/demo/student.pt --target intsim --hw loihi
     """
+    from kdsnn.progress import resolve
+
+    opts["quiet"] = resolve(opts.pop("progress"), opts["quiet"]) != "bars"  # bars only; lines: no bars
     if opts["target"] is not None:
         from kdsnn.backends.evaluate import evaluate_deployed
 
@@ -212,7 +241,7 @@ def evaluate(**opts) -> None:
 
 
 # ---------------------------------------------------------------- deployment (kdsnn/deploy.py)
-@cli.command()
+@cli.command(short_help='Export to NIR, lower, run on a backend, check the parity ladder.')
 @click.argument("source", type=click.Path(dir_okay=False))
 @cli_option(ExportConfig, "target", "--target")
 @cli_option(ExportConfig, "output", "-o", "--output", required=True, type=click.Path(file_okay=False),
@@ -231,6 +260,7 @@ def evaluate(**opts) -> None:
 @cli_option(ExportConfig, "batch_size", "--batch-size", type=int)
 @cli_option(ExportConfig, "device", "--device")
 @cli_option(ExportConfig, "seed", "--seed", type=int)
+@cli_option(ExportConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
 @cli_option(ExportConfig, "quiet", "-q", "--quiet")
 def export(**opts) -> None:
     """Export a student to NIR, lower it for a target, run it and check the parity ladder.
@@ -256,7 +286,7 @@ def export(**opts) -> None:
     click.echo("\n".join(d.summary_lines()))
 
 
-@cli.command()
+@cli.command(short_help='Run an export folder again on a backend.')
 @click.argument("artifact", type=click.Path(file_okay=False, exists=False))
 @cli_option(RunConfig, "target", "--target")
 @cli_option(RunConfig, "samples", "--samples", type=int)
@@ -269,6 +299,7 @@ def export(**opts) -> None:
 @cli_option(RunConfig, "batch_size", "--batch-size", type=int)
 @cli_option(RunConfig, "device", "--device")
 @cli_option(RunConfig, "seed", "--seed", type=int)
+@cli_option(RunConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
 @cli_option(RunConfig, "quiet", "-q", "--quiet")
 def run(**opts) -> None:
     """Run an exported folder again on a backend and print accuracy and spikes.
@@ -282,7 +313,7 @@ def run(**opts) -> None:
     click.echo("\n".join(run_command(**opts).summary_lines()))
 
 
-@cli.command()
+@cli.command(short_help='List backends and hardware specs.')
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def targets(as_json: bool) -> None:
     """List the backends (--target: every plugin, whether it is available here and why not,
@@ -298,7 +329,7 @@ def targets(as_json: bool) -> None:
 
 
 # ---------------------------------------------------------- reports (compiler/profile/report.py)
-@cli.command()
+@cli.command(short_help="Print and re-render an export's report; compare two runs.")
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,
               help="Another export folder to put side by side (needs -o).")

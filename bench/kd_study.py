@@ -4,15 +4,15 @@ For every seed, each teacher of `--teachers` is trained once (`kdsnn train-teach
 full training split) and then reused by every student of that seed. Every student is a
 `kdsnn distill` run for each (training-set size, teacher, KD mode) cell; `--kd none` does not
 use a teacher, so it runs once per (size, seed). Runs are CLI subprocesses with one torch
-thread each, `--jobs` at a time. A finished run (its metrics.jsonl has all epochs) is not run
+thread each, `--jobs` at a time. A finished run (its result.json is there for the planned epochs) is not run
 again, so an interrupted study resumes where it stopped.
 
-Reported per cell, over seeds: the test accuracy after the last epoch (`final`, the honest
-number: no choice made on the test set) and the best epoch's test accuracy (`best`, what
-`kdsnn distill` prints; chosen on the test set, so optimistic), mean +- sample std; and the
-paired difference to `--kd none` with the same seed and size (same student initialization
-and data order), mean +- standard error. A difference counts as clear only when its
-|mean| > 2 standard errors.
+Reported per cell, over seeds, from each run's result.json (kdsnn.selection): the test
+accuracy of the model selected on the validation split (`final`: the test set is evaluated
+once, on that model, so no choice is made on it) and that model's validation accuracy
+(`best`), mean +- sample std; and the paired difference of `final` to `--kd none` with the
+same seed and size (same student initialization and data order), mean +- standard error.
+A difference counts as clear only when its |mean| > 2 standard errors.
 
     python bench/kd_study.py -o runs/kd_study [--dataset mnist5k] [--seeds 0,1,2] [--epochs 5]
         [--limit-train 0,1000] [--modes none,response,feature,both]
@@ -73,19 +73,12 @@ def parse_teachers(text: str) -> list[TeacherSpec]:
     return specs
 
 
-def read_metrics(out: Path) -> list[dict]:
-    path = out / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def execute(run: Run, log_dir: Path) -> Run:
     """Run `run` unless its output already holds all epochs; fill in its accuracies."""
     out = Path(run.out)
     final_pt = out / ("teacher.pt" if run.kind == "teacher" else "student.pt")
-    recs = read_metrics(out)
-    if not (final_pt.exists() and len(recs) >= run.epochs):
+    if not (final_pt.exists() and (out / "result.json").exists()
+            and json.loads((out / "result.json").read_text())["epochs"] == run.epochs):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
         cmd = [sys.executable, "-m", "kdsnn", *run.args]
         t0 = time.time()
@@ -95,15 +88,13 @@ def execute(run: Run, log_dir: Path) -> Run:
         run.wall_s = round(time.time() - t0, 1)
         if p.returncode != 0:
             raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
-        recs = read_metrics(out)
     else:
         run.skipped = True
-    run.final = recs[-1]["test_acc"]
-    best = max(recs, key=lambda r: r["test_acc"])  # first epoch with the best accuracy, as train.py
-    run.best, run.best_epoch = best["test_acc"], best["epoch"]
+    res = json.loads((out / "result.json").read_text())  # selected on val, test evaluated once
+    run.final, run.best, run.best_epoch = res["test"]["accuracy"], res["val"]["accuracy"], res["epoch"]
     cell = " ".join(f"{k}={v}" for k, v in run.cell.items())
     print(f"  {'(kept) ' if run.skipped else ''}{run.kind} {cell} seed {run.seed}: "
-          f"final {100 * run.final:.2f}% best {100 * run.best:.2f}%"
+          f"test {100 * run.final:.2f}% (val {100 * run.best:.2f}%, epoch {run.best_epoch})"
           + (f" [{run.wall_s:.0f}s]" if run.wall_s else ""), flush=True)
     return run
 
@@ -138,7 +129,7 @@ def summarize(students: list[Run], seeds: list[int]) -> list[dict]:
 
 
 def fmt_table(rows: list[dict], teacher_acc: dict[str, list[float]]) -> str:
-    lines = ["| train samples | teacher (test acc) | kd | alpha | tau | final test acc % | best-epoch test acc % "
+    lines = ["| train samples | teacher (test acc) | kd | alpha | tau | test acc % (val-selected) | its val acc % "
              "| final - none (pts, mean +- SE) | clear? |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -180,7 +171,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         hi = max(max(100 * v for v in r["final_by_seed"].values()) for r in sub)
         ax.set_ylim(max(0.0, lo - 1.0), min(100.0, hi + 0.5))
         ax.set_xticks(range(len(sub)), labels, fontsize=7)
-        ax.set_ylabel("final test accuracy % (mean +- std, dots: seeds)")
+        ax.set_ylabel("test accuracy % of the val-selected model (mean +- std, dots: seeds)")
         ax.set_title(f"train samples: {limit or 'all'}")
         ax.axhline(100 * sub[0]["final_mean"] if sub[0]["kd"] == "none" else 0, color="gray", ls="--", lw=0.8)
     fig.suptitle(title, fontsize=9)
@@ -226,7 +217,7 @@ def main() -> None:
         truns = list(ex.map(lambda r: execute(r, out / "logs"), truns))
     teacher_acc: dict[str, list[float]] = {}
     for r in truns:
-        teacher_acc.setdefault(r.cell["teacher"], []).append(r.best)
+        teacher_acc.setdefault(r.cell["teacher"], []).append(r.final)
 
     sruns = []
     for limit in limits:

@@ -360,6 +360,13 @@ def load_raw(name: str, split: str, data_dir: str | os.PathLike | None = None,
     return raw
 
 
+def check_available(name: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> dict[str, int]:
+    """Load every split of a dataset (downloading only with `download`) before any training
+    starts or any folder is made; returns {split: samples}. A missing dataset is the one
+    KdsnnError of `load_raw`, naming the folder searched and what to do."""
+    return {split: len(load_raw(name, split, data_dir, download).labels) for split in SPLITS}
+
+
 def clear_cache() -> None:
     """Forget cached arrays (tests that rewrite files in place)."""
     with _LOCK:

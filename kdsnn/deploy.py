@@ -178,13 +178,38 @@ class Deployment:
                  f"{s['neurons']:,} spiking neurons in {len(s['if_layers'])} layers, readout {s['readout']}, "
                  f"T={self.setup.T}"]
         lines += [rung_line(r) for r in self.rungs]
-        return [*lines, "wrote " + ", ".join(str(p) for p in self.files)]
+        from kdsnn.outputs import written_line
+
+        return [*lines, written_line(self.files, self.out)]
 
     def __repr__(self) -> str:
         rungs = ", ".join(f"{r.rung}:{'-' if r.passed is None else 'ok' if r.passed else 'FAIL'}"
                           for r in self.rungs)
         return (f"Deployment({self.source.path.name} -> {self.plan.target}, {self.setup.dataset.name} "
                 f"T={self.setup.T}, {len(self.samples)} samples, rungs {rungs}, out={self.out})")
+
+
+def progress_mode(cfg: ExportConfig | RunConfig) -> str:
+    """bars, lines or none (kdsnn.progress): bars only on a terminal unless asked for."""
+    from kdsnn.progress import resolve
+
+    return resolve(getattr(cfg, "progress", None), cfg.quiet)
+
+
+def bars(mode: str) -> bool:
+    from kdsnn.progress import bars as _bars
+
+    return _bars(mode)
+
+
+def _stage(cfg: ExportConfig | RunConfig, what: str, n: int, t0: float) -> None:
+    """In lines / bars mode, one line per finished stage (what a log shows while Lava runs)."""
+    from kdsnn.progress import lines
+
+    if lines(progress_mode(cfg)):
+        import click
+
+        click.echo(f"  {what}: {n:,} test samples in {time.perf_counter() - t0:.1f} s")
 
 
 def _say(cfg: ExportConfig | RunConfig, msg: str, err: bool = False) -> None:
@@ -205,7 +230,8 @@ def export(cfg: ExportConfig) -> Deployment:
     """Run the target's pipeline on a source; see the module docstring for the stages."""
     cfg.check()
     plan = plan_for(cfg.target)
-    progress = not cfg.quiet
+    mode = progress_mode(cfg)
+    progress = bars(mode)
     source = load_source(cfg)
     setup = resolve(source, cfg)
     exported = export_graph(source, setup, Path(cfg.output))
@@ -229,6 +255,7 @@ def export(cfg: ExportConfig) -> Deployment:
         what, backend = f"source graph {source.path.name} (float, reference)", "reference"
     d.results["rung1"] = ref1
     d.timings["rung1_s"] = time.perf_counter() - t0
+    _stage(cfg, f"rung 1, {what}", len(x), t0)
     if cfg.expect:
         from kdsnn.peer import rung0_of
 
@@ -238,6 +265,7 @@ def export(cfg: ExportConfig) -> Deployment:
     t0 = time.perf_counter()
     d.results["reference"] = res = compile_backend("reference", exported.graph, T, cfg).run(x, progress=progress)
     d.timings["rung2_s"] = time.perf_counter() - t0
+    _stage(cfg, f"rung 2, {GRAPH_FILE} on reference", len(x), t0)
     _gate(d, *rung2(res, ref1, y))
 
     if plan.accepts == "nir" and plan.extra_backend:
@@ -259,6 +287,7 @@ def export(cfg: ExportConfig) -> Deployment:
         exe = compile_backend("intsim", net, T, cfg)
         d.results["intsim"] = res = exe.run(x, record=record_ok(net, len(x), T), progress=progress)
         d.timings["intsim_s"] = time.perf_counter() - t0
+        _stage(cfg, f"rung 3, {INTNET_FILE} on intsim", len(x), t0)
         r, warning = rung3(res, ref1, y)
         d.rungs.append(r)
         if warning:
@@ -270,6 +299,7 @@ def export(cfg: ExportConfig) -> Deployment:
             n = min(n_target, len(x))
             d.results[plan.target] = res = exe.run(x[:n], record=record_ok(net, n, T), progress=progress)
             d.timings[f"{plan.target}_s"] = time.perf_counter() - t0
+            _stage(cfg, f"rung 4, {INTNET_FILE} on {plan.target}", n, t0)
             what = ("Lava fixed_pt (Loihi bit-accurate)" if plan.target == "lava"
                     else f"{INTNET_FILE} on {plan.target} (integer)")
             _gate(d, *rung4(res, d.results["intsim"], y, [p.name for p in net.populations], what))
@@ -284,7 +314,7 @@ def export(cfg: ExportConfig) -> Deployment:
         d.report = make_report(d.lowered, res, d.samples, source, setup, d.results["rung1"])
         written = write_reports(d.report, d.out)
         d.timings["report_s"] = time.perf_counter() - t0
-        d.files.extend(Path(p) for p in written if Path(p).suffix in (".json", ".md"))
+        d.files.extend(Path(p) for p in written)  # report.json, report.md and plots/*.png
         _say(cfg, render_table(d.report))
     return d
 
@@ -322,7 +352,7 @@ class Rerun:
     def summary_lines(self) -> list[str]:
         n = len(self.samples)
         acc = "n/a (no labels)" if self.accuracy is None else f"{100 * self.accuracy:.2f} %"
-        lines = [f"{self.target} on {self.dataset} (test, {n} samples, T={self.T}): accuracy "
+        lines = [f"{self.target} on {self.dataset} (first {n:,} test samples, T={self.T}): accuracy "
                  f"{acc}, {n / max(self.wall_s, 1e-9):.1f} samples/s"]
         return lines + [f"  {layer:<24} {c.mean():10.1f} spikes/sample"
                         for layer, c in self.result.spike_counts.items()]
@@ -368,7 +398,7 @@ def rerun(cfg: RunConfig) -> Rerun:
     samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg, shape, int(T))
     t0 = time.perf_counter()
     exe = compile_backend(plan.target, intnet if plan.lowers else graph, T, cfg)
-    res = exe.run(samples.x, progress=not cfg.quiet)
+    res = exe.run(samples.x, progress=bars(progress_mode(cfg)))
     wall = time.perf_counter() - t0
     report = None
     if (folder / "report.json").is_file():

@@ -38,13 +38,15 @@ def written_line(paths: Iterable[str | os.PathLike], root: str | os.PathLike | N
     return f"wrote {base.as_posix().rstrip('/')}/: " + ", ".join(names)
 
 
-def echo_written(paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
-    """Print (and return) `written_line`; on rank 0 only under torchrun."""
+def echo_written(paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None,
+                 silent: bool = False) -> str:
+    """Print (and return) `written_line`; on rank 0 only under torchrun; not when `silent`
+    (the Python API's quiet)."""
     import click
 
     from kdsnn.distributed import is_main
 
     line = written_line(paths, root)
-    if is_main():
+    if is_main() and not silent:
         click.echo(line)
     return line

@@ -144,6 +144,7 @@ def rung4(res: RunResult, intsim: RunResult, y: np.ndarray, layers: list[str],
     diff = first_difference(head(intsim, n), res, layers)
     r = Rung(4, what, res.backend, scores(res, y[:n]), passed=diff is None,
              details={"identical_to_rung3": diff is None, "samples_compared": n,
+                      "rung3_accuracy_on_these": scores(head(intsim, n), y[:n])["accuracy"],
                       "layers_compared": len(layers), "first_difference": diff,
                       "simulated_steps": int(res.steps)})
     return r, None if diff is None else f"rung 4 failed: {res.backend} differs from intsim: {diff['message']}"
@@ -193,18 +194,23 @@ def rung_line(r: Rung) -> str:
             line += f"; {k}: {v['kdsnn_mean']:.1f} vs {v['peer_mean']:.1f} spikes/sample"
         return line + ("  PASS" if r.passed else "  FAIL")
     acc = "   n/a" if r.scores["accuracy"] is None else f"{100 * r.scores['accuracy']:6.2f}"
-    line = f"rung {r.rung}  {r.name:<42} accuracy {acc} % ({r.scores['samples']} samples)"
+    line = f"rung {r.rung}  {r.name:<42} accuracy {acc} % (first {r.scores['samples']:,} test samples)"
     if r.passed is None:
         line += f"  same predictions as reference: {100 * d['same_predictions_as_reference']:.1f} %"
         return line + "  (reported, not gated)"
     if r.rung == 2:
-        line += (f"  same predictions: {'yes' if d['same_predictions'] else 'NO'}, max |logit diff| "
+        line += (f"  vs rung 1 on the same samples: same predictions: {'yes' if d['same_predictions'] else 'NO'}, "
+                 f"max |logit diff| "
                  f"{d['max_abs_logit_diff']:.2g} (<= {d['tolerance']:g})")
     if r.rung == 3:
-        line += (f"  {d['accuracy_delta_points']:+.2f} points vs rung 1 (<= {d['tolerance_points']:g}), "
+        line += (f"  vs rung 1 on the same samples: {d['accuracy_delta_points']:+.2f} points "
+                 f"(<= {d['tolerance_points']:g}), "
                  f"same predictions {100 * d['same_predictions_as_rung1']:.1f} %")
     if r.rung == 4:
-        line += (f"  identical to rung 3 on {d['samples_compared']} samples x {d['layers_compared']} layers: "
+        r3 = d.get("rung3_accuracy_on_these")
+        line += (f"  vs rung 3 on the same {d['samples_compared']:,} samples"
+                 + (f" (rung 3 there: {100 * r3:.2f} %)" if r3 is not None else "")
+                 + f", {d['layers_compared']} layers: identical "
                  f"{'yes' if d['identical_to_rung3'] else 'NO'}")
     if r.rung != 1:
         line += "  PASS" if r.passed else "  FAIL"

@@ -22,11 +22,11 @@ MODES = ("auto", "bars", "lines", "none")
 
 def resolve(mode: str | None = None, quiet: bool = False, stream: IO | None = None) -> str:
     """The effective mode: bars, lines or none (`quiet` wins; auto looks at `stream`, stderr)."""
-    if quiet:
-        return "none"
     mode = (mode or "auto").lower()
     if mode not in MODES:
         raise KdsnnError(f"unknown --progress {mode!r}; choose one of {', '.join(MODES)}")
+    if quiet:
+        return "none"
     if mode == "auto":
         s = sys.stderr if stream is None else stream
         try:

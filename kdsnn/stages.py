@@ -294,7 +294,7 @@ def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Sour
     x, y = samples.x[:n], samples.y[:n]
     teacher = _load_teacher_net(source)
     meta: dict[str, Any] = {"accuracy": scores(res, y)["accuracy"], "dataset": setup.dataset.name,
-                            "source": str(source.path), "samples": int(n)}
+                            "source": str(source.path), "samples": int(n), "split": "test"}
     if float_run is not None:
         meta["float_accuracy"] = scores(head(float_run, n), y)["accuracy"]
     if teacher is not None:

@@ -4,16 +4,20 @@ One function, `train_loop(cfg)`, trains either kind, with or without torchrun: e
 write and progress bar goes through `distributed.is_main()`, every per-epoch metric through
 `distributed.all_reduce_sum()`, and the model is DDP-wrapped in one place
 (`distributed.wrap_ddp`); in one process these are no-ops. It runs in four steps: `_setup`
-(data, model, loss, optimizer), `_resume`, `_train_epoch`, `_checkpoint`; the run's
-configuration comes from `kdsnn.train_config.make_config`.
+(data, model, loss, optimizer), `_resume`, `_train_epoch`, `_checkpoint`, then `_finish`;
+the run's configuration comes from `kdsnn.train_config.make_config`. Model selection is on
+the validation split; the test split is evaluated once, on the selected model
+(kdsnn.selection).
 
 Output folder of a run:
   last.pt        resumable state after the last finished epoch (model, connectors,
                  optimizer, scheduler, AMP scaler, RNG states, loader generator)
-  best.pt        the epoch with the best test accuracy so far
-  student.pt / teacher.pt   the best model, written when the run ends
-  metrics.jsonl  one JSON object per epoch (loss parts, train/test accuracy, lr, time)
-  training.png   loss terms and train/test accuracy per epoch (kdsnn.curves)
+  best.pt        the epoch with the best validation accuracy so far
+  student.pt / teacher.pt   the selected (best validation) model, written when the run ends
+  metrics.jsonl  one JSON object per epoch (loss parts and their weights, train and
+                 validation accuracy with their sample counts, lr, time)
+  result.json    the selected epoch, its validation and its (one) test accuracy
+  training.png   weighted loss terms, train/validation accuracy per epoch, the test point
 All written atomically (kdsnn.io); a failure (NaN loss, Ctrl-C) leaves the earlier files.
 """
 
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from kdsnn import distributed
+from kdsnn import determinism, distributed, progress, selection
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
@@ -94,7 +98,8 @@ class _Run:
     out: Path
     device: torch.device
     loader: Any
-    test_ds: Any
+    val_ds: Any                          # model selection, every epoch
+    test_ds: Any                         # evaluated once, on the selected model
     model: torch.nn.Module
     net: torch.nn.Module                 # the model, DDP-wrapped under torchrun
     crit: DistillLoss
@@ -105,6 +110,10 @@ class _Run:
     background: torch.Tensor             # the normalized value of a black pixel
     best_acc: float = -1.0
     best_epoch: int = 0
+    best_state: dict[str, Any] | None = None   # the selected weights, on every rank
+    best_val: dict[str, Any] | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
 
     @property
     def tr(self) -> dict[str, Any]:
@@ -118,6 +127,10 @@ class _Run:
     def quiet(self) -> bool:
         return bool(self.cfg.get("quiet", False))
 
+    @property
+    def progress(self) -> str:
+        return str(self.cfg.get("progress") or ("none" if self.quiet else "lines"))
+
 
 def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train the model `cfg` describes into cfg["output"]; returns a summary dict."""
@@ -128,27 +141,50 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     # stop_after: end this invocation after that epoch of the schedule (a later --resume goes on)
     tr = run.tr
     last_epoch = min(tr["epochs"], int(cfg.get("stop_after") or tr["epochs"]))
+    run.epochs_run = start
+    if start >= tr["epochs"]:
+        _echo(f"{out_name(run)} has finished all {tr['epochs']} epochs; give --resume --epochs N with N > "
+              f"{tr['epochs']} to train it longer", run.quiet)
     for epoch in range(start + 1, last_epoch + 1):
+        if selection.stop_early(epoch - 1, run.best_epoch, tr.get("patience")):
+            run.stopped_early = True
+            _echo(f"stopping early: no better validation accuracy for {tr['patience']} epochs "
+                  f"(--patience), best at epoch {run.best_epoch}", run.quiet)
+            break
         t0 = time.time()
         tot = _train_epoch(run, epoch)
         n = max(tot.pop("n"), 1.0)
         correct = tot.pop("correct")
-        ev = evaluate_model(training_forward(run.model, cfg), cfg, run.test_ds, batch_size=256, device=run.device)
+        ev = evaluate_model(training_forward(run.model, cfg), cfg, run.val_ds, batch_size=256, device=run.device)
         dt = time.time() - t0
-        rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "train_acc": correct / n,
-               "test_acc": ev["accuracy"], "test_loss": ev["loss"], "lr": run.opt.param_groups[0]["lr"],
+        rec = {"epoch": epoch, **{k: v / n for k, v in tot.items()}, "weights": run.crit.weights(),
+               "train_acc": correct / n, "train_n": int(n), "val_acc": ev["accuracy"], "val_loss": ev["loss"],
+               "val_n": ev["n"], "lr": run.opt.param_groups[0]["lr"],
                "time_s": round(dt, 3), "samples_per_s": round(n / dt, 1)}
         improved = ev["accuracy"] > run.best_acc
         if improved:
-            run.best_acc, run.best_epoch = ev["accuracy"], epoch
+            run.best_acc, run.best_epoch, run.best_val = ev["accuracy"], epoch, ev
+            run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        run.epochs_run = epoch
         if is_main():
             _checkpoint(run, ccfg, epoch, rec, improved)
-        parts_txt = " ".join(f"{k} {v / n:.4f}" for k, v in tot.items() if k != "loss")
-        _echo(f"{cfg['kind']} epoch {epoch}/{tr['epochs']}: loss {tot['loss'] / n:.4f} ({parts_txt}) "
-              f"train {100 * correct / n:.2f}% test {100 * ev['accuracy']:.2f}% [{dt:.1f}s]", run.quiet)
+        terms = run.crit.describe({k: v / n for k, v in tot.items() if k != "loss"})
+        _echo(selection.epoch_line(cfg["kind"], epoch, tr["epochs"], tot["loss"] / n, terms, correct / n, int(n),
+                                   ev, dt, improved), run.quiet)
         summary = rec
-    final = _finish(run)
-    return {"best_acc": run.best_acc, "best_epoch": run.best_epoch, "last": summary, "path": str(final)}
+    final, result = _finish(run)
+    return {"best_acc": run.best_acc, "best_epoch": run.best_epoch, "last": summary, "path": str(final),
+            "result": result, "written": _written(run.out, final)}
+
+
+def out_name(run: _Run) -> str:
+    return str(run.out / "last.pt")
+
+
+def _written(out: Path, final: Path) -> list[Path]:
+    """What a run leaves in its folder, in the order a person looks for it."""
+    return [final, out / "best.pt", out / "last.pt", out / "metrics.jsonl", out / selection.RESULT_FILE,
+            out / "training.png"]
 
 
 def _setup(cfg: dict[str, Any]) -> _Run:
@@ -163,10 +199,13 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     device = distributed.init(resolve_device(tr["device"]))  # joins torchrun's group, if any
     amp = device.type == "cuda"
 
+    determinism.apply(tr)  # --deterministic: deterministic kernels, fixed threads
     seed_everything(tr["seed"])
     with distributed.local_main_first():  # one download per node; the other ranks then read it
         train_ds = data.load_dataset(cfg["dataset"], "train", data_dir=cfg.get("data_dir"),
                                      download=cfg.get("download", False), augment=tr["augment"])
+        val_ds = data.load_dataset(cfg["dataset"], "val", data_dir=cfg.get("data_dir"),
+                                   download=cfg.get("download", False))
         test_ds = data.load_dataset(cfg["dataset"], "test", data_dir=cfg.get("data_dir"),
                                     download=cfg.get("download", False))
     if tr.get("limit_train"):
@@ -206,7 +245,7 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
         crit.connectors = distributed.replicate(crit.connectors, device)
-    return _Run(cfg, out, device, loader, test_ds, model, net, crit, teacher, opt, sched, scaler, background)
+    return _Run(cfg, out, device, loader, val_ds, test_ds, model, net, crit, teacher, opt, sched, scaler, background)
 
 
 def _resume(run: _Run) -> int:
@@ -222,7 +261,7 @@ def _resume(run: _Run) -> int:
         raise KdsnnError(f"--resume: {out} holds no last.pt, so there is nothing to resume (it does not exist); "
                          "run without --resume")
     st = load_checkpoint(out / "last.pt", kind=cfg["kind"])
-    _check_resume(st["config"], {**cfg, "graph": graph_of(run.model)}, out)
+    _check_resume(st["config"], {**cfg, "graph": graph_of(run.model)}, out, int(st["epoch"]))
     run.model.load_state_dict(st["model"])
     if run.crit.connectors is not None and st.get("connectors") is not None:
         run.crit.connectors.load_state_dict(st["connectors"])
@@ -232,7 +271,13 @@ def _resume(run: _Run) -> int:
     _set_rng_state(st["rng"])
     run.loader.generator.set_state(st["loader_rng"])
     start, run.best_acc, run.best_epoch = int(st["epoch"]), float(st["best_acc"]), int(st["best_epoch"])
-    _echo(f"resuming {out / 'last.pt'} after epoch {start} (best test accuracy "
+    if (out / "best.pt").exists():  # the selected weights so far (every rank reads them)
+        best = load_checkpoint(out / "best.pt", kind=cfg["kind"])
+        run.best_state, run.best_val = best["model"], best.get("val")
+    old_epochs = int(st["config"]["train"]["epochs"])
+    more = (f", extending the planned {old_epochs} epochs to {run.tr['epochs']}"
+            if run.tr["epochs"] != old_epochs else "")
+    _echo(f"resuming {out / 'last.pt'} after epoch {start}{more} (best validation accuracy "
           f"{100 * run.best_acc:.2f}% at epoch {run.best_epoch})", run.quiet)
     return start
 
@@ -240,17 +285,15 @@ def _resume(run: _Run) -> int:
 def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     """One epoch over the training batches; the loss terms, correct and n summed over every
     process."""
-    from tqdm import tqdm
-
     cfg, tr, device, crit = run.cfg, run.tr, run.device, run.crit
-    show = is_main() and not run.quiet  # progress bar and its postfix (rank 0 only)
+    show = is_main() and progress.bars(run.progress)  # a bar and its postfix: terminal, rank 0
     run.net.train()
     if crit.connectors is not None:
         crit.connectors.train()
     distributed.set_epoch(run.loader.sampler, epoch)
     sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "n": 0.0}
-    bar = tqdm(run.loader, desc=f"{cfg['kind']} epoch {epoch}/{tr['epochs']}", leave=False,
-               disable=not show, unit="batch")
+    bar = progress.bar(run.loader, mode=run.progress if show else "none",
+                       desc=f"{cfg['kind']} epoch {epoch}/{tr['epochs']}", unit="batch")
     for bi, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if tr.get("shift"):
@@ -291,7 +334,8 @@ def _checkpoint(run: _Run, ccfg: dict[str, Any], epoch: int, rec: dict[str, Any]
     out, crit = run.out, run.crit
     state = {"config": ccfg, "model": run.model.state_dict(),
              "connectors": crit.connectors.state_dict() if crit.connectors is not None else None,
-             "epoch": epoch, "metrics": rec, "best_acc": run.best_acc, "best_epoch": run.best_epoch}
+             "epoch": epoch, "metrics": rec, "best_acc": run.best_acc, "best_epoch": run.best_epoch,
+             "selected_by": "validation accuracy", "val": run.best_val if improved else None}
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n")
     if improved:
@@ -301,24 +345,31 @@ def _checkpoint(run: _Run, ccfg: dict[str, Any], epoch: int, rec: dict[str, Any]
                                       "loader_rng": run.loader.generator.get_state()})
 
 
-def _finish(run: _Run) -> Path:
-    """The best model as the run's final file and the training curves (rank 0); every rank
+def _finish(run: _Run) -> tuple[Path, dict[str, Any]]:
+    """The selected (best validation) model: its one test evaluation (every rank takes part),
+    then, on rank 0, the run's final file, result.json and the training curves; every rank
     waits for them."""
     cfg, out = run.cfg, run.out
     final = out / ("student.pt" if cfg["kind"] == "student" else "teacher.pt")
+    if run.best_state is None:
+        raise KdsnnError(f"no finished epoch in {out}; nothing to write")
+    run.model.load_state_dict(run.best_state)
+    test = evaluate_model(training_forward(run.model, cfg), cfg, run.test_ds, batch_size=256, device=run.device)
+    val = run.best_val or {"accuracy": run.best_acc, "n": len(run.val_ds)}
+    result = selection.result_record(cfg, run.best_epoch, run.epochs_run, val, test, run.stopped_early)
     if is_main():
-        best = out / "best.pt"
-        if not best.exists():
-            raise KdsnnError(f"no finished epoch in {out}; nothing to write")
-        with atomic_path(final) as tmp:
-            shutil.copyfile(best, tmp)
+        best = load_checkpoint(out / "best.pt", kind=cfg["kind"])
+        save_checkpoint(final, {**best, "result": result})
+        from kdsnn.io import write_json
+
+        write_json(out / selection.RESULT_FILE, result)
         from kdsnn.curves import plot_training
 
         plot_training(out / "metrics.jsonl", out / "training.png",
                       title=f"{cfg['kind']} {cfg.get('arch', '')} on {cfg.get('dataset', '')}"
-                            + (f", kd={cfg['kd']}" if cfg["kind"] == "student" else ""))
+                            + (f", kd={cfg['kd']}" if cfg["kind"] == "student" else ""), result=result)
     distributed.barrier()  # the other ranks may read the final file next (default teacher)
-    return final
+    return final, result
 
 
 def random_shift(x: torch.Tensor, max_shift: int, background: torch.Tensor) -> torch.Tensor:
@@ -337,13 +388,15 @@ def random_shift(x: torch.Tensor, max_shift: int, background: torch.Tensor) -> t
     return xp[bi, ci, rows, cols]
 
 
-def _check_resume(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
-    """Resuming must continue the same model and schedule."""
+def _check_resume(old: dict[str, Any], new: dict[str, Any], out: Path, done: int = 0) -> None:
+    """Resuming must continue the same model and schedule (with more epochs, if asked)."""
     for k in ("kind", "arch", "width", "dataset", "T", "kd", "neuron", "graph"):
         if old.get(k) != new.get(k):
             raise KdsnnError(f"--resume: {out / 'last.pt'} was trained with {k}={old.get(k)!r}, "
                              f"now {k}={new.get(k)!r}; use the same options or another -o")
-    for k in ("epochs", "batch_size", "optimizer", "lr", "limit_train", "seed"):
+    if new["train"]["epochs"] != old["train"]["epochs"]:  # --resume --epochs N extends a run
+        selection.check_extension(old["train"]["epochs"], new["train"]["epochs"], int(done), out / "last.pt")
+    for k in ("batch_size", "optimizer", "lr", "limit_train", "seed", "deterministic"):
         if old["train"].get(k) != new["train"].get(k):
             raise KdsnnError(f"--resume: {out / 'last.pt'} was trained with {k}={old['train'].get(k)!r}, "
                              f"now {k}={new['train'].get(k)!r}; use the same options or another -o")
@@ -357,32 +410,49 @@ def _check_output(output: str) -> Path:
     return ensure_dir(out)
 
 
+def _check_data(cfg: dict[str, Any]) -> None:
+    """Every split of the dataset is there (or downloaded) before any training starts or any
+    folder is made: a missing dataset is one error line and leaves nothing behind."""
+    from kdsnn import data
+
+    if distributed.local_rank() == 0:  # under torchrun the node's other ranks read it later
+        data.check_available(cfg["dataset"], cfg.get("data_dir"), cfg.get("download", False))
+
+
 def train_teacher_command(**opts: Any) -> dict[str, Any]:
     """`kdsnn train-teacher`: an ANN of the zoo on a dataset -> OUTPUT/teacher.pt."""
+    from kdsnn.outputs import echo_written
+
     cfg = make_config("teacher", opts)
+    _check_data(cfg)
     _check_output(cfg["output"])
     _echo(f"training ANN teacher {cfg['arch']} on {cfg['dataset']} for {cfg['train']['epochs']} epochs "
           f"-> {Path(cfg['output']) / 'teacher.pt'}", cfg["quiet"])
     res = train_loop(cfg)
-    _echo(f"teacher {cfg['arch']}: best test accuracy {100 * res['best_acc']:.2f}% (epoch {res['best_epoch']}) "
-          f"-> {res['path']}", cfg["silent"])
+    _echo(selection.result_line(f"teacher {cfg['arch']}", res["result"], res["path"]), cfg["silent"])
+    written = list(res["written"])
     if opts.get("onnx") and is_main():
         from kdsnn.checkpoint import load_model
         from kdsnn.export_onnx import export_onnx
 
         model, mcfg = load_model(res["path"], "cpu", kind="teacher")
         path = export_onnx(model, Path(cfg["output"]) / "teacher.onnx", config=mcfg)
-        _echo(f"ONNX teacher -> {path}", cfg["silent"])
         res["onnx"] = str(path)
+        written.append(Path(path))
+    echo_written(written, cfg["output"], silent=cfg["silent"])
     return res
 
 
 def distill_command(**opts: Any) -> dict[str, Any]:
     """`kdsnn distill`: train a spiking student, distilling from --teacher (or a default one)."""
+    from kdsnn.outputs import echo_written
+
     cfg = make_config("student", opts)
+    _check_data(cfg)
     out = _check_output(cfg["output"])
+    written: list[Path] = []
     if cfg["kd"] != "none" and not cfg.get("teacher"):
-        cfg["teacher"] = str(_default_teacher(cfg, opts))
+        cfg["teacher"] = str(_default_teacher(cfg, opts, written))
     elif cfg["kd"] == "none" and cfg.get("teacher"):
         _echo("note: --kd none trains without the teacher; --teacher is ignored", cfg["quiet"])
         cfg["teacher"] = None
@@ -392,13 +462,15 @@ def distill_command(**opts: Any) -> dict[str, Any]:
           + (f" from {cfg['teacher']}" if cfg.get("teacher") else "")
           + f", {tr['epochs']} epochs -> {out / 'student.pt'}", cfg["quiet"])
     res = train_loop(cfg)
-    _echo(f"student {cfg['arch']} (kd={cfg['kd']}): best test accuracy {100 * res['best_acc']:.2f}% "
-          f"(epoch {res['best_epoch']}) -> {res['path']}", cfg["silent"])
+    _echo(selection.result_line(f"student {cfg['arch']} (kd={cfg['kd']})", res["result"], res["path"]),
+          cfg["silent"])
+    echo_written(list(res["written"]) + written, out, silent=cfg["silent"])
     return res
 
 
-def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
-    """Train the dataset's default teacher into OUTPUT/teacher/ and copy it to OUTPUT/teacher.pt."""
+def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any], written: list[Path]) -> Path:
+    """Train the dataset's default teacher into OUTPUT/teacher/ and copy it to OUTPUT/teacher.pt
+    (its files are added to `written`)."""
     out = Path(cfg["output"])
     dest = out / "teacher.pt"
     if cfg.get("resume") and dest.exists():
@@ -411,11 +483,13 @@ def _default_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> Path:
              "resume": bool(cfg.get("resume") and (out / "teacher" / "last.pt").exists())}
     tcfg = make_config("teacher", topts)
     _echo(f"no --teacher given: training the default teacher for {cfg['dataset']}, an ANN {tcfg['arch']} "
-          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs), saved as {dest}", cfg["silent"])
+          f"(width {tcfg['width']:g}, {tcfg['train']['epochs']} epochs) in {out / 'teacher'}, used as {dest}",
+          cfg["silent"])
     res = train_loop(tcfg)
     if is_main():
         with atomic_path(dest) as tmp:
             shutil.copyfile(res["path"], tmp)
     distributed.barrier()  # every rank loads dest as its teacher next
-    _echo(f"default teacher {tcfg['arch']}: test accuracy {100 * res['best_acc']:.2f}% -> {dest}", cfg["silent"])
+    _echo(selection.result_line(f"default teacher {tcfg['arch']}", res["result"], dest), cfg["silent"])
+    written += [dest, *res["written"]]
     return dest

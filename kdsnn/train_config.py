@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kdsnn import __version__
+from kdsnn import __version__, progress
 from kdsnn.config import DistillConfig
 from kdsnn.errors import KdsnnError
 from kdsnn.kd_loss import check_mode
@@ -63,6 +63,11 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "device": str(opts.get("device") or _D.device),
         "connector": opts.get("connector") or _D.connector,
         "shift": int(_opt(opts, "shift", d["shift"])),
+        # kdsnn.determinism: bit-identical reruns (deterministic kernels, fixed threads)
+        "deterministic": bool(opts.get("deterministic")),
+        "threads": 1 if opts.get("deterministic") else None,
+        # kdsnn.selection: stop after this many epochs without a better validation accuracy
+        "patience": int(opts["patience"]) if opts.get("patience") else None,
     }
     if train["connector"] not in ("auto", "always"):
         raise KdsnnError(f"unknown --connector {train['connector']!r}; choose auto or always")
@@ -73,6 +78,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         raise KdsnnError(f"--lr must be a positive number, got {train['lr']}")
     if T <= 0:
         raise KdsnnError(f"-T/--time-steps must be positive, got {T}")
+    if opts.get("patience") is not None and int(opts["patience"]) < 0:
+        raise KdsnnError(f"--patience must be 0 (off) or positive, got {opts['patience']}")
     if train["limit_train"] is not None and int(train["limit_train"]) <= 0:
         raise KdsnnError(f"--limit-train must be positive, got {train['limit_train']}")
     theta = float(_opt(opts, "theta", _D.theta))
@@ -100,7 +107,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "kdsnn_version": __version__,
         "train": train,
         "output": str(opts["output"]),
-        "quiet": bool(opts.get("quiet")),
+        "progress": progress.resolve(opts.get("progress"), bool(opts.get("quiet"))),
+        "quiet": progress.resolve(opts.get("progress"), bool(opts.get("quiet"))) == "none",
         "silent": bool(opts.get("silent")),   # the Python API's quiet: not even the result lines
         "download": bool(opts.get("download")),
         "resume": bool(opts.get("resume")),
@@ -115,7 +123,7 @@ def _opt(opts: dict[str, Any], key: str, default: Any) -> Any:
 
 
 # Keys of the run config that are about this invocation, not about the model.
-_RUNTIME_KEYS = ("output", "quiet", "silent", "download", "resume", "stop_after")
+_RUNTIME_KEYS = ("output", "quiet", "progress", "silent", "download", "resume", "stop_after")
 
 
 def checkpoint_config(cfg: dict[str, Any]) -> dict[str, Any]:

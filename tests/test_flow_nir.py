@@ -91,7 +91,7 @@ def test_export_reference_with_T_override_then_run(ckpt, tmp_path, capsys):
                            seed=0, quiet=True, dataset=None, time_steps=None, device="cpu")
     assert capsys.readouterr().out == ""
     printed = "\n".join(ctx.summary_lines())
-    assert "reference on digits (test, 24 samples, T=2): accuracy" in printed and "act1" in printed
+    assert "reference on digits (first 24 test samples, T=2): accuracy" in printed and "act1" in printed
     with np.load(out / "predictions.npz") as z:
         np.testing.assert_array_equal(ctx.results["reference"].logits, z["reference/logits"])
 

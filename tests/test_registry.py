@@ -140,7 +140,7 @@ def test_plugins_run_through_export_run_and_evaluate(plugin_site, tmp_path):
     with np.load(out / "predictions.npz") as z:
         assert (z["dummy/predictions"] == 0).all() and len(z["reference/logits"]) == 30
     printed = kdsnn("run", str(out), "--target", "dummy", "--samples", "12", "-q")
-    assert printed.startswith("dummy on digits (test, 12 samples, T=2): accuracy")
+    assert printed.startswith("dummy on digits (first 12 test samples, T=2): accuracy")
 
     out = tmp_path / "int"
     printed = kdsnn("export", str(ckpt), "--target", "dummy_int", "--eval-samples", "30", "--calibration",
@@ -150,7 +150,7 @@ def test_plugins_run_through_export_run_and_evaluate(plugin_site, tmp_path):
     assert rungs[4]["passed"] and rungs[4]["identical_to_rung3"] and rungs[4]["samples_compared"] == 16
     assert json.loads((out / "report.json").read_text())["meta"]["backend"] == "dummy_int"
     printed = kdsnn("run", str(out), "--target", "dummy_int", "-q")
-    assert "dummy_int on digits (test, 16 samples, T=2)" in printed
+    assert "dummy_int on digits (first 16 test samples, T=2)" in printed
 
     printed = kdsnn("evaluate", str(ckpt), "--target", "dummy", "--samples", "20", "--json")
     models = json.loads(printed)["models"]

@@ -32,19 +32,22 @@ def teacher(tmp_path_factory):
 
 def test_student_run_writes_everything(tmp_path, teacher) -> None:
     cfg, res = _run("student", tmp_path, kd="both", teacher=str(teacher), time_steps=2)
-    for f in ("best.pt", "last.pt", "student.pt", "metrics.jsonl"):
+    for f in ("best.pt", "last.pt", "student.pt", "metrics.jsonl", "result.json", "training.png"):
         assert (tmp_path / f).is_file()
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     for r in lines:
-        assert {"loss", "ce", "soft", "feat", "train_acc", "test_acc", "time_s", "lr"} <= set(r)
+        assert {"loss", "ce", "soft", "feat", "weights", "train_acc", "train_n", "val_acc", "val_n",
+                "time_s", "lr"} <= set(r)
+        assert "test_acc" not in r  # the test split is not looked at during training
+        assert r["train_n"] == 48 and r["val_n"] == 144  # digits: 144 validation samples
     model, mcfg = load_model(tmp_path / "student.pt")
     # the config carries what later commands need
     for k in ("kind", "arch", "num_classes", "input_shape", "T", "neuron", "dataset", "mean", "std",
               "class_names", "kd", "kdsnn_version"):
         assert k in mcfg
     assert mcfg["T"] == 2 and mcfg["kind"] == "student" and mcfg["neuron"]["surrogate"] == "sigmoid"
-    assert res["best_acc"] == max(r["test_acc"] for r in lines)
+    assert res["best_acc"] == max(r["val_acc"] for r in lines)
     # connectors are saved apart and never inside the exportable student
     ck = load_checkpoint(tmp_path / "student.pt")
     assert set(ck["model"]) == set(model.state_dict())
@@ -67,6 +70,67 @@ def test_same_seed_same_weights_and_resume(tmp_path, teacher) -> None:
     _, other = _run("student", tmp_path / "d", epochs=1, **{**kw, "seed": 2})
     d = load_checkpoint(tmp_path / "d" / "last.pt")["model"]
     assert not all(torch.equal(a[k], d[k]) for k in a)
+
+
+def test_selection_on_validation_and_one_test_evaluation(tmp_path) -> None:
+    """best.pt / student.pt are the epoch of the best validation accuracy; result.json's test
+    accuracy is that model's on the whole test split."""
+    from kdsnn.evaluate import evaluate_model
+
+    _, res = _run("student", tmp_path, kd="none", epochs=3, time_steps=2)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    best = max(range(3), key=lambda i: (lines[i]["val_acc"], -i))  # first epoch of the best
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["epoch"] == lines[best]["epoch"] == load_checkpoint(tmp_path / "student.pt")["epoch"]
+    assert result["selected_by"] == "validation accuracy"
+    assert result["val"]["accuracy"] == lines[best]["val_acc"] and result["val"]["n"] == 144
+    model, cfg = load_model(tmp_path / "student.pt")
+    ev = evaluate_model(model, cfg, "digits")
+    assert result["test"] == {"accuracy": ev["accuracy"], "correct": ev["correct"], "n": 360,
+                              "loss": pytest.approx(ev["loss"]), "split": "test"}
+    assert load_checkpoint(tmp_path / "student.pt")["result"] == result
+
+
+def test_patience_stops_early(tmp_path) -> None:
+    from kdsnn import selection
+
+    assert selection.stop_early(5, 3, 2) and not selection.stop_early(4, 3, 2)
+    assert not selection.stop_early(50, 1, None)
+    # lr 0: nothing improves after epoch 1, so --patience 1 stops after epoch 2
+    _, res = _run("student", tmp_path, kd="none", epochs=5, time_steps=2, lr=1e-12, patience=1)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and res["result"]["stopped_early"] and res["result"]["epochs_run"] == 2
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path) -> None:
+    _run("student", tmp_path, kd="none", epochs=1, time_steps=2)
+    _, res = _run("student", tmp_path, kd="none", epochs=2, time_steps=2, resume=True)
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["train"]["epochs"] == 2
+    assert res["result"]["epochs"] == 2 and res["result"]["epochs_run"] == 2
+    with pytest.raises(KdsnnError, match="has finished 2 epochs, more than --epochs 1"):
+        _run("student", tmp_path, kd="none", epochs=1, time_steps=2, resume=True)
+
+
+def test_deterministic_mode_gives_identical_weights(tmp_path) -> None:
+    """--deterministic: deterministic kernels and one thread, whatever the thread count before."""
+    from kdsnn import determinism
+
+    prev = determinism.enable()
+    determinism.restore(prev)
+    try:
+        torch.set_num_threads(2)
+        _run("student", tmp_path / "a", kd="none", epochs=1, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == 1
+        determinism.restore(prev)
+        _run("student", tmp_path / "b", kd="none", epochs=1, deterministic=True)
+    finally:
+        determinism.restore(prev)
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in "ab")
+    assert a["config"]["train"]["deterministic"] and a["config"]["train"]["threads"] == 1
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_resume_refuses_other_settings(tmp_path) -> None:
@@ -119,7 +183,8 @@ def test_bad_options(tmp_path) -> None:
                     ({"kd": "logit"}, "unknown --kd"), ({"optimizer": "adam"}, "--optimizer"),
                     ({"epochs": 0}, "--epochs"), ({"lr": -1.0}, "--lr"), ({"time_steps": 0}, "time-steps"),
                     ({"surrogate": "relu"}, "--surrogate"), ({"limit_train": 0}, "--limit-train"),
-                    ({"connector": "never"}, "--connector"), ({"batch_size": 0}, "--batch-size")]:
+                    ({"connector": "never"}, "--connector"), ({"batch_size": 0}, "--batch-size"),
+                    ({"patience": -1}, "--patience"), ({"progress": "fancy"}, "--progress")]:
         with pytest.raises(KdsnnError, match=msg):
             make_config("student", {**TINY, "output": str(tmp_path), **kw})
 
