@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kdsnn.backends.base import RunResult
+from kdsnn.compiler.nir.meta import graph_meta
 from kdsnn.config import ExportConfig, RunConfig, from_options
 from kdsnn.errors import KdsnnError, ParityError
 from kdsnn.parity import (
@@ -237,7 +238,8 @@ def export(cfg: ExportConfig) -> Deployment:
     exported = export_graph(source, setup, Path(cfg.output))
     n_target, n_all = plan.sample_counts(cfg.samples, cfg.eval_samples)
     d = Deployment(cfg, plan, source, setup, exported,
-                   load_samples(setup.dataset.name, n_all, cfg, setup.input_shape, setup.T), files=[exported.path])
+                   load_samples(setup.dataset.name, n_all, cfg, setup.input_shape, setup.T,
+                                meta=graph_meta(exported.graph, T=setup.T)), files=[exported.path])
     if d.samples.note:
         _say(cfg, f"note: {d.samples.note}")
     x, y, T = d.samples.x, d.samples.y, setup.T
@@ -364,7 +366,6 @@ class Rerun:
 
 def rerun(cfg: RunConfig) -> Rerun:
     """Run an export folder again on any registered backend."""
-    from kdsnn.compiler.nir.meta import graph_meta
     from kdsnn.compiler.nir.read import read_nir
 
     cfg.check()
@@ -395,7 +396,7 @@ def rerun(cfg: RunConfig) -> Rerun:
         if cfg.time_steps and int(cfg.time_steps) != intnet.T:
             raise KdsnnError(f"{ipath} was lowered for T={intnet.T}; re-export to change T")
         T = intnet.T
-    samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg, shape, int(T))
+    samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg, shape, int(T), meta=meta)
     t0 = time.perf_counter()
     exe = compile_backend(plan.target, intnet if plan.lowers else graph, T, cfg)
     res = exe.run(samples.x, progress=bars(progress_mode(cfg)))

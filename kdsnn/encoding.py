@@ -14,7 +14,7 @@ Spike trains are (N, T, *input_shape) float32 in {0, 1}, the layout of `--input 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,14 @@ def encoding_of(config: dict[str, Any]) -> dict[str, Any]:
         return {"kind": "direct"}
     return {"kind": kind, "seed": int(config.get("encoding_seed") or 0),
             "mean": list(config.get("mean") or []), "std": list(config.get("std") or [])}
+
+
+def encode_for_graph(meta: Mapping[str, Any], x: np.ndarray, T: int) -> np.ndarray:
+    """Deployment inputs of a graph: a rate-encoded graph's images become its trains
+    (encode_dataset with the graph's `encoding_seed`); anything else passes unchanged."""
+    if meta.get("encoding") != "rate" or x.ndim != len(meta.get("input_shape") or ()) + 1:
+        return x
+    return encode_dataset(x, T, meta.get("mean"), meta.get("std"), int(meta.get("encoding_seed") or 0))
 
 
 def intensity(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:

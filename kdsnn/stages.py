@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kdsnn.backends.base import Executable, RunResult
+from kdsnn.compiler.nir.meta import graph_meta
 from kdsnn.config import ExportConfig, LoweringConfig, RunConfig
 from kdsnn.errors import KdsnnError
 from kdsnn.parity import GRAPH_FILE, INTNET_FILE, head, scores
@@ -124,7 +125,6 @@ def load_source(cfg: ExportConfig) -> Source:
 
 def resolve(source: Source, cfg: ExportConfig) -> Setup:
     """Dataset, T and shape checks before anything is written."""
-    from kdsnn.compiler.nir.meta import graph_meta
     from kdsnn.inputs import graph_input_shape, input_steps, run_info
 
     T_opt = cfg.time_steps
@@ -177,9 +177,11 @@ def export_graph(source: Source, setup: Setup, out: Path) -> Exported:
 
 
 def load_samples(dataset: str, n: int, cfg: ExportConfig | RunConfig, shape: tuple[int, ...] = (),
-                 T: int = 1, split: str = "test") -> Samples:
+                 T: int = 1, split: str = "test", meta: dict[str, Any] | None = None) -> Samples:
     """The first n samples: normalized images, N-MNIST frames or --input's, fitted to the
-    network's input `shape` (kdsnn.inputs)."""
+    network's input `shape` (kdsnn.inputs); images of a rate-encoded graph (`meta`) become
+    its spike trains (kdsnn.encoding), the same for every rung."""
+    from kdsnn.encoding import encode_for_graph
     from kdsnn.inputs import load_run_inputs
 
     if not shape:
@@ -188,7 +190,7 @@ def load_samples(dataset: str, n: int, cfg: ExportConfig | RunConfig, shape: tup
         x, y = load_arrays(dataset, split, int(n), cfg.data_dir, bool(cfg.download), int(cfg.seed))
         return Samples(x, y)
     x, y, note = load_run_inputs(vars(cfg), dataset, split, int(n), shape, int(T), int(cfg.seed))
-    return Samples(x, y, note)
+    return Samples(encode_for_graph(meta or {}, x, int(T)), y, note)
 
 
 def lower_for_target(graph: Any, dataset: str, hw: Any = "loihi", calibration: int = 256,
@@ -217,13 +219,13 @@ def lower_graph(exported: Exported, setup: Setup, cfg: ExportConfig, out: Path |
     t0 = time.perf_counter()
     net = lower_for_target(exported.graph, setup.dataset.name, spec, cfg.calibration, cfg.data_dir,
                            bool(cfg.download), int(cfg.seed), T=setup.T, lowering=cfg,
-                           x_cal=_calibration_inputs(setup, cfg))
+                           x_cal=_calibration_inputs(setup, cfg, graph_meta(exported.graph, T=setup.T)))
     wall = time.perf_counter() - t0
     path = net.save(out / INTNET_FILE) if out is not None else None
     return Lowered(net, spec, int(cfg.calibration), path, wall)
 
 
-def _calibration_inputs(setup: Setup, cfg: ExportConfig) -> np.ndarray | None:
+def _calibration_inputs(setup: Setup, cfg: ExportConfig, meta: dict[str, Any]) -> np.ndarray | None:
     """Calibration samples where they are not an image dataset's training split: the first
     of --input's own samples, or N-MNIST's Train recordings (None: the dataset's)."""
     from kdsnn.nmnist import NAME
@@ -232,6 +234,9 @@ def _calibration_inputs(setup: Setup, cfg: ExportConfig) -> np.ndarray | None:
         return load_samples(setup.dataset.name, cfg.calibration, cfg, setup.input_shape, setup.T).x
     if setup.dataset.name == NAME:
         return load_samples(NAME, cfg.calibration, cfg, setup.input_shape, setup.T, split="train").x
+    if meta.get("encoding") == "rate":
+        return load_samples(setup.dataset.name, cfg.calibration, cfg, setup.input_shape, setup.T,
+                            split="train", meta=meta).x
     return None
 
 
@@ -258,11 +263,11 @@ def run_student(model: Any, x: np.ndarray, batch_size: int = 256, device: str = 
     """Rung 1: the student GraphNet in float64 (a copy), with per-layer spike counts."""
     import torch
 
-    from kdsnn.neurons import IFNeuron
+    from kdsnn.layers import NEURON_MODULES
 
     t0 = time.perf_counter()
     m = copy.deepcopy(model).to(device).double().eval()
-    ifs = {name: mod for name, mod in m.nodes.items() if isinstance(mod, IFNeuron)}
+    ifs = {name: mod for name, mod in m.nodes.items() if isinstance(mod, NEURON_MODULES)}
     for mod in ifs.values():
         mod.record = True
     T, n = int(m.T), len(x)

@@ -48,8 +48,11 @@ def graph_meta(graph: nir.NIRGraph, T: int | None = None) -> dict[str, Any]:
         raise KdsnnError(f"time steps must be >= 1, got {t}")
     dt = md.get("dt")
     enc = str(md.get("encoding", META_DEFAULTS["encoding"]))
-    if enc not in ("direct",):
-        raise KdsnnError(f"input encoding {enc!r} in the NIR graph is not supported (only 'direct')")
+    if enc not in ("direct", "rate"):
+        raise KdsnnError(f"input encoding {enc!r} in the NIR graph is not supported (direct or rate)")
+    seed = md.get("encoding_seed")
+    if enc == "rate" and not isinstance(seed, int | np.integer):
+        raise KdsnnError(f"the NIR graph is rate-encoded but its encoding_seed {seed!r} is not an integer")
     inp = next(n for n in graph.nodes.values() if isinstance(n, nir.Input))
     out = next(n for n in graph.nodes.values() if isinstance(n, nir.Output))
     shape = tuple(int(s) for s in inp.input_type["input"])
@@ -57,6 +60,7 @@ def graph_meta(graph: nir.NIRGraph, T: int | None = None) -> dict[str, Any]:
     names = md.get("class_names")
     return {
         "T": t, "dt": float(dt) if dt is not None else None, "encoding": enc,
+        "encoding_seed": int(seed) if enc == "rate" else None,
         "mean": _floats(md.get("mean")), "std": _floats(md.get("std")),
         "class_names": [str(c) for c in names] if isinstance(names, list) else None,
         "input_shape": shape, "num_classes": n_cls,

@@ -107,7 +107,10 @@ def graded_input_rate(intnet: IntNet, run: RunCounts, notes: list[str]) -> tuple
     """(fraction of samples and steps at which each input position is non-zero, exact?)."""
     if run.x is not None:
         q = intnet.input.quantize(np.asarray(run.x))
-        return (q != 0).reshape(q.shape[0], -1).mean(axis=0), True
+        n_in = int(np.prod(intnet.input.shape))
+        if q.ndim == len(intnet.input.shape) + 2:   # input trains (N, T, ...): every step counts
+            return (q != 0).reshape(q.shape[0] * q.shape[1], n_in).mean(axis=0), True
+        return (q != 0).reshape(q.shape[0], n_in).mean(axis=0), True
     if run.spike_trains and INPUT in run.spike_trains:
         t = np.asarray(run.spike_trains[INPUT])
         return (t != 0).reshape(t.shape[0], t.shape[1], -1).mean(axis=(0, 1)), True
