@@ -90,6 +90,12 @@ def _training_options(fn):
 @cli_option(DistillConfig, "theta", "--theta", type=float)
 @cli_option(DistillConfig, "surrogate", "--surrogate", type=click.Choice(["sigmoid", "arctan"]))
 @cli_option(DistillConfig, "slope", "--slope", type=float)
+@cli_option(DistillConfig, "neuron", "--neuron", type=click.Choice(["if", "lif"]))
+@cli_option(DistillConfig, "beta", "--beta", type=float)
+@cli_option(DistillConfig, "tau_mem", "--tau-mem", type=float)
+@cli_option(DistillConfig, "learn_beta", "--learn-beta")
+@cli_option(DistillConfig, "reset", "--reset", type=click.Choice(["zero", "subtract"]))
+@cli_option(DistillConfig, "encoding", "--encoding", type=click.Choice(["direct", "rate"]))
 @cli_option(DistillConfig, "alpha", "--alpha", type=float)
 @cli_option(DistillConfig, "temperature", "--temperature", "--tau", type=float)
 @click.option("--deploy-exact", "deploy_exact", default=None, is_flag=False, flag_value="loihi",

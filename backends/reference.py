@@ -41,7 +41,7 @@ from kdsnn.compiler.nir.order import dag_order
 
 from kdsnn.errors import KdsnnError
 from kdsnn.inputs import fit_input
-from kdsnn.timefold import expand, sum_inputs, unfold
+from kdsnn.timefold import expand, fold, sum_inputs, unfold
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -218,7 +218,7 @@ class ReferenceExecutable(Executable):
             for i in starts:
                 xb = torch.as_tensor(x[i:i + self.batch_size], dtype=self.dtype, device=self.device)
                 if train:   # (B, T, ...) -> time-folded (T*B, ...)
-                    xb = xb.transpose(0, 1).reshape(-1, *xb.shape[2:])
+                    xb = fold(xb)
                 fwd = self._forward_steps if self.recurrent else self._forward_layers
                 out, got = fwd(xb, not train, record)
                 logits.append(out.cpu().numpy())

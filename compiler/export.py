@@ -2,7 +2,7 @@
 
 One NIR node per GraphNet node, under the same name, so spike counts line up across
 reference, intsim and Lava: conv -> Conv2d (BatchNorm folded), linear -> Affine (or
-Linear when there is no bias at all), act -> IF(r=1, v_threshold=theta, v_reset=0) over
+Linear when there is no bias at all), act -> IF(r=1, v_threshold=theta, v_reset=0) (a leaky student: LIF, see _neuron_node) over
 the layer's full shape, avgpool -> AvgPool2d, flatten -> Flatten(start_dim=0), readout ->
 I(r=1). A node with several inputs gets several edges (NIR sums them).
 
@@ -52,6 +52,19 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module
     return w.cpu().numpy(), (b.cpu().numpy() if b is not None else None)
 
 
+def _neuron_node(mod: Any, shape: tuple[int, ...], theta: float, dt: float) -> nir.NIRNode:
+    """IF(r=1) for an IF neuron; LIF for a leaky one with snnTorch's convention
+    tau = dt/(1-beta), r = tau/dt, so that forward Euler gives v = beta*v + y exactly in
+    the common form (compiler/dynamics.py). A layer's leak is one value, broadcast."""
+    th, zeros = np.full(shape, theta), np.zeros(shape)
+    beta = getattr(mod, "beta", None)
+    if beta is None:
+        return nir.IF(r=np.ones(shape), v_threshold=th, v_reset=zeros)
+    tau = np.inf if beta >= 1.0 else dt / (1.0 - float(beta))
+    return nir.LIF(tau=np.full(shape, tau), r=np.full(shape, tau / dt), v_leak=zeros,
+                   v_threshold=th, v_reset=zeros)
+
+
 def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRGraph:
     """A spiking GraphNet student (eval semantics) -> canonical NIR graph with metadata."""
     from kdsnn.layers import GraphNet  # compiler -> kdsnn only for exporting a student
@@ -66,6 +79,8 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(shapes["input"])})}
     edges: list[tuple[str, str]] = []
     theta = float(model.neuron.get("theta", 1.0))
+    dt = 1.0                       # one time step of the student is the graph's time unit
+    resets: dict[str, str] = {}    # nodes whose reset is subtractive (NIR's v_reset cannot say)
     last = "input"
     for spec in model.specs:
         mod = model.nodes[spec.name]
@@ -84,7 +99,9 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
             out = (w.shape[0],)
         elif spec.op == "act":
             th = float(getattr(mod, "theta", theta))
-            node = nir.IF(r=np.ones(s), v_threshold=np.full(s, th), v_reset=np.zeros(s))
+            node = _neuron_node(mod, s, th, dt)
+            if getattr(mod, "reset", "zero") == "subtract":
+                resets[spec.name] = "subtract"
             out = s
         elif spec.op == "avgpool":
             k, st = pair(mod.kernel_size), pair(mod.stride or mod.kernel_size)
@@ -108,7 +125,8 @@ def student_to_nir(model: Any, config: dict[str, Any] | None = None) -> nir.NIRG
     edges.append((last, "output"))
     meta = {
         "T": int(config.get("T", model.T)),
-        "dt": 1.0,
+        "dt": dt,
+        "reset_modes": resets or None,
         "encoding": "direct",
         "theta": theta,
         "mean": [float(m) for m in config.get("mean") or []] or None,

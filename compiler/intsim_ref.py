@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from kdsnn.compiler.intnet import INPUT, IntNet
+from kdsnn.compiler.targets import LOIHI as _S  # the widths it simulates (Lava 0.10's)
 
 
 def _wrap(x: int, bits: int) -> int:
@@ -19,8 +20,8 @@ def _wrap(x: int, bits: int) -> int:
 
 
 def _decay(x: int, d: int) -> int:
-    p = x * (4096 - d)
-    mag = abs(p) >> 12
+    p = x * (_S.decay_unity - d)
+    mag = abs(p) >> _S.decay_bits
     return mag if p > 0 else -mag
 
 
@@ -69,14 +70,14 @@ def _accumulate(c, s_src, src_shape, dst_shape) -> list[int]:
     for co in range(co_n):
         for oy in range(ho):
             for ox in range(wo):
-                out.append(_wrap(_conv_one(x, c.weight, c, co, oy, ox), 24))
+                out.append(_wrap(_conv_one(x, c.weight, c, co, oy, ox), _S.conv_accum_bits))
     return out
 
 
 def run_scalar(net: IntNet, x_norm: np.ndarray) -> dict:
     """Run N samples; returns logits (N, classes) int64 and spikes {pop: (N, T, size)}."""
     xq = net.input.quantize(np.asarray(x_norm))
-    M = 1 << 23
+    M = _S.state_max
     all_logits, all_spikes = [], {p.name: [] for p in net.populations}
     for xs in xq:
         frames = [xs[t] for t in range(net.T)] if net.input.temporal else [xs] * net.T
@@ -103,7 +104,7 @@ def run_scalar(net: IntNet, x_norm: np.ndarray) -> dict:
                         for b in np.asarray(p.bias_mant).reshape(-1)]
                 s = [0] * p.size
                 for i in range(p.size):
-                    x = _wrap(_decay(u[i], p.du + 1) + _wrap(a[i] << 6, 32), 32)
+                    x = _wrap(_decay(u[i], p.du + 1) + _wrap(a[i] << _S.act_shift, 32), 32)
                     if x > M:
                         x -= 2 * M
                     elif x <= -M:
@@ -111,9 +112,9 @@ def run_scalar(net: IntNet, x_norm: np.ndarray) -> dict:
                     u[i] = x
                     vi = _wrap(_decay(v[i], p.dv) + u[i] + bias[i], 32)
                     vi = min(max(vi, -(M - 1)), M - 1)
-                    if vi > (p.vth << 6):
+                    if vi > (p.vth << _S.vth_shift):
                         s[i] = 1
-                        vi = vi - (p.vth << 6) if p.reset == "subtract" else 0
+                        vi = vi - (p.vth << _S.vth_shift) if p.reset == "subtract" else 0
                     v[i] = vi
                 src[p.name] = s
                 past.setdefault(p.name, []).append(s)

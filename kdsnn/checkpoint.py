@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from kdsnn.encoding import encoding_of
 from kdsnn.errors import KdsnnError
 from kdsnn.io import atomic_path
 
@@ -92,16 +93,19 @@ def build_from_config(config: dict[str, Any]):
     from kdsnn.zoo import build
 
     spiking = config["kind"] == "student"
+    encoding = encoding_of(config) if spiking else None
     T, width = int(config.get("T", 1) or 1), float(config.get("width", 1.0))
     if config.get("graph"):
         g = config["graph"]
         net = GraphNet([NodeSpec(**d) for d in g["specs"]], tuple(config["input_shape"]),
                        int(config["num_classes"]), spiking=spiking, T=T,
-                       neuron=config.get("neuron"), feature_points=g["feature_points"], arch=config["arch"])
+                       neuron=config.get("neuron"), feature_points=g["feature_points"], arch=config["arch"],
+                       encoding=encoding)
         net.width = width
         return net
     return build(config["arch"], spiking=spiking, num_classes=int(config["num_classes"]),
-                 input_shape=tuple(config["input_shape"]), T=T, neuron=config.get("neuron"), width=width)
+                 input_shape=tuple(config["input_shape"]), T=T, neuron=config.get("neuron"), width=width,
+                 encoding=encoding)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",

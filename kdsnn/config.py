@@ -169,6 +169,16 @@ class DistillConfig:
     slope: float = _f(4.0, "Surrogate slope.")
     alpha: float = _f(0.5, "KD weight (response: in [0, 1]).")
     temperature: float = _f(4.0, "Softmax temperature of response KD.")
+    neuron: str = _f("if", "Student neuron: if (no leak, reset to zero) or lif (a leak per layer, "
+                           "exported as NIR LIF).")
+    beta: float | None = _f(None, "LIF leak per step, v = beta*v + y (default 0.9; snapped to the "
+                                  "12-bit decay grid 1 - k/4096).")
+    tau_mem: float | None = _f(None, "LIF membrane time constant in time steps, instead of --beta "
+                                     "(beta = 1 - 1/tau).")
+    learn_beta: bool = _f(False, "Learn each LIF layer's leak (kept in [0.5, 1], on the decay grid).")
+    reset: str = _f("zero", "LIF reset: to zero, or subtract the threshold.")
+    encoding: str = _f("direct", "Input: direct (the image at every step) or rate (Bernoulli spikes "
+                                 "from a generator seeded by --seed).")
 
 
 def default(cls: type, name: str) -> Any:

@@ -19,8 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdsnn.encoding import rate_encode
+from kdsnn.lif import LIFNeuron
 from kdsnn.neurons import IFNeuron
-from kdsnn.timefold import sum_inputs
+from kdsnn.timefold import fold, sum_inputs
+
+NEURON_MODULES = (IFNeuron, LIFNeuron)
 
 OPS = ("conv", "linear", "act", "avgpool", "flatten", "readout")
 
@@ -88,8 +92,12 @@ class GraphNet(nn.Module):
 
     def __init__(self, specs: list[NodeSpec], input_shape: tuple[int, ...], num_classes: int,
                  spiking: bool, T: int = 4, neuron: dict[str, Any] | None = None,
-                 feature_points: list[str] | None = None, arch: str = "custom") -> None:
+                 feature_points: list[str] | None = None, arch: str = "custom",
+                 encoding: dict[str, Any] | None = None) -> None:
         super().__init__()
+        # {"kind": "direct"} (default) or {"kind": "rate", "seed": int, "mean": [...], "std": [...]}
+        self.encoding = dict(encoding or {"kind": "direct"})
+        self._rate_gen: torch.Generator | None = None
         self.specs = list(specs)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -113,7 +121,7 @@ class GraphNet(nn.Module):
         if s.op == "linear":
             return LinearBN(a["n_in"], a["n_out"], a.get("bn", False))
         if s.op == "act":
-            return IFNeuron(**self.neuron) if self.spiking else nn.ReLU()
+            return make_neuron(self.neuron) if self.spiking else nn.ReLU()
         if s.op == "avgpool":
             return nn.AvgPool2d(a["kernel_size"], a.get("stride") or a["kernel_size"])
         if s.op == "flatten":
@@ -124,13 +132,22 @@ class GraphNet(nn.Module):
         """Set the number of time steps of every neuron and the readout."""
         self.T = int(T) if self.spiking else 1
         for m in self.modules():
-            if isinstance(m, (IFNeuron, Readout)):
+            if isinstance(m, (*NEURON_MODULES, Readout)):
                 m.T = self.T
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
+        """x: images (B, *input_shape), or input trains (B, T, *input_shape) such as
+        rate-encoded spikes (kdsnn.encoding); a rate student encodes images itself."""
         T = self.T
         pre = return_features == "pre"
-        vals: dict[str, tuple[torch.Tensor, bool]] = {"input": (x, True)}  # (tensor, static)
+        if self.spiking and x.ndim == len(self.input_shape) + 1 and self.encoding.get("kind") == "rate":
+            x = self._rate(x)
+        if x.ndim == len(self.input_shape) + 2:        # trains (B, T, ...) -> time-folded (T*B, ...)
+            if x.shape[1] != T:
+                raise ValueError(f"input trains have {x.shape[1]} steps, the network runs T={T}")
+            vals: dict[str, tuple[torch.Tensor, bool]] = {"input": (fold(x), False)}
+        else:
+            vals = {"input": (x, True)}  # (tensor, static)
         feats: dict[str, torch.Tensor] = {}
         out = None
         for s in self.specs:
@@ -138,7 +155,7 @@ class GraphNet(nn.Module):
             mod = self.nodes[s.name]
             if pre and s.name in self.feature_points:
                 feats[s.name] = h if static else h.reshape(T, -1, *h.shape[1:]).mean(0)
-            if isinstance(mod, IFNeuron):
+            if isinstance(mod, NEURON_MODULES):
                 h, static = mod(h, static=static), False
             elif isinstance(mod, Readout):
                 h, static = (h if static else mod(h)), True
@@ -151,6 +168,12 @@ class GraphNet(nn.Module):
         assert out is not None
         return (out, feats) if return_features else out
 
+    def _rate(self, x: torch.Tensor) -> torch.Tensor:
+        """Fresh Bernoulli trains for images, from this student's seeded generator."""
+        if self._rate_gen is None:
+            self._rate_gen = torch.Generator().manual_seed(int(self.encoding.get("seed", 0)))
+        return rate_encode(x, self.T, self.encoding.get("mean"), self.encoding.get("std"), self._rate_gen)
+
     def feature_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes (without batch) of the named feature points, from a dry run."""
         with torch.no_grad():
@@ -160,6 +183,17 @@ class GraphNet(nn.Module):
             _, f = self.forward(torch.zeros(1, *self.input_shape, device=dev), return_features=True)
             self.train(was)
         return {k: tuple(v.shape[1:]) for k, v in f.items()}
+
+
+def make_neuron(cfg: dict[str, Any]) -> nn.Module:
+    """The student's neuron from its config: {"model": "if" (default) | "lif", ...kwargs}."""
+    cfg = dict(cfg)
+    model = cfg.pop("model", "if")
+    if model == "lif":
+        return LIFNeuron(**cfg)
+    if model != "if":
+        raise ValueError(f"unknown neuron model {model!r}; choose if or lif")
+    return IFNeuron(**cfg)
 
 
 class GraphBuilder:

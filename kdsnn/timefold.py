@@ -16,6 +16,11 @@ def expand(x: torch.Tensor, T: int) -> torch.Tensor:
     return x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
 
 
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """Input trains (B, T, ...) -> time-folded (T*B, ...)."""
+    return x.transpose(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
 def unfold(x: torch.Tensor, T: int) -> torch.Tensor:
     """Time-folded (T*B, ...) -> (T, B, ...)."""
     return x.reshape(T, x.shape[0] // T, *x.shape[1:])

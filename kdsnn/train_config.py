@@ -8,8 +8,10 @@ from typing import Any
 
 from kdsnn import __version__, progress
 from kdsnn.config import DistillConfig
+from kdsnn.encoding import ENCODINGS
 from kdsnn.errors import KdsnnError
 from kdsnn.kd_loss import check_mode
+from kdsnn.lif import RESETS, beta_from_tau, beta_on_grid
 from kdsnn.neurons import SURROGATES
 
 # The dataset's default teacher (trained by `distill` when no --teacher is given) and the
@@ -86,6 +88,10 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     slope = float(_opt(opts, "slope", _D.slope))
     if not theta > 0 or not slope > 0:
         raise KdsnnError(f"--theta and --slope must be positive, got {theta} and {slope}")
+    neuron = _neuron_config(opts, theta, surrogate, slope) if kind == "student" else None
+    encoding = opts.get("encoding") or "direct"
+    if encoding not in ENCODINGS:
+        raise KdsnnError(f"unknown --encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     return {
         "kind": kind,
         "arch": arch,
@@ -93,7 +99,7 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "num_classes": info.num_classes,
         "input_shape": list(info.input_shape),
         "T": T,
-        "neuron": {"theta": theta, "surrogate": surrogate, "slope": slope} if kind == "student" else None,
+        "neuron": neuron,
         "dataset": info.name,
         "data_dir": str(opts["data_dir"]) if opts.get("data_dir") else None,
         "mean": list(info.mean),
@@ -103,7 +109,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "teacher": opts.get("teacher"),
         "teacher_features": opts.get("teacher_features"),
         "teacher_weights": opts.get("teacher_weights"),
-        "encoding": "direct",
+        "encoding": encoding if kind == "student" else "direct",
+        "encoding_seed": int(_opt(opts, "seed", 0)) if encoding == "rate" and kind == "student" else None,
         "kdsnn_version": __version__,
         "train": train,
         "output": str(opts["output"]),
@@ -114,6 +121,33 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "resume": bool(opts.get("resume")),
         "stop_after": opts.get("stop_after"),
     }
+
+
+def _neuron_config(opts: dict[str, Any], theta: float, surrogate: str, slope: float) -> dict[str, Any]:
+    """The student's neuron (kdsnn.layers.make_neuron's config): IF, or LIF with a leak
+    from --beta or --tau (in time steps), snapped to the 12-bit decay grid."""
+    model = opts.get("neuron") or "if"
+    cfg: dict[str, Any] = {"theta": theta, "surrogate": surrogate, "slope": slope}
+    if model == "if":
+        for k in ("beta", "tau_mem", "learn_beta"):
+            if opts.get(k):
+                raise KdsnnError(f"--{k.replace('_', '-')} is an option of --neuron lif")
+        if (opts.get("reset") or "zero") != "zero":
+            raise KdsnnError("--reset subtract needs --neuron lif (the IF student resets to zero)")
+        return cfg
+    if model != "lif":
+        raise KdsnnError(f"unknown --neuron {model!r}; choose if or lif")
+    if opts.get("beta") is not None and opts.get("tau_mem") is not None:
+        raise KdsnnError("give --beta or --tau-mem, not both")
+    try:
+        beta = beta_from_tau(float(opts["tau_mem"])) if opts.get("tau_mem") is not None else float(_opt(opts, "beta", 0.9))
+        beta = beta_on_grid(beta)
+    except ValueError as e:
+        raise KdsnnError(f"--beta/--tau-mem: {e}") from None
+    reset = opts.get("reset") or "zero"
+    if reset not in RESETS:
+        raise KdsnnError(f"unknown --reset {reset!r}; choose one of {', '.join(RESETS)}")
+    return {**cfg, "model": "lif", "beta": beta, "reset": reset, "learn_beta": bool(opts.get("learn_beta"))}
 
 
 def _opt(opts: dict[str, Any], key: str, default: Any) -> Any:

@@ -158,7 +158,8 @@ def wrn28_4(b: GraphBuilder, num_classes: int, width: float = 1.0) -> list[str]:
 
 
 def build(arch: str, spiking: bool, num_classes: int, input_shape: tuple[int, ...],
-          T: int = 4, neuron: dict[str, Any] | None = None, width: float = 1.0) -> GraphNet:
+          T: int = 4, neuron: dict[str, Any] | None = None, width: float = 1.0,
+          encoding: dict[str, Any] | None = None) -> GraphNet:
     """Build an architecture of the zoo as teacher (spiking=False) or student."""
     if arch not in ARCHS:
         raise KdsnnError(f"unknown architecture {arch!r}; choose one of {', '.join(sorted(ARCHS))}")
@@ -172,6 +173,6 @@ def build(arch: str, spiking: bool, num_classes: int, input_shape: tuple[int, ..
     except ValueError as e:
         raise KdsnnError(f"architecture {arch} cannot be built for input {tuple(input_shape)}: {e}") from None
     net = GraphNet(b.specs, tuple(input_shape), num_classes, spiking=spiking, T=T,
-                   neuron=neuron, feature_points=feats, arch=arch)
+                   neuron=neuron, feature_points=feats, arch=arch, encoding=encoding)
     net.width = float(width)
     return net
