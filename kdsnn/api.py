@@ -30,14 +30,20 @@ class Distilled:
 
     student: Any
     config: dict[str, Any]
-    best_accuracy: float
+    best_accuracy: float                 # validation accuracy of the selected epoch
     best_epoch: int
     paths: dict[str, Path]
+    result: dict[str, Any]               # result.json: val and the one test evaluation
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.result["test"]["accuracy"])
 
     def __repr__(self) -> str:
-        c = self.config
-        return (f"Distilled({c['arch']} T={c['T']} kd={c['kd']} on {c['dataset']}: best test accuracy "
-                f"{100 * self.best_accuracy:.2f} % at epoch {self.best_epoch}, {self.paths['student']})")
+        c, t = self.config, self.result["test"]
+        return (f"Distilled({c['arch']} T={c['T']} kd={c['kd']} on {c['dataset']}: epoch {self.best_epoch} "
+                f"selected by validation accuracy {100 * self.best_accuracy:.2f} %, test accuracy "
+                f"{100 * t['accuracy']:.2f} % on {t['n']} test samples, {self.paths['student']})")
 
 
 def distill(output: PathLike, *, quiet: bool = False, **options: Any) -> Distilled:
@@ -57,10 +63,10 @@ def distill(output: PathLike, *, quiet: bool = False, **options: Any) -> Distill
     out = Path(cfg.output)
     paths = {"student": Path(res["path"])}
     for key, name in (("best", "best.pt"), ("last", "last.pt"), ("metrics", "metrics.jsonl"),
-                      ("curves", "training.png"), ("teacher", "teacher.pt")):
+                      ("curves", "training.png"), ("teacher", "teacher.pt"), ("result", "result.json")):
         if (out / name).exists():
             paths[key] = out / name
-    return Distilled(model, config, float(res["best_acc"]), int(res["best_epoch"]), paths)
+    return Distilled(model, config, float(res["best_acc"]), int(res["best_epoch"]), paths, res["result"])
 
 
 def export(source: PathLike, output: PathLike, *, quiet: bool = False, **options: Any):

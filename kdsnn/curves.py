@@ -68,6 +68,10 @@ def figure_training(recs: list[dict], title: str = "", result: Mapping[str, Any]
     b.grid(alpha=0.3)
     b.legend(fontsize=8)
     b.set_title("accuracy")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b):  # epochs are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

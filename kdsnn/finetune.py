@@ -99,6 +99,8 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     res = train_loop(cfg)
     t_train = time.perf_counter() - t1
     res.update({"plan_s": t_plan, "finetune_s": t_train, "spikes_before": before})
-    echo(f"deployment-exact student: best test accuracy {100 * res['best_acc']:.2f}% (integer forward, epoch "
-         f"{res['best_epoch']}) in {t_train:.1f}s -> {res['path']}; `kdsnn export {res['path']}` checks rung 3 exact")
+    from kdsnn.selection import result_line
+
+    echo(result_line("deployment-exact student (integer forward)", res["result"], res["path"])
+         + f"; {t_train:.1f}s; `kdsnn export {res['path']}` checks rung 3 exact")
     return res
