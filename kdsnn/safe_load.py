@@ -94,7 +94,7 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint", map_location: 
     if magic == ZIP_MAGIC:
         _check_zip(p, what)
     elif not legacy:
-        raise KdsnnError(f"{what} {p} is not a PyTorch zip archive (it starts with {magic!r}); refused "
+        raise KdsnnError(f"{what} {p} is corrupt or not a PyTorch zip archive (it starts with {magic!r}); refused "
                          "without unpickling it")
     else:
         check_size(p.stat().st_size * 2, f"{what} {p}")
