@@ -68,6 +68,8 @@ def _training_options(fn):
         cli_option(C, "resume", "--resume"),
         cli_option(C, "patience", "--patience", type=click.IntRange(min=0)),
         cli_option(C, "deterministic", "--deterministic"),
+        cli_option(C, "threads", "--threads"),
+        cli_option(C, "precision", "--precision", type=click.Choice(["auto", "fp32", "bf16"])),
         cli_option(C, "progress", "--progress", type=click.Choice(PROGRESS_MODES)),
         cli_option(C, "quiet", "-q", "--quiet"),
     ]
