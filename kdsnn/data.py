@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import pickle
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import NoiseSpec, apply_noise_batch, parse_noise
+from kdsnn.safe_load import load_plain_pickle
 
 SPLITS = ("train", "val", "test")
 # The validation share of the training file of the torchvision datasets (numerator, denominator):
@@ -300,10 +300,11 @@ def _load_cifar(name: str, split: str, data_dir: Path, download: bool) -> RawSpl
     xs, ys = [], []
     for f in files:
         try:
-            with open(f, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
+            entry = load_plain_pickle(f, "CIFAR python batch")
             data = np.asarray(entry["data"], dtype=np.uint8)
             labels = entry["labels"] if "labels" in entry else entry["fine_labels"]
+        except KdsnnError:
+            raise
         except Exception as e:
             raise KdsnnError(f"{f} is corrupt or not a CIFAR python batch "
                              f"({type(e).__name__}: {e}); delete it and use --download") from None
