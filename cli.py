@@ -40,7 +40,7 @@ def cli() -> None:
 
 
 # Fixed sets, spelled here so --help lists them without importing torch.
-DATASET_NAMES = ["mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100"]
+DATASET_NAMES = ["mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "nmnist"]
 ARCH_NAMES = ["cnn", "vgg11", "vgg16", "resnet18", "resnet34", "wrn16_2", "wrn28_4"]
 PROGRESS_MODES = ["auto", "bars", "lines", "none"]
 

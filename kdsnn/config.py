@@ -126,7 +126,8 @@ class DistillConfig:
     output: str = _f("", "Output folder: student.pt (selected on validation), best.pt, last.pt, "
                          "metrics.jsonl, result.json, training.png; teacher.pt and teacher/ when the "
                          "default teacher is trained.")
-    dataset: str = _f("mnist5k", "mnist5k, digits (offline), mnist, fashion-mnist, cifar10, cifar100.")
+    dataset: str = _f("mnist5k", "mnist5k, digits (offline), mnist, fashion-mnist, cifar10, cifar100; "
+                                 "nmnist: event files under --data-dir, T frames (the teacher sees their sum).")
     data_dir: str | None = _f(None, "Folder of the torchvision datasets (default $KDSNN_DATA_DIR or "
                                     "~/.cache/kdsnn/data).")
     download: bool = _f(False, "Allow torchvision to download the dataset.")

@@ -44,6 +44,7 @@ from kdsnn.device import resolve_device
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
 from kdsnn.evaluate import evaluate_model
+from kdsnn.event_data import is_event_dataset, teacher_view
 from kdsnn.io import atomic_path, ensure_dir
 from kdsnn.kd_loss import Connectors, DistillLoss, match_points
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
@@ -212,12 +213,15 @@ def _setup(cfg: dict[str, Any]) -> _Run:
         speed.apply_threads(tr.get("threads"))  # --threads (auto: the free cores)
     seed_everything(tr["seed"])
     with distributed.local_main_first():  # one download per node; the other ranks then read it
+        # event data: T frames for a student, the frames summed over time for a teacher
+        steps = {"time_steps": cfg["T"] if cfg["kind"] == "student" else None} \
+            if is_event_dataset(cfg["dataset"]) else {}
         train_ds = data.load_dataset(cfg["dataset"], "train", data_dir=cfg.get("data_dir"),
-                                     download=cfg.get("download", False), augment=tr["augment"])
+                                     download=cfg.get("download", False), augment=tr["augment"], **steps)
         val_ds = data.load_dataset(cfg["dataset"], "val", data_dir=cfg.get("data_dir"),
-                                   download=cfg.get("download", False))
+                                   download=cfg.get("download", False), **steps)
         test_ds = data.load_dataset(cfg["dataset"], "test", data_dir=cfg.get("data_dir"),
-                                    download=cfg.get("download", False))
+                                    download=cfg.get("download", False), **steps)
     if tr.get("limit_train"):
         train_ds = Subset(train_ds, range(min(int(tr["limit_train"]), len(train_ds))))
     # --batch-size is the global batch: each torchrun process loads its slice of every global
@@ -311,7 +315,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         with speed.autocast(run.precision, device):  # --precision (kdsnn.speed)
             z_t = f_t = None
             if run.teacher is not None:
-                z_t, f_t = run.teacher(x)
+                z_t, f_t = run.teacher(teacher_view(x, tuple(cfg["input_shape"])))
             if crit.uses_features:
                 z, f_s = run.net(x, return_features=True)
             else:
