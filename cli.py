@@ -40,7 +40,7 @@ def cli() -> None:
 
 
 # Fixed sets, spelled here so --help lists them without importing torch.
-DATASET_NAMES = ["mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100"]
+DATASET_NAMES = ["mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "nmnist"]
 ARCH_NAMES = ["cnn", "vgg11", "vgg16", "resnet18", "resnet34", "wrn16_2", "wrn28_4"]
 PROGRESS_MODES = ["auto", "bars", "lines", "none"]
 
@@ -68,6 +68,8 @@ def _training_options(fn):
         cli_option(C, "resume", "--resume"),
         cli_option(C, "patience", "--patience", type=click.IntRange(min=0)),
         cli_option(C, "deterministic", "--deterministic"),
+        cli_option(C, "threads", "--threads"),
+        cli_option(C, "precision", "--precision", type=click.Choice(["auto", "fp32", "bf16"])),
         cli_option(C, "progress", "--progress", type=click.Choice(PROGRESS_MODES)),
         cli_option(C, "quiet", "-q", "--quiet"),
     ]
