@@ -230,16 +230,33 @@ def pool_factor(c: Connection, w: np.ndarray, src_shape: tuple[int, ...]) -> tup
     return None
 
 
+MEMORY_BUDGET = 16 << 20     # bytes of one population's T-step spike buffer per batch
+
+
+def auto_batch(net: IntNet, batch_size: int, budget: int = MEMORY_BUDGET) -> int:
+    """Samples per batch: at most `batch_size`, fewer when the largest population's float32
+    spikes over T steps (T * n * size * 4 bytes) would exceed `budget`.
+
+    Results do not depend on the batch (each sample is simulated on its own); only speed does.
+    A batch whose layer buffers stay in the last-level cache (and below glibc's 32 MiB mmap
+    threshold, so freed blocks are reused, not returned to the kernel) runs faster per sample
+    than the old fixed 256: measured in bench/intsim_limit.py.
+    """
+    per_sample = 4 * net.T * max((p.size for p in net.populations), default=1)
+    return max(1, min(batch_size, budget // max(1, per_sample)))
+
+
 class IntSimExecutable(Executable):
     """An IntNet ready to run batches on the CPU (or a CUDA device, same arithmetic)."""
 
     def __init__(self, net: IntNet, batch_size: int = 256, device: str = "cpu",
-                 check_lava_datapath: bool = True, factor_pools: bool = True) -> None:
+                 check_lava_datapath: bool = True, factor_pools: bool = True,
+                 memory_budget: int = MEMORY_BUDGET) -> None:
         net.validate()
         self.net = net
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
+        if int(batch_size) < 1:
             raise KdsnnError(f"intsim: batch_size must be >= 1, got {batch_size}")
+        self.batch_size = auto_batch(net, int(batch_size), int(memory_budget))
         self.device = torch.device(device)
         self.conns: dict[str, list[_Conn]] = {}
         for p in net.populations:
@@ -275,6 +292,7 @@ class IntSimExecutable(Executable):
                                                   if k.c.src == p.name]) for p in net.populations}
         self.bias = {p.name: torch.from_numpy(bias_effective(p.bias_mant, p.bias_exp).reshape(-1)).to(self.device)
                      for p in net.populations}
+        self.bias_f32 = {k: b.to(torch.float32) for k, b in self.bias.items()}   # exact: |bias| < 2^24 where used
 
     def _check_conn(self, c: Connection) -> None:
         src_shape = self.net.shape_of(c.src)
@@ -394,18 +412,24 @@ class IntSimExecutable(Executable):
             # IF in float32: u = 64 a never wraps (|a| < 2^17) and every value stays an
             # integer below 2^24: |v| <= 2^23 - 1 before the step, |64 a| + |bias| < 2^23, so
             # 64 a + bias (formed once for all T steps) and each sum below are exact.
-            bf = bias.to(torch.float32)
+            # static and dynamic are this layer's own fresh sums: scaled in place, no copies.
+            bf = self.bias_f32[p.name]
             if dyn is not None:
-                dyn.mul_(float(1 << ACT_SHIFT)).add_(bf)          # in place: dyn is this layer's own
-                base = None if static is None else static * float(1 << ACT_SHIFT)
+                dyn.mul_(float(1 << ACT_SHIFT)).add_(bf)
+                base = None if static is None else static.mul_(float(1 << ACT_SHIFT))
             else:
-                base = bf if static is None else static * float(1 << ACT_SHIFT) + bf
-            v = _take(mine, "v", (n, size), self._like[torch.float32]).zero_()
+                base = bf.expand(n, size) if static is None else static.mul_(float(1 << ACT_SHIFT)).add_(bf)
+            v = _take(mine, "v", (n, size), self._like[torch.float32])
             for t in range(T):
-                if dyn is not None:
-                    v.add_(dyn[t])
-                if base is not None:
-                    v.add_(base)
+                if t == 0:                                       # v starts at 0: v = a[0] (+ base)
+                    v.copy_(dyn[0] if dyn is not None else base)
+                    if dyn is not None and base is not None:
+                        v.add_(base)
+                else:
+                    if dyn is not None:
+                        v.add_(dyn[t])
+                    if base is not None:
+                        v.add_(base)
                 if need_clip:
                     v_clips += _clip_(v, lim)
                 st = out[t]
