@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Executable, RunResult
-from kdsnn.compiler.geometry import window_out_hw
+from kdsnn.compiler.geometry import pool_factor, window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 from kdsnn.compiler.targets import LOIHI as _LAVA
 
@@ -198,36 +198,6 @@ def accumulation_bound(w: np.ndarray, kind: str, src_max: int) -> int:
     a = np.abs(w.astype(np.int64)) if w.size else np.zeros((1, 1), np.int64)
     per_out = a.sum(axis=1) if kind == "dense" else a.reshape(a.shape[0], -1).sum(axis=1)
     return int(per_out.max(initial=0)) * int(src_max)
-
-
-def pool_factor(c: Connection, w: np.ndarray, src_shape: tuple[int, ...]) -> tuple[int, np.ndarray] | None:
-    """(s, reduced weights) when W applies the same weight to every s x s block of the source.
-
-    Then W.x == W_reduced . sumpool_s(x) exactly (integer identity), which undoes the kernel
-    expansion of a folded AvgPool and runs as cheaply as the float student's pool + conv.
-    Needs the map size to be a multiple of s (no rows the pool would drop) and, for conv,
-    stride, padding and kernel multiples of s with no dilation.
-    """
-    if len(src_shape) != 3:
-        return None
-    _, h, wd = src_shape
-    for s in (4, 3, 2):
-        if h % s or wd % s:
-            continue
-        if c.kind == "conv":
-            co, ci, kh, kw = w.shape
-            if (c.dilation != (1, 1) or kh % s or kw % s or c.stride[0] % s or c.stride[1] % s
-                    or c.padding[0] % s or c.padding[1] % s):
-                continue
-            b = w.reshape(co, ci, kh // s, s, kw // s, s)
-            if np.array_equal(b, np.broadcast_to(b[:, :, :, :1, :, :1], b.shape)):
-                return s, np.ascontiguousarray(b[:, :, :, 0, :, 0])
-        else:
-            n = w.shape[0]
-            b = w.reshape(n, src_shape[0], h // s, s, wd // s, s)
-            if np.array_equal(b, np.broadcast_to(b[:, :, :, :1, :, :1], b.shape)):
-                return s, np.ascontiguousarray(b[:, :, :, 0, :, 0]).reshape(n, -1)
-    return None
 
 
 MEMORY_BUDGET = 16 << 20     # bytes of one population's T-step spike buffer per batch
