@@ -3,7 +3,7 @@
 One function, `train_loop(cfg)`, trains either kind, with or without torchrun: every file
 write and progress bar goes through `distributed.is_main()`, every per-epoch metric through
 `distributed.all_reduce_sum()`, and the model is DDP-wrapped in one place
-(`distributed.wrap_ddp`); in one process these are no-ops. It runs in four steps: `_setup`
+(`ddp.wrap_ddp`); in one process these are no-ops. It runs in four steps: `_setup`
 (data, model, loss, optimizer), `_resume`, `_train_epoch`, `_checkpoint`, then `_finish`;
 the run's configuration comes from `kdsnn.train_config.make_config`. Model selection is on
 the validation split; the test split is evaluated once, on the selected model
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from kdsnn import determinism, distributed, progress, selection, speed
+from kdsnn import ddp, determinism, distributed, progress, selection, speed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
@@ -254,11 +254,11 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=speed.uses_scaler(tr.get("precision") or "auto", device))
-    net = distributed.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
+    net = ddp.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
-        crit.connectors = distributed.replicate(crit.connectors, device)
+        crit.connectors = ddp.replicate(crit.connectors, device)
     return _Run(cfg, out, device, loader, val_ds, test_ds, model, net, crit, teacher, opt, sched, scaler, background)
 
 
@@ -327,7 +327,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
                              f"(now {tr['lr']}); earlier checkpoints in {run.out} are kept")
         run.opt.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
-        distributed.average_gradients(crit.connectors)
+        ddp.average_gradients(crit.connectors)
         run.scaler.step(run.opt)
         run.scaler.update()
         run.sched.step()
