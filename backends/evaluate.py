@@ -64,9 +64,12 @@ def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", n
                       quiet: bool = False, calibration: int = default(EvaluateConfig, "calibration"),
                       hw: str = default(EvaluateConfig, "hw"), **lowering: Any) -> dict[str, Any]:
     """Options as in cli.py's evaluate command; prints a table (or JSON), writes -o files."""
+    from kdsnn.config import check_values
     from kdsnn.noise import parse_noise
     from kdsnn.robustness import RobustModel, load_models, report_robustness, run_robustness
 
+    check_values({"samples": samples, "batch_size": batch_size, "device": device, "calibration": calibration,
+                  **lowering})
     specs = [parse_noise(s) for s in noise]                   # bad specs fail before any work
     if samples is not None and samples <= 0:
         raise KdsnnError(f"--samples must be positive, got {samples}")
