@@ -407,10 +407,10 @@ def rerun(cfg: RunConfig) -> Rerun:
     wall = time.perf_counter() - t0
     report = None
     if (folder / "report.json").is_file():
-        from kdsnn.io import read_table
+        from kdsnn.compiler.profile.report import load_report
         from kdsnn.stages import Report
 
-        report = Report(read_table(folder / "report.json", "report"))
+        report = Report(load_report(folder))
     return Rerun(cfg, plan.target, graph, intnet, res, samples, str(dataset), int(T), wall, report)
 
 
