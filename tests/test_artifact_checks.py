@@ -208,3 +208,13 @@ def test_report_schema(tmp_path, report_doc, edit, msg) -> None:
     with pytest.raises(KdsnnError) as e:
         load_report(tmp_path)
     assert msg in str(e.value), str(e.value)
+
+
+def test_spec_with_one_weight_bit_refused(tmp_path) -> None:
+    """A 1-bit mixed-sign field holds no positive weight: the lowering divided by zero."""
+    from kdsnn.compiler.targets import load_target
+
+    spec = tmp_path / "one.json"
+    spec.write_text(json.dumps({"name": "one", "base": "loihi", "weight_bits": 1, "num_weight_bits": 1}))
+    with pytest.raises(KdsnnError, match="num_weight_bits must be at least 2"):
+        load_target(str(spec))
