@@ -357,6 +357,10 @@ def report_command(folder: str | Path, compare: str | Path | None = None,
         raise KdsnnError("--compare needs -o DIR, the folder for compare.md and compare.png "
                          "(e.g. -o runs/compare)")
     other = load_report(Path(compare)) if compare is not None else None
+    from kdsnn.bundle import check_bundle
+
+    for f in (folder, *([Path(compare)] if compare is not None else [])):
+        check_bundle(f if f.is_dir() else f.parent)   # report.json, parity.json and the artifacts agree
     if output is None and not os.access(folder, os.W_OK):
         raise KdsnnError(f"{folder} is read-only, so report.md and plots/ cannot be re-rendered there; give "
                          f"-o DIR to write them elsewhere: kdsnn report {folder} -o {_elsewhere(folder)}")
