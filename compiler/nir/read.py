@@ -116,17 +116,22 @@ def _check_declared_size(p: Path, root: h5py.Group) -> None:
 
 
 def _check_finite(p: Path, graph: nir.NIRGraph, where: str) -> None:
-    """NaN/inf parameters refused, naming node and parameter (they would run as garbage)."""
+    """NaN/inf parameters refused, naming node and parameter (they would run as garbage);
+    +inf time constants and r (no leak) are NIR's own."""
     for name, node in graph.nodes.items():
         full = f"{where}.{name}" if where else name
         if isinstance(node, nir.NIRGraph):
             _check_finite(p, node, full)
             continue
         for key, v in vars(node).items():
-            if isinstance(v, np.ndarray) and v.dtype.kind in "fc" and not np.isfinite(v).all():
+            if not isinstance(v, np.ndarray) or v.dtype.kind not in "fc":
+                continue
+            # +inf time constants and r are NIR's "no leak" (snnTorch writes beta = 1 so)
+            ok = np.isfinite(v) | (np.isposinf(v) if (key.startswith("tau") or key == "r") and v.dtype.kind == "f" else False)
+            if not ok.all():
                 bad = "NaN" if np.isnan(v).any() else "inf"
                 raise KdsnnError(f"{p}: node {full!r} parameter {key} holds {bad} values "
-                                 f"({int((~np.isfinite(v)).sum())} of {v.size}); the exporting model diverged "
+                                 f"({int((~ok).sum())} of {v.size}); the exporting model diverged "
                                  "or the file was altered")
 
 
