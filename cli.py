@@ -287,11 +287,18 @@ def export(**opts) -> None:
       kdsnn export graph.nir --dt 1e-4 --input x.npz --expect peer.npz --target reference -o runs/g
     """
     from kdsnn.deploy import export_command
+    from kdsnn.errors import ParityError
+    from kdsnn.parity import PARITY_FILE
 
     d = export_command(**opts)
+    failed = [r for r in d.rungs if r.passed is False]
     for line in (d.warnings if d.config.quiet else []):
-        click.secho(f"warning: {line}", fg="yellow", err=True)
+        if not (failed and line.startswith(f"rung {failed[0].rung}")):
+            click.secho(f"warning: {line}", fg="yellow", err=True)
     click.echo("\n".join(d.summary_lines()))
+    if failed:  # a rung that does not stop the export (rung 3): everything is written, exit 3
+        why = next((w for w in d.warnings if w.startswith(f"rung {failed[0].rung}")), f"rung {failed[0].rung} failed")
+        raise ParityError(f"{why}; see {d.out / PARITY_FILE}")
 
 
 @cli.command(short_help='Run an export folder again on a backend.')
@@ -366,8 +373,8 @@ def main() -> None:
     except KdsnnError as e:
         click.secho(f"error: {e}", fg="red", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C
+        click.echo("interrupted", err=True)
         sys.exit(130)
     except click.UsageError as e:  # a wrong flag or value: one line, like every other error
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `kdsnn`: the help, as click shows it

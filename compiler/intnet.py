@@ -45,6 +45,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -276,17 +277,38 @@ class IntNet:
         path = Path(path)
         if not path.is_file():
             raise KdsnnError(f"IntNet artifact {path} does not exist; run `kdsnn export` first")
+        from kdsnn.budget import check_size
+
         try:
             with zipfile.ZipFile(path) as z:
+                check_size(sum(i.file_size for i in z.infolist()), f"IntNet artifact {path}")
                 header = json.loads(z.read("intnet.json"))
                 arr = {n[:-4]: np.load(io.BytesIO(z.read(n)), allow_pickle=False)
                        for n in z.namelist() if n.endswith(".npy")}
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
-            raise KdsnnError(f"{path} is not a readable IntNet artifact ({e}); re-run `kdsnn export`") from None
-        if header.get("schema") != SCHEMA:
-            raise KdsnnError(f"{path} is not an IntNet artifact (schema {header.get('schema')!r})")
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, zlib.error,
+                NotImplementedError, RuntimeError) as e:
+            raise KdsnnError(f"{path} is not a readable IntNet artifact ({str(e)[:120]}); re-run `kdsnn export`") from None
+        if not isinstance(header, dict) or header.get("schema") != SCHEMA:
+            got = header.get("schema") if isinstance(header, dict) else type(header).__name__
+            raise KdsnnError(f"{path} is not an IntNet artifact (schema {got!r})")
         if header.get("version") != VERSION:
-            raise KdsnnError(f"{path}: IntNet version {header.get('version')} is not supported (expected {VERSION})")
+            raise KdsnnError(f"{path}: IntNet version {header.get('version')!r} is not supported (expected {VERSION})")
+        try:
+            net = cls._from_header(header, arr)
+        except KeyError as e:
+            raise KdsnnError(f"IntNet {path}: field {e.args[0]!r} is missing; the file is incomplete, "
+                             "re-run `kdsnn export`") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise KdsnnError(f"IntNet {path}: a field has the wrong type or name ({str(e)[:120]}); "
+                             "re-run `kdsnn export`") from None
+        from kdsnn.compiler.intnet_check import check_intnet
+
+        check_intnet(net, path)
+        net.validate()
+        return net
+
+    @classmethod
+    def _from_header(cls, header: dict[str, Any], arr: dict[str, np.ndarray]) -> IntNet:
         inp = header["input"]
         inp = InputSpec(**{**inp, "shape": tuple(inp["shape"]), "mean": tuple(inp["mean"]),
                            "std": tuple(inp["std"])})
@@ -300,11 +322,11 @@ class IntNet:
             for k in ("stride", "padding", "dilation"):
                 d[k] = tuple(d[k])
             conns.append(Connection(**d))
-        net = cls(input=inp, populations=pops, connections=conns, T=header["T"],
-                  target=header["target"], class_names=header["class_names"],
-                  metadata=header["metadata"])
-        net.validate()
-        return net
+        if not isinstance(header["metadata"], dict) or not isinstance(header["class_names"], list):
+            raise TypeError("metadata must be an object and class_names a list")
+        return cls(input=inp, populations=pops, connections=conns, T=header["T"],
+                   target=header["target"], class_names=header["class_names"],
+                   metadata=header["metadata"])
 
 
 def pipeline_depths(pops: Iterable[str], conns: Iterable[Any]) -> dict[str, int] | list[str]:

@@ -126,6 +126,8 @@ class TargetSpec:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise KdsnnError(f"target {self.name}: {f} must be a positive integer, got {v!r}")
+        if self.num_weight_bits < 2:   # mixed sign drops one more bit: 1 would leave no positive weight
+            raise KdsnnError(f"target {self.name}: num_weight_bits must be at least 2, got {self.num_weight_bits}")
         if self.num_weight_bits > self.weight_bits:
             raise KdsnnError(f"target {self.name}: num_weight_bits {self.num_weight_bits} > weight_bits {self.weight_bits}")
         if self.weight_exp_min > self.weight_exp_max or self.bias_exp_min > self.bias_exp_max:

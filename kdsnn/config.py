@@ -73,10 +73,7 @@ class ExportConfig(LoweringConfig):
             raise KdsnnError("export needs a SOURCE (a student .pt or a .nir file)")
         if not self.output:
             raise KdsnnError("export needs an output folder (-o/--output)")
-        _positive(self, "samples", "eval_samples", "calibration", "batch_size", "time_steps")
-        if not self.headroom > 0 or not self.min_weight_bits > 0:
-            raise KdsnnError(f"--headroom and --min-weight-bits must be positive, got {self.headroom} "
-                             f"and {self.min_weight_bits}")
+        check_values(asdict(self))
         return self
 
 
@@ -105,7 +102,7 @@ class RunConfig:
     quiet: bool = _f(False, "Same as --progress none (the CLI still prints accuracy and spikes).")
 
     def check(self) -> RunConfig:
-        _positive(self, "samples", "batch_size", "time_steps")
+        check_values(asdict(self))
         return self
 
 
@@ -226,8 +223,64 @@ def cli_option(cls: type, name: str, *decls: str, **kw: Any):
     return click.option(*(decls or (f"--{name.replace('_', '-')}",)), name, **kw)
 
 
-def _positive(cfg: Any, *names: str) -> None:
-    for n in names:
-        v = getattr(cfg, n)
-        if v is not None and (isinstance(v, bool) or int(v) < 1):
-            raise KdsnnError(f"--{n.replace('_', '-')} must be positive, got {v}")
+# ------------------------------------------------------------------ option rules
+# One table for every command (distill, train-teacher, finetune, evaluate, export, run and
+# the Python API): the same option obeys the same rule wherever it appears.
+#   kind: "int>=1", "int>=0", ">0" (finite, positive), ">=0" (finite), "[0,1]", "(0,1]",
+#   ">=1" (finite), ("bits", lo, hi): an integer in [lo, hi]
+RULES: dict[str, Any] = {
+    "samples": "int>=1", "eval_samples": "int>=1", "batch_size": "int>=1", "calibration": "int>=1",
+    "time_steps": "int>=1", "epochs": "int>=1", "teacher_epochs": "int>=1", "exact_epochs": "int>=1",
+    "limit_train": "int>=1", "patience": "int>=0", "shift": "int>=0",
+    "lr": ">0", "weight_decay": ">=0", "temperature": ">0", "alpha": "[0,1]", "width": ">0",
+    "theta": ">0", "slope": ">0", "beta": "(0,1]", "tau_mem": ">=1", "dt": ">0",
+    "headroom": ">0", "min_weight_bits": ">0", "provable_budget_bits": ">=0", "input_bits": ("bits", 1, 32),
+}
+# What an option is called on the command line where it is not --name-with-dashes.
+FLAGS = {"time_steps": "-T/--time-steps", "temperature": "--temperature/--tau"}
+# Upper bounds no real run comes near (the memory budget then speaks for the rest).
+MAX_STEPS = 1 << 24
+
+
+def flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _rule_ok(kind: Any, v: Any) -> bool:
+    import math
+
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if isinstance(kind, tuple):
+        return float(v).is_integer() and kind[1] <= v <= kind[2]
+    if kind.startswith("int"):
+        return float(v).is_integer() and v >= int(kind[-1])
+    if not math.isfinite(v):
+        return False
+    return {">0": v > 0, ">=0": v >= 0, "[0,1]": 0 <= v <= 1, "(0,1]": 0 < v <= 1, ">=1": v >= 1}[kind]
+
+
+def _rule_text(kind: Any) -> str:
+    if isinstance(kind, tuple):
+        return f"an integer from {kind[1]} to {kind[2]}"
+    return {"int>=1": "a positive integer", "int>=0": "0 or a positive integer", ">0": "a positive finite number",
+            ">=0": "a finite number >= 0", "[0,1]": "a number in [0, 1]", "(0,1]": "a number in (0, 1]",
+            ">=1": "a finite number >= 1"}[kind]
+
+
+def check_values(values: dict[str, Any], where: str = "") -> None:
+    """Every known option in `values` (None = not given) against RULES, and --device; one
+    KdsnnError line naming the first bad one, what it must be and what it got."""
+    for name, v in values.items():
+        kind = RULES.get(name)
+        if v is None or kind is None:
+            continue
+        if not _rule_ok(kind, v):
+            raise KdsnnError(f"{flag(name)} must be {_rule_text(kind)}, got {v!r}{where}")
+    T = values.get("time_steps")
+    if T is not None and T > MAX_STEPS:
+        raise KdsnnError(f"-T/--time-steps {T} is over {MAX_STEPS:,} steps; no network of kdsnn runs that long")
+    if values.get("device") is not None:
+        from kdsnn.device import resolve_device
+
+        resolve_device(values["device"])

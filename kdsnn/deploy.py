@@ -455,6 +455,10 @@ def rerun(cfg: RunConfig) -> Rerun:
         if cfg.time_steps and int(cfg.time_steps) != intnet.T:
             raise KdsnnError(f"{ipath} was lowered for T={intnet.T}; re-export to change T")
         T = intnet.T
+    from kdsnn.budget import check_run
+    from kdsnn.compiler.nir.meta import graph_summary
+
+    check_run(cfg.batch_size, int(T), shape, graph_summary(graph)["neurons"], f"run of {folder}")
     samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg, shape, int(T), meta=meta)
     t0 = time.perf_counter()
     exe = compile_backend(plan.target, intnet if plan.lowers else graph, T, cfg)
@@ -462,10 +466,10 @@ def rerun(cfg: RunConfig) -> Rerun:
     wall = time.perf_counter() - t0
     report = None
     if (folder / "report.json").is_file():
-        from kdsnn.io import read_table
+        from kdsnn.compiler.profile.report import load_report
         from kdsnn.stages import Report
 
-        report = Report(read_table(folder / "report.json", "report"))
+        report = Report(load_report(folder))
     return Rerun(cfg, plan.target, graph, intnet, res, samples, str(dataset), int(T), wall, report)
 
 

@@ -83,6 +83,9 @@ def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
 
     With --noise (or an .onnx model) the robustness evaluation (kdsnn.robustness) takes over.
     """
+    from kdsnn.config import check_values
+
+    check_values({"samples": samples, "batch_size": batch_size, "device": device, **_})
     if noise or any(str(c).lower().endswith(".onnx") for c in checkpoints):
         try:
             from kdsnn.robustness import robustness_command

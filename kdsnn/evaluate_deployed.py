@@ -20,7 +20,14 @@ import numpy as np
 
 from kdsnn.checkpoint import load_model
 from kdsnn.compiler.export import student_to_nir
-from kdsnn.config import EvaluateConfig, LoweringConfig, RunConfig, default, from_options
+from kdsnn.config import (
+    EvaluateConfig,
+    LoweringConfig,
+    RunConfig,
+    check_values,
+    default,
+    from_options,
+)
 from kdsnn.deploy import plan_for
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import parse_noise
@@ -63,6 +70,8 @@ def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", n
                       quiet: bool = False, calibration: int = default(EvaluateConfig, "calibration"),
                       hw: str = default(EvaluateConfig, "hw"), **lowering: Any) -> dict[str, Any]:
     """Options as in cli.py's evaluate command; prints a table (or JSON), writes -o files."""
+    check_values({"samples": samples, "batch_size": batch_size, "device": device, "calibration": calibration,
+                  **lowering})
     specs = [parse_noise(s) for s in noise]                   # bad specs fail before any work
     if samples is not None and samples <= 0:
         raise KdsnnError(f"--samples must be positive, got {samples}")

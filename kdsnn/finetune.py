@@ -27,11 +27,13 @@ LR_FACTOR = 0.1            # fine-tuning lr = the student's peak lr times this, 
 def finetune_command(**opts: Any) -> dict[str, Any]:
     from kdsnn import deploy_exact as de
     from kdsnn.checkpoint import load_model
+    from kdsnn.config import check_values
     from kdsnn.data import load_arrays
     from kdsnn.distill import check_mode
     from kdsnn.io import ensure_dir
     from kdsnn.train import train_loop
 
+    check_values({**opts, "exact_epochs": opts.get("epochs"), "epochs": None})
     quiet = bool(opts.get("quiet"))
 
     def echo(msg: str) -> None:

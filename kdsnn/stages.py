@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kdsnn.backends.base import Executable, RunResult
-from kdsnn.compiler.nir.meta import graph_meta
+from kdsnn.compiler.nir.meta import graph_meta, graph_summary
 from kdsnn.config import ExportConfig, LoweringConfig, RunConfig
 from kdsnn.errors import KdsnnError
 from kdsnn.parity import GRAPH_FILE, INTNET_FILE, head, scores
@@ -146,6 +146,14 @@ def resolve(source: Source, cfg: ExportConfig) -> Setup:
         ds = cfg.dataset or meta.get("dataset")
         shape, n_cls = tuple(meta["input_shape"]), int(meta["num_classes"])
         T = meta["T"]
+    from kdsnn.budget import activations_per_sample, check_run
+
+    if source.kind == "checkpoint":
+        c = source.config
+        neurons = activations_per_sample(c["arch"], True, n_cls, shape, float(c.get("width", 1.0)), c.get("graph"))[1]
+    else:
+        neurons = graph_summary(source.graph)["neurons"]
+    check_run(cfg.batch_size, int(T), tuple(shape), neurons, f"export of {source.path.name}")
     info = run_info(vars(cfg), ds, shape, n_cls, source.path)
     return Setup(info, int(T), tuple(shape))
 

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from kdsnn import __version__, progress, speed
-from kdsnn.config import DistillConfig
+from kdsnn.config import DistillConfig, check_values
 from kdsnn.encoding import ENCODINGS
 from kdsnn.errors import KdsnnError
 from kdsnn.kd_loss import check_mode
@@ -37,6 +37,8 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     from kdsnn.data import dataset_info
     from kdsnn.zoo import ARCHS
 
+    check_values(opts)   # every option's rule (kdsnn.config.RULES), before anything is read
+    _check_teacher_weights(opts, kind)
     info = dataset_info(opts.get("dataset") or _D.dataset)
     d = DEFAULTS.get(info.name, DEFAULTS["mnist5k"])
     arch = opts.get("arch") or (d["arch"] if kind == "student" else d["teacher"])
@@ -99,6 +101,10 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     encoding = opts.get("encoding") or "direct"
     if encoding not in ENCODINGS:
         raise KdsnnError(f"unknown --encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    from kdsnn.budget import check_training
+
+    check_training(arch, kind == "student", info.num_classes, tuple(info.input_shape), T,
+                   float(_opt(opts, "width", 1.0)), train["batch_size"])
     return {
         "kind": kind,
         "arch": arch,
@@ -128,6 +134,18 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "resume": bool(opts.get("resume")),
         "stop_after": opts.get("stop_after"),
     }
+
+
+def _check_teacher_weights(opts: dict[str, Any], kind: str) -> None:
+    """--teacher-weights belongs to a torchvision:NAME teacher; anywhere else it would be ignored."""
+    w = opts.get("teacher_weights")
+    if not w:
+        return
+    teacher = str(opts.get("teacher") or "")
+    if kind != "student" or not teacher.startswith("torchvision:"):
+        given = f"--teacher {teacher}" if teacher else "the default teacher (trained first)"
+        raise KdsnnError(f"--teacher-weights {w} is for a torchvision:NAME teacher, but {given} carries its own "
+                         "weights; drop --teacher-weights, or use --teacher torchvision:NAME with it")
 
 
 def _neuron_config(opts: dict[str, Any], theta: float, surrogate: str, slope: float) -> dict[str, Any]:

@@ -95,7 +95,8 @@ def random_intnet(seed: int, *, n_hidden: int | None = None, conv: bool | None =
             else:
                 conns.append(dense(f"short{i + 1}", src, int(np.prod(shape)), name))
         prev = name
-    net = IntNet(input=inp, populations=pops, connections=conns, T=T)
+    # target 'test': exercises the backends beyond Loihi's fields (weights clipped, wraps)
+    net = IntNet(input=inp, populations=pops, connections=conns, T=T, target="test")
     if lava_safe:
         for c in net.connections:
             if c.kind == "conv":

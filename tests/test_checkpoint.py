@@ -92,7 +92,7 @@ def test_not_ours_and_wrong_kind(tmp_path) -> None:
 def test_newer_version_and_mismatched_weights(tmp_path) -> None:
     path, net, cfg = _saved(tmp_path)
     save_checkpoint(tmp_path / "new.pt", {"config": cfg, "model": net.state_dict()})
-    data = torch.load(tmp_path / "new.pt", weights_only=False)
+    data = torch.load(tmp_path / "new.pt", weights_only=True)
     data["version"] = 99
     torch.save(data, tmp_path / "new.pt")
     with pytest.raises(KdsnnError, match="upgrade kdsnn"):

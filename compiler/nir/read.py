@@ -37,6 +37,7 @@ def read_nir(path: str | os.PathLike, dt: float | None = None, reset: str | None
                          "the file is truncated, corrupt or from an incompatible NIR version") from None
     if not isinstance(graph, nir.NIRGraph):
         raise KdsnnError(f"{p} holds a single {type(graph).__name__} node, not a NIR graph")
+    _check_finite(p, graph, "")
     return canonicalize(graph, source=str(p), dt=dt, reset=reset, version=version,
                         v_reset_missing=frozenset(missing))
 
@@ -91,6 +92,47 @@ def _precheck(p: Path) -> None:
         if not isinstance(root, h5py.Group) or "type" not in root:
             raise KdsnnError(f"{p} is an HDF5 file but not a NIR graph (no node type)")
         _check_node_types(p, root, "")
+        _check_declared_size(p, root)
+
+
+def _check_declared_size(p: Path, root: h5py.Group) -> None:
+    """The arrays the file declares (shapes are read, no data) against the memory budget:
+    HDF5 compresses, so 0.5 MB can declare a 100000x100000 matrix."""
+    from kdsnn.budget import check_size
+
+    sizes: list[tuple[int, str, tuple[int, ...]]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            sizes.append((int(obj.size) * int(obj.dtype.itemsize), name, tuple(obj.shape)))
+
+    root.visititems(visit)
+    if sizes:
+        big = max(sizes)
+        node = big[1].replace("nodes/", "").rsplit("/", 1)
+        check_size(sum(s for s, _, _ in sizes),
+                   f"NIR file {p} (largest: node {node[0]!r} parameter {node[-1]!r} of shape "
+                   f"{'x'.join(map(str, big[2]))})", "the file declares more than this machine can hold")
+
+
+def _check_finite(p: Path, graph: nir.NIRGraph, where: str) -> None:
+    """NaN/inf parameters refused, naming node and parameter (they would run as garbage);
+    +inf time constants and r (no leak) are NIR's own."""
+    for name, node in graph.nodes.items():
+        full = f"{where}.{name}" if where else name
+        if isinstance(node, nir.NIRGraph):
+            _check_finite(p, node, full)
+            continue
+        for key, v in vars(node).items():
+            if not isinstance(v, np.ndarray) or v.dtype.kind not in "fc":
+                continue
+            # +inf time constants and r are NIR's "no leak" (snnTorch writes beta = 1 so)
+            ok = np.isfinite(v) | (np.isposinf(v) if (key.startswith("tau") or key == "r") and v.dtype.kind == "f" else False)
+            if not ok.all():
+                bad = "NaN" if np.isnan(v).any() else "inf"
+                raise KdsnnError(f"{p}: node {full!r} parameter {key} holds {bad} values "
+                                 f"({int((~ok).sum())} of {v.size}); the exporting model diverged "
+                                 "or the file was altered")
 
 
 def _check_node_types(p: Path, group: h5py.Group, where: str) -> None:

@@ -237,10 +237,46 @@ def load_report(folder: str | Path) -> dict[str, Any]:
         raise KdsnnError(f"{path} is not valid JSON ({e}); re-run `kdsnn export`") from None
     if not isinstance(rep, dict) or rep.get("schema") != SCHEMA:
         raise KdsnnError(f"{path} is not a kdsnn report (schema {rep.get('schema') if isinstance(rep, dict) else None!r})")
-    v = rep.get("schema_version")
-    if not isinstance(v, int) or v > SCHEMA_VERSION:
-        raise KdsnnError(f"{path}: report schema version {v} is newer than this kdsnn reads ({SCHEMA_VERSION}); upgrade kdsnn")
+    check_report(rep, path)
     return rep
+
+
+# The sections every report has, with their JSON types (compiler/profile/definitions.py);
+# the optional ones are checked when present.
+SECTIONS = {"meta": dict, "layers": list, "totals": dict, "memory": dict, "mapping": dict, "latency": dict}
+OPTIONAL_SECTIONS = {"definitions": dict, "connections": list, "energy": dict, "raster": dict, "notes": list}
+
+
+def check_report(rep: dict[str, Any], path: Path) -> None:
+    """schema_version a positive int this kdsnn reads, sections of the right JSON type, and a
+    dry render (tables and markdown), so a malformed field is one line before anything is written."""
+    v = rep.get("schema_version")
+    if type(v) is not int:
+        raise KdsnnError(f"{path}: report schema_version must be an integer, got {v!r} "
+                         f"({type(v).__name__}); the file was altered, re-run `kdsnn export`")
+    if v < 1:
+        raise KdsnnError(f"{path}: report schema_version {v} is not a version (they start at 1); "
+                         "re-run `kdsnn export`")
+    if v > SCHEMA_VERSION:
+        raise KdsnnError(f"{path}: report schema version {v} is newer than this kdsnn reads ({SCHEMA_VERSION}); "
+                         "upgrade kdsnn")
+    for key, typ in {**SECTIONS, **OPTIONAL_SECTIONS}.items():
+        if key not in rep:
+            if key in SECTIONS:
+                raise KdsnnError(f"{path}: report has no '{key}' section; re-run `kdsnn export`")
+            continue
+        if not isinstance(rep[key], typ):
+            raise KdsnnError(f"{path}: report '{key}' must be a JSON {'object' if typ is dict else 'array'}, "
+                             f"got {type(rep[key]).__name__}; re-run `kdsnn export`")
+    bad = next((i for i, x in enumerate(rep["layers"]) if not isinstance(x, dict)), None)
+    if bad is not None:
+        raise KdsnnError(f"{path}: report layers[{bad}] must be an object; re-run `kdsnn export`")
+    try:
+        render_table(rep)
+        render_markdown(rep, [])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
+        what = f"field {e.args[0]!r} is missing" if isinstance(e, KeyError) else f"a field is malformed ({e})"
+        raise KdsnnError(f"{path}: report {what}; re-run `kdsnn export`") from None
 
 
 _COMPARE: list[tuple[str, Callable[[Mapping[str, Any]], Any], Callable[[Any], str]]] = [
