@@ -43,11 +43,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdsnn.backends.base import RunResult
 from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.backends.intsim.fast import _no_nnpack, bias_effective, lava_dense_weights
 from kdsnn.compiler.export import fold_bn_torch, student_to_nir
 from kdsnn.compiler.intnet import InputSpec, IntNet
-from kdsnn.compiler.lower import lower, lowering_state, plan_from_state, target_fingerprint
+from kdsnn.compiler.lower import (
+    arithmetic_changes,
+    lower,
+    lowering_state,
+    plan_from_state,
+    plan_matches,
+)
 from kdsnn.compiler.passes.scales import (
     bias_mantissa,
     bias_target,
@@ -76,11 +83,12 @@ def make_plan(model: nn.Module, config: dict[str, Any], target: str | TargetSpec
 
 
 def plan_target(plan: dict[str, Any]) -> TargetSpec:
-    """The target spec a plan was made for (refused if its numbers changed since)."""
+    """The target spec a plan was made for (refused if its arithmetic changed since)."""
     tg = load_target(plan["target"])
-    if target_fingerprint(tg) != plan.get("target_fingerprint"):
-        raise KdsnnError(f"target {plan['target']!r} is not the spec this student was trained deployment-exact "
-                         "for (its numbers changed); fine-tune again with `kdsnn finetune --deploy-exact`")
+    if not plan_matches(plan, tg):
+        raise KdsnnError(f"target {plan['target']!r}: its arithmetic changed since this student was trained "
+                         f"deployment-exact for it ({arithmetic_changes(plan, tg)}); fine-tune again with "
+                         "`kdsnn finetune --deploy-exact`")
     return tg
 
 
@@ -427,14 +435,21 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ rung 3 exact
-def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int = 128) -> dict[str, Any]:
+def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int = 128,
+                 intsim: RunResult | None = None) -> dict[str, Any]:
     """Rung 3 exact: the student's integer forward vs intsim on every sample of x.
 
     Equal means every layer's spikes at every step and the integer logits are the same.
-    Returns per-layer fractions of equal samples and of equal (sample, step) spike maps,
-    the fraction of samples whose logits are equal, and the first difference."""
-    exe = IntSimBackend().compile(net, batch_size=batch_size)
+    `intsim`: a recorded intsim run of x to compare against (spike trains kept), else intsim
+    runs here, batch by batch. Returns per-layer fractions of equal samples and of equal
+    (sample, step) spike maps, the fraction of samples whose logits are equal, and the first
+    difference."""
     names = [p.name for p in net.populations]
+    if intsim is not None and (intsim.spike_trains is None or len(intsim.logits) != len(x)
+                               or any(k not in intsim.spike_trains for k in names)):
+        intsim = None                                   # not recorded: run it here, batch by batch
+    exe = IntSimBackend().compile(net, batch_size=batch_size) if intsim is None else None
+    dev = next(ex.student.parameters()).device
     n = len(x)
     eq_samples = {k: 0 for k in names}
     eq_steps = {k: 0 for k in names}
@@ -447,17 +462,23 @@ def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int =
     with torch.no_grad():
         for i in range(0, n, batch_size):
             xb = np.asarray(x[i:i + batch_size])
-            r = exe.run(xb, record=True)
-            z, sp = ex.integer_run(torch.as_tensor(xb))
-            zi = z.round().to(torch.int64).numpy()
+            if exe is not None:
+                r = exe.run(xb, record=True)
+                r_logits, r_trains = np.asarray(r.logits), r.spike_trains
+            else:
+                assert intsim is not None and intsim.spike_trains is not None
+                r_logits = np.asarray(intsim.logits[i:i + len(xb)])
+                r_trains = {k: intsim.spike_trains[k][i:i + len(xb)] for k in names}
+            z, sp = ex.integer_run(torch.as_tensor(xb, device=dev))
+            zi = z.round().to(torch.int64).cpu().numpy()
             preds[i:i + len(xb)] = zi.argmax(1)
             same = np.ones(len(xb), bool)
-            lg = (zi == r.logits).all(1)
+            lg = (zi == r_logits).all(1)
             logits_eq += int(lg.sum())
             same &= lg
             for k in names:
-                mine = sp[k].transpose(0, 1).reshape(len(xb), ex.T, -1).to(torch.uint8).numpy()
-                theirs = np.asarray(r.spike_trains[k]).reshape(len(xb), ex.T, -1)
+                mine = sp[k].transpose(0, 1).reshape(len(xb), ex.T, -1).to(torch.uint8).cpu().numpy()
+                theirs = np.asarray(r_trains[k]).reshape(len(xb), ex.T, -1)
                 step_eq = (mine == theirs).all(2)
                 eq_steps[k] += int(step_eq.sum())
                 s_eq = step_eq.all(1)
@@ -519,17 +540,21 @@ def lower_exact(model: nn.Module, config: dict[str, Any], calibration_x: np.ndar
     return net
 
 
-def rung3_exact(model: nn.Module, config: dict[str, Any], intnet: IntNet, x: np.ndarray, y: np.ndarray,
-                batch_size: int = 128) -> dict[str, Any] | None:
+def rung3_exact(model: nn.Module, config: dict[str, Any] | None, intnet: IntNet, x: np.ndarray, y: np.ndarray,
+                intsim: RunResult | None = None, batch_size: int = 128) -> dict[str, Any] | None:
     """Rung 3 exact for a deployment-exact student whose lowering reused its plan, else None
-    (the driver then checks today's tolerance rung). JSON-ready, with the student's integer
-    accuracy; `passed` only when every sample is identical."""
+    (the flow then checks the tolerance rung). JSON-ready, with the student's integer accuracy;
+    `passed` only when every sample is identical. `intsim`: the flow's recorded intsim run."""
     if not is_exact(config) or not intnet.metadata.get("lowering", {}).get("deploy_exact_plan"):
         return None
-    r = compare_runs(ExactStudent(model, config["deploy_exact"]), intnet, x, batch_size)
+    assert config is not None
+    r = compare_runs(ExactStudent(model, config["deploy_exact"]), intnet, x, batch_size, intsim=intsim)
     preds = r.pop("predictions")
-    r["accuracy_student_int"] = float((preds == np.asarray(y)).mean()) if len(preds) else 0.0
+    labelled = len(preds) and bool(np.all(np.asarray(y)[:len(preds)] >= 0))
+    r["accuracy_student_int"] = float((preds == np.asarray(y)[:len(preds)]).mean()) if labelled else None
     r["layers_compared"] = len(r["layers"])
+    r["steps_compared"] = int(len(preds) * int(intnet.T))
+    r["target"] = config["deploy_exact"].get("target")
     return r
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -122,3 +123,93 @@ def test_float_student_is_not_spike_exact(small) -> None:
     assert set(agr) == {"act1", "act2", "act3"}
     assert min(v["samples_equal"] for v in agr.values()) < 1.0
     assert np.isfinite([v["steps_equal"] for v in agr.values()]).all()
+
+
+# ------------------------------------------------------------------ kdsnn export: rung 3 exact
+def _save(m, cfg, path, plan=None):
+    from kdsnn.checkpoint import graph_of, save_checkpoint
+
+    c = {**cfg, "width": 0.25, "graph": graph_of(m), "kd": "none", "neuron": m.neuron,
+         **({"deploy_exact": plan} if plan is not None else {})}
+    return save_checkpoint(path, {"config": c, "model": m.state_dict(), "connectors": None, "epoch": 0,
+                                  "metrics": {}, "best_acc": 0.0})
+
+
+def _export_opts(src, out, **kw):
+    return {"source": str(src), "target": "intsim", "output": str(out), "samples": 160, "calibration": 64,
+            "batch_size": 64, "quiet": True, **kw}
+
+
+def test_export_runs_rung3_exact_for_a_deploy_exact_student(small, tmp_path) -> None:
+    from kdsnn.deploy import export_command
+
+    m, cfg, x, _ = small
+    plan = de.make_plan(m, cfg, "loihi", x[:128])
+    src = _save(m, cfg, tmp_path / "exact.pt", plan)
+    d = export_command(**_export_opts(src, tmp_path / "exp"))
+    par = json.loads((tmp_path / "exp" / "parity.json").read_text())
+    r3 = next(r for r in par["rungs"] if r["rung"] == 3)
+    assert r3["kind"] == "exact" and r3["passed"] and par["passed"]
+    assert r3["samples_compared"] == 160 == r3["samples_identical"]
+    assert r3["layers_compared"] == 4 and r3["steps_compared"] == 160 * 4 and r3["logits_equal"] == 1.0
+    line = next(s for s in d.summary_lines() if s.startswith("rung 3"))
+    assert line.startswith("rung 3 exact") and "160 of 160 samples identical" in line and "PASS" in line
+    # an ordinary student keeps the tolerance rung
+    d2 = export_command(**_export_opts(_save(m, cfg, tmp_path / "float.pt"), tmp_path / "exp2"))
+    r3f = d2.rung(3).to_json()
+    assert "kind" not in r3f and "tolerance_points" in r3f
+    assert not next(s for s in d2.summary_lines() if s.startswith("rung 3")).startswith("rung 3 exact")
+
+
+def test_rung3_exact_mismatch_fails_the_export(small, tmp_path, monkeypatch) -> None:
+    """One spike moved in the student's forward: exit 3 (ParityError), parity.json names it."""
+    from kdsnn.deploy import export_command
+    from kdsnn.errors import ParityError
+
+    m, cfg, x, _ = small
+    plan = de.make_plan(m, cfg, "loihi", x[:128])
+    src = _save(m, cfg, tmp_path / "exact.pt", plan)
+    run = de.ExactStudent.integer_run
+
+    def moved(self, xb, features=False):
+        z, sp = run(self, xb, features)
+        if len(xb) > 5:
+            sp["act2"][1, 5].view(-1)[0] = 1.0 - sp["act2"][1, 5].view(-1)[0]
+        return z, sp
+
+    monkeypatch.setattr(de.ExactStudent, "integer_run", moved)
+    with pytest.raises(ParityError, match="rung 3 exact failed") as e:
+        export_command(**_export_opts(src, tmp_path / "exp"))
+    assert e.value.exit_code == 3
+    par = json.loads((tmp_path / "exp" / "parity.json").read_text())
+    r3 = next(r for r in par["rungs"] if r["rung"] == 3)
+    assert not r3["passed"] and not par["passed"]
+    assert r3["first_difference"] == {**r3["first_difference"], "sample": 5, "layer": "act2", "step": 1}
+
+
+def test_plan_fingerprint_is_the_arithmetic_only(small, tmp_path) -> None:
+    m, cfg, x, _ = small
+    plan = de.make_plan(m, cfg, "loihi", x[:64])
+    g = student_to_nir(m, {**cfg, "deploy_exact": plan})
+    cosmetic = tmp_path / "cosmetic" / "loihi.json"
+    cosmetic.parent.mkdir()
+    cosmetic.write_text('{"base": "loihi", "description": "renamed", "neurons_per_core": 512, '
+                        '"energy_pj": {"synaptic_op": 1.0}}')
+    assert lower(g, str(cosmetic), x[:64]).metadata["lowering"]["deploy_exact_plan"]
+    changed = tmp_path / "loihi.json"
+    changed.write_text('{"base": "loihi", "vth_bits": 16}')
+    with pytest.raises(KdsnnError, match=r"arithmetic changed .*vth_bits 17 -> 16.*kdsnn finetune"):
+        lower(g, str(changed), x[:64])
+    with pytest.raises(KdsnnError, match="vth_bits 17 -> 16"):
+        de.ExactStudent(m, {**plan, "target": str(changed)})
+
+
+def test_every_spec_field_is_arithmetic_or_cosmetic() -> None:
+    """A new TargetSpec field must be classified: the plan fingerprint hashes only arithmetic."""
+    from dataclasses import fields
+
+    from kdsnn.compiler.targets import ARITHMETIC_FIELDS, COSMETIC_FIELDS, TargetSpec
+
+    names = {f.name for f in fields(TargetSpec)}
+    assert set(ARITHMETIC_FIELDS) | set(COSMETIC_FIELDS) == names
+    assert not set(ARITHMETIC_FIELDS) & set(COSMETIC_FIELDS)
