@@ -74,6 +74,7 @@ def plan_from_state(st: LoweringState) -> dict[str, Any]:
         rep = st.report[p.name]
         pops[p.name] = {"scale": float(rep["scale"]), "bias_exp": int(p.bias_exp), "vth": int(p.vth),
                         "du": int(p.du), "dv": int(p.dv), "readout": int(p.readout),
+                        "reset": str(p.reset),
                         "connections": {d["name"]: {"src": d["src"], "kind": d["kind"],
                                                     "weight_exp": int(d["weight_exp"]),
                                                     "sign_mode": d["sign_mode"]} for d in rep["connections"]}}

@@ -17,13 +17,17 @@ exactly as `backends/intsim.py` computes it (the IntNet docstring in compiler/in
            of a synaptic layer is the sum-pool of the spikes into weights W/k^2, which is the
            integer identity the lowering's folded kernel computes
   neurons  u = wrap_once24(wrap32(decay(u, du + 1) + wrap32(a << 6)))
-           v = clip24(wrap32(decay(v, dv) + u + bias)),  s = v > vth << 6,  v = 0 where s
+           v = clip24(wrap32(decay(v, dv) + u + bias)),  s = v > vth << 6,
+           v = 0 where s (reset "zero"), v -= vth << 6 where s (reset "subtract", loihi2)
            bias = bias_effective(bias_mantissa(64 S b + floor corrections, bias_exp))
   readout  its v after step T is the integer logit; the float logit is v / (64 S T)
 Every value is an integer held in a float tensor: float32 only where the sum of |w|·|x| of
 one output is below 2^24 (then every partial sum is exact in any order), else float64.
-LIF slots in: the neuron step takes du and dv (12-bit decays) from the plan; IF students
-have du = 4095 (u holds no memory) and dv = 0.
+LIF students: the neuron step takes du and dv (12-bit decays, Lava's
+sign(x) * (|x| * (4096 - d) >> 12)) and the reset from the plan; IF students have du = 4095
+(u holds no memory) and dv = 0. The leak is not trained here: the forward reads the plan's
+dv, so a learned beta stays where the plan found it. A subtractive reset (loihi2) subtracts
+vth << 6; its gradient passes the reset unchanged (detached), as the float neuron's.
 
 Backward, straight-through: rounding, clipping of weights (zero gradient outside the clip
 range), shifts and wraps pass the gradient of their float counterpart; spikes use the
@@ -64,6 +68,7 @@ from kdsnn.compiler.passes.scales import (
 )
 from kdsnn.compiler.targets import TargetSpec, load_target
 from kdsnn.errors import KdsnnError
+from kdsnn.lif import DECAY_UNIT, LIFNeuron
 from kdsnn.neurons import SURROGATES, IFNeuron, _surrogate_grad
 
 F32_EXACT = 1 << 24
@@ -146,13 +151,15 @@ class _IntNeurons(torch.autograd.Function):
 
     a: (T, B, n) or static (B, n) integer input currents; bias: (n,) integer bias.
     Returns spikes (T, B, n) float32 0/1 and v after the last step (B, n) float64.
+    The reset sets v to 0 where it fired, or (`subtract`, loihi2's programmable neurons)
+    subtracts vth << 6.
     An IF population whose |a| < 2^17 and |a << 6| + |bias| < 2^23 (checked on the batch)
     cannot wrap u or overflow 32 bits, so only the 24-bit clip of v remains: that case runs
     in float32, where every value is an integer below 2^24 (as intsim's fast path)."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, bias: torch.Tensor, T: int, static: bool, du: int, dv: int,  # type: ignore[override]
-                vth: int, norm: float, kind: int, slope: float, readout: bool):
+                vth: int, norm: float, kind: int, slope: float, readout: bool, subtract: bool = False):
         lim = float(STATE_MAX - 1)
         thr = float(vth << 6)
         n_shape = a.shape if static else a.shape[1:]
@@ -177,7 +184,10 @@ class _IntNeurons(torch.autograd.Function):
                 vs[t] = v
                 s = v > thr
                 spikes[t] = s
-                v.masked_fill_(s, 0.0)
+                if subtract:
+                    v.sub_(s.to(dt), alpha=thr)
+                else:
+                    v.masked_fill_(s, 0.0)
             v = v.to(torch.float64)
         else:
             b = bias.to(torch.float64)
@@ -192,16 +202,16 @@ class _IntNeurons(torch.autograd.Function):
                 vs[t] = v
                 s = v > thr
                 spikes[t] = s
-                v = v.masked_fill(s, 0.0)
+                v = v - thr * s.to(v.dtype) if subtract else v.masked_fill(s, 0.0)
         ctx.save_for_backward(vs, spikes, clipped)
-        ctx.args = (T, static, du, dv, thr, norm, kind, slope, readout, a.dtype)
+        ctx.args = (T, static, du, dv, thr, norm, kind, slope, readout, a.dtype, subtract)
         ctx.mark_non_differentiable(spikes) if readout else None
         return spikes, v
 
     @staticmethod
     def backward(ctx, gs: torch.Tensor, gv_last: torch.Tensor):  # type: ignore[override]
         vs, spikes, clipped = ctx.saved_tensors
-        T, static, du, dv, thr, norm, kind, slope, readout, a_dtype = ctx.args
+        T, static, du, dv, thr, norm, kind, slope, readout, a_dtype, subtract = ctx.args
         kv, ku = (4096 - dv) / 4096.0, max(0, 4095 - du) / 4096.0
         dt = vs.dtype
         if readout or gs is None:
@@ -215,7 +225,7 @@ class _IntNeurons(torch.autograd.Function):
         g_r = gv_last.to(dt) if gv_last is not None else torch.zeros_like(vs[0])   # dL/d(v after reset)
         g_x_next = None
         for t in range(T - 1, -1, -1):
-            g_p = g_r - g_r * spikes[t].to(dt)                       # through the (detached) reset
+            g_p = g_r if subtract else g_r - g_r * spikes[t].to(dt)   # through the (detached) reset
             if sg is not None:
                 g_p += sg[t]
             if any_clip:
@@ -227,7 +237,7 @@ class _IntNeurons(torch.autograd.Function):
             g_r = g_p * kv if kv != 1.0 else g_p
         g_a = (ga.sum(0) if static else ga).to(a_dtype)
         g_bias = gb.reshape(-1, gb.shape[-1]).sum(0).to(torch.float64)
-        return g_a, g_bias, None, None, None, None, None, None, None, None, None
+        return g_a, g_bias, None, None, None, None, None, None, None, None, None, None
 
 
 # ------------------------------------------------------------------ the integer forward
@@ -260,6 +270,18 @@ class ExactStudent(nn.Module):
     # -- structure -----------------------------------------------------------------------
     def _check_graph(self) -> None:
         pops = self.plan["populations"]
+        enc = (getattr(self.student, "encoding", None) or {}).get("kind", "direct")
+        if enc != "direct":
+            raise KdsnnError(f"the student's input is {enc}-encoded; deployment-exact training runs the deployed "
+                             "graded input (direct encoding) only: distil with --encoding direct")
+        for name, mod in self.student.nodes.items():
+            if isinstance(mod, LIFNeuron) and name in pops:
+                dv = min(DECAY_UNIT - 1, max(0, round((1.0 - mod.beta) * DECAY_UNIT)))
+                want = (int(pops[name]["dv"]), pops[name].get("reset", mod.reset))
+                if (dv, mod.reset) != want:
+                    raise KdsnnError(f"node {name}: the LIF leak/reset (dv={dv}, reset {mod.reset}) is not the "
+                                     f"plan's (dv={want[0]}, reset {want[1]}); plan the student afresh with "
+                                     "`kdsnn finetune --deploy-exact`")
         consumers: dict[str, list[str]] = {}
         for s in self.student.specs:
             for i in s.inputs:
@@ -355,7 +377,8 @@ class ExactStudent(nn.Module):
             a, is_static = a_st, True
         norm = float((1 << tg.act_shift) * S)
         return _IntNeurons.apply(a, b_int, self.T, is_static, int(pp["du"]), int(pp["dv"]), int(pp["vth"]),
-                                 norm, self.kind, self.slope, bool(pp["readout"]))
+                                 norm, self.kind, self.slope, bool(pp["readout"]),
+                                 pp.get("reset", "zero") == "subtract")
 
     # -- forward -------------------------------------------------------------------------------
     def integer_run(self, x: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

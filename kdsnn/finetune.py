@@ -28,8 +28,8 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     from kdsnn import deploy_exact as de
     from kdsnn.checkpoint import load_model
     from kdsnn.data import load_arrays
-    from kdsnn.kd_loss import check_mode
     from kdsnn.io import ensure_dir
+    from kdsnn.kd_loss import check_mode
     from kdsnn.train import train_loop
 
     quiet = bool(opts.get("quiet"))

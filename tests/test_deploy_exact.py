@@ -140,6 +140,7 @@ def _export_opts(src, out, **kw):
             "batch_size": 64, "quiet": True, **kw}
 
 
+@pytest.mark.slow
 def test_export_runs_rung3_exact_for_a_deploy_exact_student(small, tmp_path) -> None:
     from kdsnn.deploy import export_command
 
@@ -181,7 +182,8 @@ def test_rung3_exact_mismatch_fails_the_export(small, tmp_path, monkeypatch) -> 
     with pytest.raises(ParityError, match="rung 3 exact failed") as e:
         export_command(**_export_opts(src, tmp_path / "exp"))
     assert e.value.exit_code == 3
-    par = json.loads((tmp_path / "exp" / "parity.json").read_text())
+    assert not (tmp_path / "exp").exists()                       # no earlier export: nothing left in -o
+    par = json.loads((tmp_path / "exp.failed" / "parity.json").read_text())
     r3 = next(r for r in par["rungs"] if r["rung"] == 3)
     assert not r3["passed"] and not par["passed"]
     assert r3["first_difference"] == {**r3["first_difference"], "sample": 5, "layer": "act2", "step": 1}
@@ -213,3 +215,67 @@ def test_every_spec_field_is_arithmetic_or_cosmetic() -> None:
     names = {f.name for f in fields(TargetSpec)}
     assert set(ARITHMETIC_FIELDS) | set(COSMETIC_FIELDS) == names
     assert not set(ARITHMETIC_FIELDS) & set(COSMETIC_FIELDS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reset,hw", [("zero", "loihi"), ("subtract", "loihi2")])
+def test_lif_student_is_exact_with_12_bit_decays(reset: str, hw: str) -> None:
+    """LIF (beta 0.875: dv = 512) through training steps: the forward equals intsim's LIF."""
+    torch.manual_seed(1)
+    info = dataset_info("digits")
+    x, y = load_arrays("digits", "train")
+    m = build("cnn", True, 10, tuple(info.input_shape), T=4, width=0.25,
+              neuron={"model": "lif", "beta": 0.875, "reset": reset})
+    cfg = {"kind": "student", "arch": "cnn", "T": 4, "dataset": "digits", "mean": list(info.mean),
+           "std": list(info.std), "class_names": list(info.class_names), "num_classes": 10,
+           "input_shape": list(info.input_shape), "neuron": m.neuron}
+    opt = torch.optim.AdamW(m.parameters(), 5e-3)
+    X, Y = torch.from_numpy(x[:512]), torch.from_numpy(y[:512])
+    for i in range(0, 512, 64):                                  # float first: every layer spikes
+        loss = torch.nn.functional.cross_entropy(m(X[i:i + 64]), Y[i:i + 64])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    plan = de.make_plan(m, cfg, hw, x[:128])
+    assert {p["dv"] for k, p in plan["populations"].items() if k != "readout"} == {512}
+    assert {p["reset"] for k, p in plan["populations"].items() if k != "readout"} == {reset}
+    ex = de.ExactStudent(m, plan).train()
+    opt = torch.optim.AdamW(m.parameters(), 1e-3)
+    for i in range(0, 128, 64):                                  # then the integer forward
+        loss = torch.nn.functional.cross_entropy(ex(X[i:i + 64]), Y[i:i + 64])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    net = _exact_net(m, cfg, x[:128], plan)
+    assert {(p.dv, p.reset) for p in net.populations if not p.readout} == {(512, reset)}
+    rep = de.compare_runs(de.ExactStudent(m, plan), net, x[512:768])
+    assert rep["passed"], rep["first_difference"]
+    with torch.no_grad():
+        _, spikes = de.ExactStudent(m, plan).integer_run(torch.from_numpy(x[512:768]))
+    assert all(float(s.sum()) > 0 for k, s in spikes.items() if k != "readout")   # not vacuous
+    other = copy.deepcopy(plan)
+    other["populations"]["act1"]["dv"] = 256
+    with pytest.raises(KdsnnError, match="act1: the LIF leak"):
+        de.ExactStudent(m, other)
+
+
+@pytest.mark.slow
+def test_distill_deploy_exact_then_export_is_exact_to_lava(tmp_path) -> None:
+    """The CLI path: distill --deploy-exact (the finetune command), export --target lava."""
+    import subprocess
+    import sys
+
+    def kdsnn(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kdsnn", *args], capture_output=True, text=True, timeout=600)
+
+    out = tmp_path / "s"
+    p = kdsnn("distill", "--dataset", "digits", "--kd", "none", "--epochs", "1", "-T", "2", "--width", "0.25",
+              "--deploy-exact", "loihi", "-q", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    p = kdsnn("export", str(out / "exact" / "student.pt"), "--target", "lava", "--samples", "8",
+              "--eval-samples", "100", "-o", str(tmp_path / "e"))
+    assert p.returncode == 0, p.stderr
+    assert "rung 3 exact" in p.stdout and "100 of 100 samples identical" in p.stdout
+    rungs = {r["rung"]: r for r in json.loads((tmp_path / "e" / "parity.json").read_text())["rungs"]}
+    assert rungs[3]["kind"] == "exact" and rungs[3]["passed"] and rungs[4]["identical_to_rung3"]
