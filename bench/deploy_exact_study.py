@@ -58,7 +58,7 @@ def analyse(float_pt: Path, exact_pt: Path, none_pt: Path, n: int) -> dict:
     from kdsnn import deploy_exact as de
     from kdsnn.checkpoint import load_model
     from kdsnn.data import load_arrays
-    from kdsnn.deploy import run_student
+    from kdsnn.stages import run_student
 
     mf, cf = load_model(float_pt, kind="student")
     me, ce = load_model(exact_pt, kind="student")

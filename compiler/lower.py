@@ -32,14 +32,38 @@ from kdsnn.compiler.targets import TargetSpec, load_target
 from kdsnn.config import LoweringConfig, from_options
 from kdsnn.errors import KdsnnError
 
-__all__ = ["lower", "describe", "lowering_state", "plan_from_state", "target_fingerprint"]
+__all__ = ["lower", "describe", "lowering_state", "plan_from_state", "target_fingerprint", "plan_matches",
+           "arithmetic_changes"]
 
 PLAN_SCHEMA = "kdsnn.deploy_exact_plan"
 
 
 def target_fingerprint(tg: TargetSpec) -> str:
-    """A short hash of every number of a target spec (a plan is only valid for it)."""
+    """A short hash of the spec's arithmetic (targets.ARITHMETIC_FIELDS): a plan stays valid when
+    only the name, description, core sizes, energy or references change."""
+    return hashlib.sha256(json.dumps(tg.arithmetic_fields(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _full_fingerprint(tg: TargetSpec) -> str:
+    """The fingerprint plans stored before it hashed only the arithmetic (every field)."""
     return hashlib.sha256(json.dumps(tg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_matches(plan: dict[str, Any], tg: TargetSpec) -> bool:
+    """Whether a plan was made for this spec's arithmetic."""
+    fp = plan.get("target_fingerprint")
+    return fp == target_fingerprint(tg) or fp == _full_fingerprint(tg)
+
+
+def arithmetic_changes(plan: dict[str, Any], tg: TargetSpec) -> str:
+    """The arithmetic fields in which `tg` differs from the spec the plan was made for, as
+    'vth_bits 17 -> 16, ...' (plans that do not record the fields: 'its arithmetic fields')."""
+    was = plan.get("target_arithmetic")
+    if not isinstance(was, dict):
+        return "its arithmetic fields"
+    now = tg.arithmetic_fields()
+    diff = [f"{k} {was.get(k)!r} -> {now[k]!r}" for k in now if was.get(k) != now[k]]
+    return ", ".join(diff) or "its arithmetic fields"
 
 
 def plan_from_state(st: LoweringState) -> dict[str, Any]:
@@ -50,10 +74,12 @@ def plan_from_state(st: LoweringState) -> dict[str, Any]:
         rep = st.report[p.name]
         pops[p.name] = {"scale": float(rep["scale"]), "bias_exp": int(p.bias_exp), "vth": int(p.vth),
                         "du": int(p.du), "dv": int(p.dv), "readout": int(p.readout),
+                        "reset": str(p.reset),
                         "connections": {d["name"]: {"src": d["src"], "kind": d["kind"],
                                                     "weight_exp": int(d["weight_exp"]),
                                                     "sign_mode": d["sign_mode"]} for d in rep["connections"]}}
     return {"schema": PLAN_SCHEMA, "target": st.target.name, "target_fingerprint": target_fingerprint(st.target),
+            "target_name": st.target.name, "target_arithmetic": st.target.arithmetic_fields(),
             "T": int(st.T), "input": {"scale": float(st.input_spec.scale), "bits": int(st.input_spec.bits)},
             "populations": pops}
 
@@ -63,9 +89,14 @@ def _plan_for(meta: dict[str, Any], tg: TargetSpec, T: int, options: dict[str, A
     plan = meta.get("deploy_exact")
     if not isinstance(plan, dict) or plan.get("schema") != PLAN_SCHEMA:
         return None, ""
-    if plan.get("target_fingerprint") != target_fingerprint(tg):
+    if not plan_matches(plan, tg):
+        if tg.name == plan.get("target_name", plan.get("target")):
+            raise KdsnnError(f"target {tg.name}: its arithmetic changed since the student was trained "
+                             f"deployment-exact for it ({arithmetic_changes(plan, tg)}); fine-tune again with "
+                             f"`kdsnn finetune STUDENT --deploy-exact {tg.name}`, or name the changed spec differently "
+                             "to deploy with a tolerance rung 3")
         return None, (f"the student was trained deployment-exact for target {plan.get('target')!r}, not this "
-                      f"{tg.name!r} spec: scales chosen afresh, rung 3 is a tolerance")
+                      f"{tg.name!r} spec ({arithmetic_changes(plan, tg)}): scales chosen afresh, rung 3 is a tolerance")
     if int(plan.get("T", -1)) != T:
         return None, f"the student was trained deployment-exact at T={plan.get('T')}, not T={T}: scales chosen afresh"
     if options.get("input_bits") and int(options["input_bits"]) != int(plan["input"]["bits"]):

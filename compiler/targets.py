@@ -43,6 +43,16 @@ UNHONOURED = {"max_fan_out_per_core": "the core mapping checks neurons, synaptic
 # spec that differs here can be lowered (for a plugin that implements it) but not simulated.
 SIMULATED = ("state_bits", "act_shift", "vth_shift", "decay_bits", "dense_accum_bits", "conv_accum_bits")
 RESET_MODES = ("zero", "subtract")
+# The fields that decide an IntNet's integer values (weights, exponents, widths, shifts,
+# decays, resets, the input grid). A deployment-exact student's plan is valid for a spec as
+# long as these are unchanged (compiler.lower.target_fingerprint); the name, description,
+# core/chip sizes, energy constants and references do not change one spike.
+ARITHMETIC_FIELDS = ("weight_bits", "num_weight_bits", "sign_modes", "weight_exp_min", "weight_exp_max",
+                     "conv_weight_exp", "dense_accum_bits", "conv_accum_bits", "state_bits", "act_shift",
+                     "vth_bits", "vth_shift", "decay_bits", "reset_modes", "bias_mant_bits", "bias_exp_min",
+                     "bias_exp_max", "max_message_bits", "input_bits")
+COSMETIC_FIELDS = ("name", "description", "neurons_per_core", "synaptic_memory_bits_per_core",
+                   "max_fan_in_per_core", "cores_per_chip", "energy_pj", "energy_source", "references")
 
 
 @dataclass(frozen=True, repr=False)
@@ -153,6 +163,10 @@ class TargetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def arithmetic_fields(self) -> dict[str, Any]:
+        """Every field that decides integer values (ARITHMETIC_FIELDS), JSON-ready."""
+        return {k: list(v) if isinstance(v := getattr(self, k), tuple) else v for k in ARITHMETIC_FIELDS}
 
     def arithmetic(self) -> dict[str, int]:
         """The widths and shifts a backend must implement to run this spec's IntNets."""

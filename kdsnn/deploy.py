@@ -41,6 +41,7 @@ from kdsnn.parity import (
     rung1,
     rung2,
     rung3,
+    rung3_exact,
     rung4,
     rung_line,
     scores,
@@ -344,8 +345,25 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
         d.results["intsim"] = res = exe.run(x, record=record_ok(net, len(x), T), progress=progress)
         d.timings["intsim_s"] = time.perf_counter() - t0
         _stage(cfg, f"rung 3, {INTNET_FILE} on intsim", len(x), t0)
-        r, warning = rung3(res, ref1, y)
-        d.rungs.append(r)
+        exact = None
+        if source.kind == "checkpoint":
+            from kdsnn.deploy_exact import is_exact
+            from kdsnn.deploy_exact import rung3_exact as exact_check
+
+            t0 = time.perf_counter()
+            exact = exact_check(source.model, source.config, net, x, y, intsim=res, batch_size=cfg.batch_size)
+            if exact is not None:
+                d.timings["rung3_exact_s"] = time.perf_counter() - t0
+                _stage(cfg, "rung 3 exact, the student's deployment-exact forward", len(x), t0)
+                _gate(d, *rung3_exact(exact, res, ref1, y))
+            elif is_exact(source.config):
+                _say(cfg, "note: the student is deployment-exact, but "
+                          + "; ".join(m.removeprefix("plan: ") for m in net.metadata["lowering"]["log"]
+                                      if m.startswith("plan:")))
+        warning = None
+        if exact is None:
+            r, warning = rung3(res, ref1, y)
+            d.rungs.append(r)
         if warning:
             d.warnings.append(warning)
             _say(cfg, f"warning: {warning}", err=True)

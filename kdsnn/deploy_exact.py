@@ -17,13 +17,17 @@ exactly as `backends/intsim.py` computes it (the IntNet docstring in compiler/in
            of a synaptic layer is the sum-pool of the spikes into weights W/k^2, which is the
            integer identity the lowering's folded kernel computes
   neurons  u = wrap_once24(wrap32(decay(u, du + 1) + wrap32(a << 6)))
-           v = clip24(wrap32(decay(v, dv) + u + bias)),  s = v > vth << 6,  v = 0 where s
+           v = clip24(wrap32(decay(v, dv) + u + bias)),  s = v > vth << 6,
+           v = 0 where s (reset "zero"), v -= vth << 6 where s (reset "subtract", loihi2)
            bias = bias_effective(bias_mantissa(64 S b + floor corrections, bias_exp))
   readout  its v after step T is the integer logit; the float logit is v / (64 S T)
 Every value is an integer held in a float tensor: float32 only where the sum of |w|·|x| of
 one output is below 2^24 (then every partial sum is exact in any order), else float64.
-LIF slots in: the neuron step takes du and dv (12-bit decays) from the plan; IF students
-have du = 4095 (u holds no memory) and dv = 0.
+LIF students: the neuron step takes du and dv (12-bit decays, Lava's
+sign(x) * (|x| * (4096 - d) >> 12)) and the reset from the plan; IF students have du = 4095
+(u holds no memory) and dv = 0. The leak is not trained here: the forward reads the plan's
+dv, so a learned beta stays where the plan found it. A subtractive reset (loihi2) subtracts
+vth << 6; its gradient passes the reset unchanged (detached), as the float neuron's.
 
 Backward, straight-through: rounding, clipping of weights (zero gradient outside the clip
 range), shifts and wraps pass the gradient of their float counterpart; spikes use the
@@ -43,12 +47,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdsnn.backends.base import RunResult
 from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.backends.intsim.fast import _no_nnpack, bias_effective, lava_dense_weights
 from kdsnn.compiler.export import fold_bn_torch, student_to_nir
 from kdsnn.compiler.geometry import pair, window_out_hw
 from kdsnn.compiler.intnet import InputSpec, IntNet
-from kdsnn.compiler.lower import lower, lowering_state, plan_from_state, target_fingerprint
+from kdsnn.compiler.lower import (
+    arithmetic_changes,
+    lower,
+    lowering_state,
+    plan_from_state,
+    plan_matches,
+)
 from kdsnn.compiler.passes.scales import (
     bias_mantissa,
     bias_target,
@@ -58,6 +69,7 @@ from kdsnn.compiler.passes.scales import (
 )
 from kdsnn.compiler.targets import TargetSpec, load_target
 from kdsnn.errors import KdsnnError
+from kdsnn.lif import DECAY_UNIT, LIFNeuron
 from kdsnn.neurons import SURROGATES, IFNeuron, _surrogate_grad
 
 F32_EXACT = 1 << 24
@@ -77,11 +89,12 @@ def make_plan(model: nn.Module, config: dict[str, Any], target: str | TargetSpec
 
 
 def plan_target(plan: dict[str, Any]) -> TargetSpec:
-    """The target spec a plan was made for (refused if its numbers changed since)."""
+    """The target spec a plan was made for (refused if its arithmetic changed since)."""
     tg = load_target(plan["target"])
-    if target_fingerprint(tg) != plan.get("target_fingerprint"):
-        raise KdsnnError(f"target {plan['target']!r} is not the spec this student was trained deployment-exact "
-                         "for (its numbers changed); fine-tune again with `kdsnn finetune --deploy-exact`")
+    if not plan_matches(plan, tg):
+        raise KdsnnError(f"target {plan['target']!r}: its arithmetic changed since this student was trained "
+                         f"deployment-exact for it ({arithmetic_changes(plan, tg)}); fine-tune again with "
+                         "`kdsnn finetune --deploy-exact`")
     return tg
 
 
@@ -139,13 +152,15 @@ class _IntNeurons(torch.autograd.Function):
 
     a: (T, B, n) or static (B, n) integer input currents; bias: (n,) integer bias.
     Returns spikes (T, B, n) float32 0/1 and v after the last step (B, n) float64.
+    The reset sets v to 0 where it fired, or (`subtract`, loihi2's programmable neurons)
+    subtracts vth << 6.
     An IF population whose |a| < 2^17 and |a << 6| + |bias| < 2^23 (checked on the batch)
     cannot wrap u or overflow 32 bits, so only the 24-bit clip of v remains: that case runs
     in float32, where every value is an integer below 2^24 (as intsim's fast path)."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, bias: torch.Tensor, T: int, static: bool, du: int, dv: int,  # type: ignore[override]
-                vth: int, norm: float, kind: int, slope: float, readout: bool):
+                vth: int, norm: float, kind: int, slope: float, readout: bool, subtract: bool = False):
         lim = float(STATE_MAX - 1)
         thr = float(vth << 6)
         n_shape = a.shape if static else a.shape[1:]
@@ -170,7 +185,10 @@ class _IntNeurons(torch.autograd.Function):
                 vs[t] = v
                 s = v > thr
                 spikes[t] = s
-                v.masked_fill_(s, 0.0)
+                if subtract:
+                    v.sub_(s.to(dt), alpha=thr)
+                else:
+                    v.masked_fill_(s, 0.0)
             v = v.to(torch.float64)
         else:
             b = bias.to(torch.float64)
@@ -185,16 +203,16 @@ class _IntNeurons(torch.autograd.Function):
                 vs[t] = v
                 s = v > thr
                 spikes[t] = s
-                v = v.masked_fill(s, 0.0)
+                v = v - thr * s.to(v.dtype) if subtract else v.masked_fill(s, 0.0)
         ctx.save_for_backward(vs, spikes, clipped)
-        ctx.args = (T, static, du, dv, thr, norm, kind, slope, readout, a.dtype)
+        ctx.args = (T, static, du, dv, thr, norm, kind, slope, readout, a.dtype, subtract)
         ctx.mark_non_differentiable(spikes) if readout else None
         return spikes, v
 
     @staticmethod
     def backward(ctx, gs: torch.Tensor, gv_last: torch.Tensor):  # type: ignore[override]
         vs, spikes, clipped = ctx.saved_tensors
-        T, static, du, dv, thr, norm, kind, slope, readout, a_dtype = ctx.args
+        T, static, du, dv, thr, norm, kind, slope, readout, a_dtype, subtract = ctx.args
         kv, ku = (4096 - dv) / 4096.0, max(0, 4095 - du) / 4096.0
         dt = vs.dtype
         if readout or gs is None:
@@ -208,7 +226,7 @@ class _IntNeurons(torch.autograd.Function):
         g_r = gv_last.to(dt) if gv_last is not None else torch.zeros_like(vs[0])   # dL/d(v after reset)
         g_x_next = None
         for t in range(T - 1, -1, -1):
-            g_p = g_r - g_r * spikes[t].to(dt)                       # through the (detached) reset
+            g_p = g_r if subtract else g_r - g_r * spikes[t].to(dt)   # through the (detached) reset
             if sg is not None:
                 g_p += sg[t]
             if any_clip:
@@ -220,7 +238,7 @@ class _IntNeurons(torch.autograd.Function):
             g_r = g_p * kv if kv != 1.0 else g_p
         g_a = (ga.sum(0) if static else ga).to(a_dtype)
         g_bias = gb.reshape(-1, gb.shape[-1]).sum(0).to(torch.float64)
-        return g_a, g_bias, None, None, None, None, None, None, None, None, None
+        return g_a, g_bias, None, None, None, None, None, None, None, None, None, None
 
 
 # ------------------------------------------------------------------ the integer forward
@@ -253,6 +271,18 @@ class ExactStudent(nn.Module):
     # -- structure -----------------------------------------------------------------------
     def _check_graph(self) -> None:
         pops = self.plan["populations"]
+        enc = (getattr(self.student, "encoding", None) or {}).get("kind", "direct")
+        if enc != "direct":
+            raise KdsnnError(f"the student's input is {enc}-encoded; deployment-exact training runs the deployed "
+                             "graded input (direct encoding) only: distil with --encoding direct")
+        for name, mod in self.student.nodes.items():
+            if isinstance(mod, LIFNeuron) and name in pops:
+                dv = min(DECAY_UNIT - 1, max(0, round((1.0 - mod.beta) * DECAY_UNIT)))
+                want = (int(pops[name]["dv"]), pops[name].get("reset", mod.reset))
+                if (dv, mod.reset) != want:
+                    raise KdsnnError(f"node {name}: the LIF leak/reset (dv={dv}, reset {mod.reset}) is not the "
+                                     f"plan's (dv={want[0]}, reset {want[1]}); plan the student afresh with "
+                                     "`kdsnn finetune --deploy-exact`")
         consumers: dict[str, list[str]] = {}
         for s in self.student.specs:
             for i in s.inputs:
@@ -348,7 +378,8 @@ class ExactStudent(nn.Module):
             a, is_static = a_st, True
         norm = float((1 << tg.act_shift) * S)
         return _IntNeurons.apply(a, b_int, self.T, is_static, int(pp["du"]), int(pp["dv"]), int(pp["vth"]),
-                                 norm, self.kind, self.slope, bool(pp["readout"]))
+                                 norm, self.kind, self.slope, bool(pp["readout"]),
+                                 pp.get("reset", "zero") == "subtract")
 
     # -- forward -------------------------------------------------------------------------------
     def integer_run(self, x: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -422,14 +453,21 @@ def _out_shape(mod: nn.Module, t: torch.Tensor) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------ rung 3 exact
-def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int = 128) -> dict[str, Any]:
+def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int = 128,
+                 intsim: RunResult | None = None) -> dict[str, Any]:
     """Rung 3 exact: the student's integer forward vs intsim on every sample of x.
 
     Equal means every layer's spikes at every step and the integer logits are the same.
-    Returns per-layer fractions of equal samples and of equal (sample, step) spike maps,
-    the fraction of samples whose logits are equal, and the first difference."""
-    exe = IntSimBackend().compile(net, batch_size=batch_size)
+    `intsim`: a recorded intsim run of x to compare against (spike trains kept), else intsim
+    runs here, batch by batch. Returns per-layer fractions of equal samples and of equal
+    (sample, step) spike maps, the fraction of samples whose logits are equal, and the first
+    difference."""
     names = [p.name for p in net.populations]
+    if intsim is not None and (intsim.spike_trains is None or len(intsim.logits) != len(x)
+                               or any(k not in intsim.spike_trains for k in names)):
+        intsim = None                                   # not recorded: run it here, batch by batch
+    exe = IntSimBackend().compile(net, batch_size=batch_size) if intsim is None else None
+    dev = next(ex.student.parameters()).device
     n = len(x)
     eq_samples = {k: 0 for k in names}
     eq_steps = {k: 0 for k in names}
@@ -442,17 +480,23 @@ def compare_runs(ex: ExactStudent, net: IntNet, x: np.ndarray, batch_size: int =
     with torch.no_grad():
         for i in range(0, n, batch_size):
             xb = np.asarray(x[i:i + batch_size])
-            r = exe.run(xb, record=True)
-            z, sp = ex.integer_run(torch.as_tensor(xb))
-            zi = z.round().to(torch.int64).numpy()
+            if exe is not None:
+                r = exe.run(xb, record=True)
+                r_logits, r_trains = np.asarray(r.logits), r.spike_trains
+            else:
+                assert intsim is not None and intsim.spike_trains is not None
+                r_logits = np.asarray(intsim.logits[i:i + len(xb)])
+                r_trains = {k: intsim.spike_trains[k][i:i + len(xb)] for k in names}
+            z, sp = ex.integer_run(torch.as_tensor(xb, device=dev))
+            zi = z.round().to(torch.int64).cpu().numpy()
             preds[i:i + len(xb)] = zi.argmax(1)
             same = np.ones(len(xb), bool)
-            lg = (zi == r.logits).all(1)
+            lg = (zi == r_logits).all(1)
             logits_eq += int(lg.sum())
             same &= lg
             for k in names:
-                mine = sp[k].transpose(0, 1).reshape(len(xb), ex.T, -1).to(torch.uint8).numpy()
-                theirs = np.asarray(r.spike_trains[k]).reshape(len(xb), ex.T, -1)
+                mine = sp[k].transpose(0, 1).reshape(len(xb), ex.T, -1).to(torch.uint8).cpu().numpy()
+                theirs = np.asarray(r_trains[k]).reshape(len(xb), ex.T, -1)
                 step_eq = (mine == theirs).all(2)
                 eq_steps[k] += int(step_eq.sum())
                 s_eq = step_eq.all(1)
@@ -514,17 +558,21 @@ def lower_exact(model: nn.Module, config: dict[str, Any], calibration_x: np.ndar
     return net
 
 
-def rung3_exact(model: nn.Module, config: dict[str, Any], intnet: IntNet, x: np.ndarray, y: np.ndarray,
-                batch_size: int = 128) -> dict[str, Any] | None:
+def rung3_exact(model: nn.Module, config: dict[str, Any] | None, intnet: IntNet, x: np.ndarray, y: np.ndarray,
+                intsim: RunResult | None = None, batch_size: int = 128) -> dict[str, Any] | None:
     """Rung 3 exact for a deployment-exact student whose lowering reused its plan, else None
-    (the driver then checks today's tolerance rung). JSON-ready, with the student's integer
-    accuracy; `passed` only when every sample is identical."""
+    (the flow then checks the tolerance rung). JSON-ready, with the student's integer accuracy;
+    `passed` only when every sample is identical. `intsim`: the flow's recorded intsim run."""
     if not is_exact(config) or not intnet.metadata.get("lowering", {}).get("deploy_exact_plan"):
         return None
-    r = compare_runs(ExactStudent(model, config["deploy_exact"]), intnet, x, batch_size)
+    assert config is not None
+    r = compare_runs(ExactStudent(model, config["deploy_exact"]), intnet, x, batch_size, intsim=intsim)
     preds = r.pop("predictions")
-    r["accuracy_student_int"] = float((preds == np.asarray(y)).mean()) if len(preds) else 0.0
+    labelled = len(preds) and bool(np.all(np.asarray(y)[:len(preds)] >= 0))
+    r["accuracy_student_int"] = float((preds == np.asarray(y)[:len(preds)]).mean()) if labelled else None
     r["layers_compared"] = len(r["layers"])
+    r["steps_compared"] = int(len(preds) * int(intnet.T))
+    r["target"] = config["deploy_exact"].get("target")
     return r
 
 

@@ -29,8 +29,8 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     from kdsnn.checkpoint import load_model
     from kdsnn.config import check_values
     from kdsnn.data import load_arrays
-    from kdsnn.distill import check_mode
     from kdsnn.io import ensure_dir
+    from kdsnn.kd_loss import check_mode
     from kdsnn.train import train_loop
 
     check_values({**opts, "exact_epochs": opts.get("epochs"), "epochs": None})

@@ -4,7 +4,9 @@
   rung 2  graph.nir read back on `reference`: same predictions, logits within 1e-4 (gate)
           a NIR-float plugin runs graph.nir too: its agreement is reported, not gated
   rung 3  the IntNet on `intsim`: accuracy within 0.5 points of rung 1 (not a gate: the export
-          finishes, then the CLI exits 3)
+          finishes, then the CLI exits 3); for a deployment-exact student whose plan the lowering
+          reused, rung 3 exact instead: every layer's spikes at every step and the integer logits
+          equal between the student's deployment-exact forward and intsim on every sample (gate)
   rung 4  the IntNet on another integer backend (Lava, a plugin): identical to intsim on
           every sample, logits and per-layer spikes at every step (gate)
 
@@ -142,6 +144,29 @@ def rung3(res: RunResult, ref: RunResult, y: np.ndarray) -> tuple[Rung, str | No
                    f"(tolerance {RUNG3_ACC_POINTS}); try more --calibration samples")
 
 
+def rung3_exact(rep: dict[str, Any], res: RunResult, ref: RunResult, y: np.ndarray) -> tuple[Rung, str | None]:
+    """Rung 3 exact (kdsnn.deploy_exact.rung3_exact's report `rep`): the student's integer
+    forward == intsim on every sample; (rung, failure message or None)."""
+    n = int(rep["samples"])
+    float_acc = scores(ref, y)["accuracy"]
+    int_acc = scores(res, y)["accuracy"]
+    details = {"kind": "exact", "samples_compared": n, "samples_identical": int(rep["samples_identical"]),
+               "layers_compared": int(rep["layers_compared"]), "steps_compared": int(rep["steps_compared"]),
+               "logits_equal": rep["logits_equal"], "layers": rep["layers"],
+               "accuracy_student_int": rep["accuracy_student_int"], "plan_target": rep.get("target"),
+               "accuracy_delta_points_vs_float": None if float_acc is None or int_acc is None
+               else 100 * (int_acc - float_acc),
+               "first_difference": rep["first_difference"]}
+    r = Rung(3, f"{INTNET_FILE} on intsim (integer)", "intsim", scores(res, y), passed=bool(rep["passed"]),
+             details=details)
+    if r.passed:
+        return r, None
+    f = rep["first_difference"] or {}
+    return r, (f"rung 3 exact failed: the deployment-exact student and intsim differ on "
+               f"{n - int(rep['samples_identical'])} of {n} samples; first: sample {f.get('sample')}, "
+               f"{f.get('layer')} at step {f.get('step')}")
+
+
 def rung4(res: RunResult, intsim: RunResult, y: np.ndarray, layers: list[str],
           what: str) -> tuple[Rung, str | None]:
     """Another integer backend == intsim on every sample, logits and per-step spikes."""
@@ -207,7 +232,13 @@ def rung_line(r: Rung) -> str:
         line += (f"  vs rung 1 on the same samples: same predictions: {'yes' if d['same_predictions'] else 'NO'}, "
                  f"max |logit diff| "
                  f"{d['max_abs_logit_diff']:.2g} (<= {d['tolerance']:g})")
-    if r.rung == 3:
+    if r.rung == 3 and d.get("kind") == "exact":
+        steps = d["steps_compared"] // max(d["samples_compared"], 1)
+        line = (f"rung 3 exact  {r.name:<35} accuracy {acc} % (first {r.scores['samples']:,} test samples)  "
+                f"vs the student's deployment-exact forward: {d['samples_identical']:,} of "
+                f"{d['samples_compared']:,} samples identical (spikes of {d['layers_compared']} layers at each "
+                f"of {steps} steps, integer logits)")
+    elif r.rung == 3:
         line += (f"  vs rung 1 on the same samples: {d['accuracy_delta_points']:+.2f} points "
                  f"({'<=' if r.passed else '>'} {d['tolerance_points']:g}), "
                  f"same predictions {100 * d['same_predictions_as_rung1']:.1f} %")
