@@ -32,6 +32,8 @@ from kdsnn.parity import (
     Rung,
     all_passed,
     float_backend,
+    quantisation,
+    quantisation_line,
     rung1,
     rung2,
     rung3,
@@ -164,6 +166,8 @@ class Deployment:
         doc = {"source": str(self.source.path), "source_kind": self.source.kind, "target": self.plan.target,
                "dataset": self.setup.dataset.name, "split": "test", "samples": len(self.samples),
                "T": self.setup.T, "graph": graph_summary(self.graph)}
+        if self.lowered is not None:
+            doc["quantisation"] = quantisation(self.lowered.intnet)
         path = write_parity(self.out, doc, self.rungs, self.timings)
         if path not in self.files:
             self.files.append(path)
@@ -179,6 +183,9 @@ class Deployment:
                  f"{s['neurons']:,} spiking neurons in {len(s['if_layers'])} layers, readout {s['readout']}, "
                  f"T={self.setup.T}"]
         lines += [rung_line(r) for r in self.rungs]
+        q = quantisation_line(quantisation(self.lowered.intnet)) if self.lowered is not None else None
+        if q:
+            lines.append(q)
         from kdsnn.outputs import written_line
 
         return [*lines, written_line(self.files, self.out)]
