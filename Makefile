@@ -13,9 +13,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "venv: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@echo "venv: upgrading pip"
-	@$(PY) -m pip install --quiet --upgrade pip
-	@echo "venv: installing kdsnn and its dependencies (torch, lava-nc, nir, ...) into $(VENV); several minutes on a fresh machine"
-	@t0=$$(date +%s); $(PY) -m pip install --quiet --progress-bar off -e '.[dev]' && \
+	@$(PY) -m pip install --quiet --upgrade pip > $(VENV)/pip.log 2>&1 || { tail -n 30 $(VENV)/pip.log; exit 1; }
+	@echo "venv: installing kdsnn and its dependencies (torch, lava-nc, nir, ...) into $(VENV); several minutes on a fresh machine (pip's own output: $(VENV)/pip.log)"
+	@t0=$$(date +%s); $(PY) -m pip install --quiet --progress-bar off -e '.[dev]' >> $(VENV)/pip.log 2>&1 || \
+	  { echo "venv: pip failed; the end of $(VENV)/pip.log:"; tail -n 30 $(VENV)/pip.log; exit 1; }; \
 	  echo "venv: installed $$($(PY) -m pip list --format=freeze 2>/dev/null | wc -l) packages in $$(( $$(date +%s) - t0 )) s"
 	@touch $(STAMP)
 

@@ -16,8 +16,6 @@ Layout of the dict saved with `torch.save` (atomically, through kdsnn.io):
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 from kdsnn.encoding import encoding_of
 from kdsnn.errors import KdsnnError
 from kdsnn.io import atomic_path
+from kdsnn.safe_load import load_torch
 
 FORMAT = "kdsnn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -35,11 +34,10 @@ KINDS = ("student", "teacher")
 def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
     """Write `ckpt` (format and version are added) atomically to `path`."""
     data = {"format": FORMAT, "version": CHECKPOINT_VERSION, **ckpt}
-    with atomic_path(path, suffix=".pt") as tmp:
-        try:
-            torch.save(data, tmp)
-        except OSError as e:
-            raise KdsnnError(f"cannot write checkpoint {path}: {e.strerror}") from None
+    # through a Python file object: a failed write then keeps its OSError (errno) behind
+    # torch's RuntimeError, and atomic_path turns it into one line naming the file
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as f:
+        torch.save(data, f)
     return Path(path)
 
 
@@ -55,18 +53,15 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         raise KdsnnError(f"checkpoint {p} does not exist")
     if p.is_dir():
         raise KdsnnError(f"checkpoint {p} is a folder; give the .pt file inside it (e.g. {p / 'student.pt'})")
-    try:
-        data = torch.load(p, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, MemoryError, OverflowError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise KdsnnError(f"checkpoint {p} is corrupt or not a PyTorch file ({msg[:120]})") from None
-    except OSError as e:
-        raise KdsnnError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
+    data = load_torch(p, "checkpoint", map_location=map_location)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise KdsnnError(f"{p} is not a kdsnn checkpoint (made by `kdsnn distill` or `kdsnn train-teacher`)")
-    if int(data.get("version", 0)) > CHECKPOINT_VERSION:
-        raise KdsnnError(f"checkpoint {p} has format version {data.get('version')}; this kdsnn reads "
+    version = data.get("version")
+    if type(version) is not int or version < 1:
+        raise KdsnnError(f"checkpoint {p}: format version must be a positive integer, got {version!r}; "
+                         "it is corrupt")
+    if version > CHECKPOINT_VERSION:
+        raise KdsnnError(f"checkpoint {p} has format version {version}; this kdsnn reads "
                          f"up to {CHECKPOINT_VERSION}, upgrade kdsnn")
     cfg = data.get("config")
     if not isinstance(cfg, dict) or "model" not in data or cfg.get("kind") not in KINDS:
@@ -75,7 +70,25 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         what = {"student": "a spiking student (from `kdsnn distill`)",
                 "teacher": "an ANN teacher (from `kdsnn train-teacher`)"}[kind]
         raise KdsnnError(f"{p} is a {cfg['kind']} checkpoint; {what} is expected here")
+    for key in ("model", "connectors"):
+        check_tensors(data.get(key), f"checkpoint {p}", key)
     return data
+
+
+def check_tensors(state: Any, where: str, key: str) -> None:
+    """A state_dict of tensors with finite values; else one line naming the tensor."""
+    if state is None and key != "model":
+        return
+    if not isinstance(state, dict):
+        raise KdsnnError(f"{where}: '{key}' must be a state_dict (names -> tensors), got {type(state).__name__}; "
+                         "it is corrupt")
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise KdsnnError(f"{where}: {key}[{name!r}] is a {type(t).__name__}, not a tensor; it is corrupt")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = "NaN" if bool(torch.isnan(t).any()) else "inf"
+            raise KdsnnError(f"{where}: tensor {name} holds {bad} values ({int((~torch.isfinite(t)).sum())} of "
+                             f"{t.numel()}); the training diverged or the file was altered, use another checkpoint")
 
 
 def graph_of(model) -> dict[str, Any]:

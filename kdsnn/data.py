@@ -31,6 +31,8 @@ the "best" checkpoint use; `test` is evaluated once, on the selected model.
   reading the same format ourselves keeps one code path for tests and real data.
   `--download` still uses torchvision (which verifies the md5s of what it downloads).
   Pickle files can run code when loaded: as with torchvision, only use data you trust.
+- `nmnist`: event recordings from their binary files under `--data-dir` (kdsnn.event_data):
+  the last 1/12 of the Train folder (interleaved by class) validates, Test tests.
 Without --download a missing dataset is a KdsnnError naming the folder that was searched.
 """
 
@@ -39,7 +41,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import pickle
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import NoiseSpec, apply_noise_batch, parse_noise
+from kdsnn.safe_load import load_plain_pickle
 
 SPLITS = ("train", "val", "test")
 # The validation share of the training file of the torchvision datasets (numerator, denominator):
@@ -103,6 +105,8 @@ DATASETS: dict[str, DatasetInfo] = {
                            (0.2470, 0.2435, 0.2616), _CIFAR10_NAMES, augment=True),
     "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409),
                             (0.2673, 0.2564, 0.2762), _CIFAR100_NAMES, augment=True),
+    # event data (kdsnn.event_data): frames of event counts, not normalized
+    "nmnist": DatasetInfo("nmnist", (2, 34, 34), 10, (0.0, 0.0), (1.0, 1.0), _DIGIT_NAMES),
 }
 OFFLINE = ("mnist5k", "digits")
 
@@ -296,10 +300,11 @@ def _load_cifar(name: str, split: str, data_dir: Path, download: bool) -> RawSpl
     xs, ys = [], []
     for f in files:
         try:
-            with open(f, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
+            entry = load_plain_pickle(f, "CIFAR python batch")
             data = np.asarray(entry["data"], dtype=np.uint8)
             labels = entry["labels"] if "labels" in entry else entry["fine_labels"]
+        except KdsnnError:
+            raise
         except Exception as e:
             raise KdsnnError(f"{f} is corrupt or not a CIFAR python batch "
                              f"({type(e).__name__}: {e}); delete it and use --download") from None
@@ -339,6 +344,9 @@ def load_raw(name: str, split: str, data_dir: str | os.PathLike | None = None,
     """Raw pixels and labels of one split, cached in memory for the process."""
     info = dataset_info(name)
     _check_split(split)
+    if info.name == "nmnist":
+        raise KdsnnError("nmnist holds event recordings, not images: this command reads image datasets "
+                         "only (train-teacher, distill and export read N-MNIST)")
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     key = (info.name, split, "" if info.name in OFFLINE else str(root.resolve()))
     with _LOCK:
@@ -364,6 +372,10 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None, downlo
     """Load every split of a dataset (downloading only with `download`) before any training
     starts or any folder is made; returns {split: samples}. A missing dataset is the one
     KdsnnError of `load_raw`, naming the folder searched and what to do."""
+    if dataset_info(name).name == "nmnist":
+        from kdsnn.event_data import check_available as check_events
+
+        return check_events(data_dir)
     return {split: len(load_raw(name, split, data_dir, download).labels) for split in SPLITS}
 
 
@@ -433,10 +445,18 @@ class ImageDataset(Dataset):
 
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
                  download: bool = False, augment: bool = False,
-                 noise: NoiseSpec | str | None = None, seed: int = 0) -> ImageDataset:
-    """A torch Dataset of one split. `noise` is seeded by (seed, sample index)."""
+                 noise: NoiseSpec | str | None = None, seed: int = 0,
+                 time_steps: int | None = None) -> Dataset:
+    """A torch Dataset of one split. `noise` is seeded by (seed, sample index). Event data
+    (nmnist) gives `time_steps` frames per sample, or with None the teacher's summed view."""
     info = dataset_info(name)
     _check_split(split)
+    if info.name == "nmnist":
+        if noise is not None or augment:
+            raise KdsnnError("nmnist: noise and augmentation apply to images only")
+        from kdsnn.event_data import load_event_dataset
+
+        return load_event_dataset(split, data_dir, time_steps)
     spec = parse_noise(noise) if noise is not None else None
     raw = load_raw(info.name, split, data_dir, download)
     return ImageDataset(info, raw, split, augment=augment, noise=spec, seed=seed)

@@ -172,53 +172,8 @@ def all_reduce_sum(value: Any) -> Any:
     return float(all_reduce_sum(torch.tensor([float(_item(value))], dtype=torch.float64)).item())
 
 
-def all_reduce_mean(value: Any) -> Any:
-    """Unweighted mean over ranks (use `weighted_means` for per-sample averages)."""
-    s = all_reduce_sum(value)
-    w = world_size()
-    if isinstance(s, Mapping):
-        return {k: v / w for k, v in s.items()}
-    return s / w
-
-
-def weighted_means(sums: Mapping[str, float], count: int | float) -> dict[str, float]:
-    """Global per-sample means from each rank's sums and its sample count.
-
-    Ranks may hold different numbers of samples (uneven shards, last batch): averaging the
-    ranks' means would be wrong, summing then dividing by the global count is exact.
-    """
-    keys = list(sums)
-    tot = all_reduce_sum(torch.tensor([float(_item(sums[k])) for k in keys] + [float(count)],
-                                      dtype=torch.float64)).tolist()
-    n = tot[-1]
-    return {k: (v / n if n else float("nan")) for k, v in zip(keys, tot[:-1], strict=True)}
-
-
 def _item(v: Any) -> float:
     return v.item() if isinstance(v, torch.Tensor) else v
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank `src`'s Python object on every rank (e.g. a path rank 0 decided)."""
-    if not is_dist():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src, device=_comm_device())
-    return box[0]
-
-
-def all_gather_objects(obj: Any) -> list[Any]:
-    """Every rank's object, in rank order."""
-    if not is_dist():
-        return [obj]
-    out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def any_rank(flag: bool) -> bool:
-    """True on every rank if it is true on any rank (e.g. a NaN loss seen by one rank)."""
-    return bool(all_reduce_sum(int(bool(flag))))
 
 
 # ----------------------------------------------------------------------------- data
@@ -326,13 +281,6 @@ def gather_totals(totals: Mapping[str, int]) -> dict[str, int]:
     return all_reduce_sum({k: int(_item(v)) for k, v in totals.items()})
 
 
-def gather_concat(local: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Concatenate every rank's shard result (axis 0) in rank order, on every rank."""
-    arr = local.detach().cpu().numpy() if isinstance(local, torch.Tensor) else np.asarray(local)
-    parts = all_gather_objects(arr)
-    return np.concatenate(parts, axis=0) if parts else arr
-
-
 # ----------------------------------------------------------------------------- models
 class _AllReduceSum(torch.autograd.Function):
     """Differentiable all-reduce: the gradient of a summed statistic is summed back."""
@@ -398,17 +346,6 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device | str | None 
     return _swap_bn(module, lambda m: cls if not isinstance(m, (nn.SyncBatchNorm, GlooSyncBatchNorm)) else None)
 
 
-def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Back to plain BatchNorm1d/2d (same parameters and buffers), so a model saved or
-    reused after training does not depend on how it was trained."""
-    def plain(m: nn.Module) -> type | None:
-        if not isinstance(m, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
-            return None
-        return nn.BatchNorm1d if getattr(m, "_kdsnn_dims", 2) == 1 else nn.BatchNorm2d
-
-    return _swap_bn(module, plain)
-
-
 def _swap_bn(module: nn.Module, choose) -> nn.Module:
     """Rebuild every BatchNorm for which `choose(m)` gives a class, sharing its tensors."""
     out = module
@@ -435,7 +372,7 @@ def wrap_ddp(module: nn.Module, device: torch.device | str | None = None,
     """DDP-wrap a trainable module (already on `device`) with synchronized BatchNorm.
 
     In one process the module is returned unchanged. Get the bare model back with
-    `unwrap()` to save it or call its own methods (its state_dict keys are the plain ones).
+    `.module` to save it or call its own methods (its state_dict keys are the plain ones).
     """
     if not is_dist():
         return module
@@ -485,42 +422,3 @@ def average_gradients(module: nn.Module | None) -> None:
         n = p.grad.numel()
         p.grad.copy_(flat[i:i + n].view_as(p.grad))
         i += n
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The bare module inside a DDP wrapper (or the module itself)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    return module.module if isinstance(module, DDP) else module
-
-
-# ----------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def evaluate_sharded(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
-                     device: torch.device | str = "cpu",
-                     return_predictions: bool = False) -> dict[str, Any]:
-    """Accuracy of `model` on (x, y), each rank running only its shard; exact totals.
-
-    Returns {"correct", "total", "accuracy"} (and "predictions", the full int64 array in
-    the original order, with `return_predictions`) — identical on every rank and identical
-    to what one process computes on the whole set.
-    """
-    m = unwrap(model)
-    was = m.training
-    m.eval()
-    idx = shard_indices(len(x))
-    xs, ys = x[idx.start:idx.stop], y[idx.start:idx.stop]
-    preds = []
-    correct = 0
-    for i in range(0, len(xs), batch_size):
-        xb = xs[i:i + batch_size].to(device)
-        p = m(xb).argmax(1).cpu()
-        preds.append(p)
-        correct += int((p == ys[i:i + batch_size].cpu()).sum())
-    m.train(was)
-    tot = gather_totals({"correct": correct, "total": len(xs)})
-    out: dict[str, Any] = {**tot, "accuracy": tot["correct"] / tot["total"] if tot["total"] else float("nan")}
-    if return_predictions:
-        local = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
-        out["predictions"] = gather_concat(local.astype(np.int64))
-    return out

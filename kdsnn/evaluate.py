@@ -37,7 +37,13 @@ def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, datase
         from kdsnn import data
 
         ddir = data_dir if data_dir is not None else (config or {}).get("data_dir")
-        ds = data.load_dataset(dataset, "test", data_dir=ddir, download=download, noise=noise, seed=seed)
+        from kdsnn.event_data import is_event_dataset
+
+        cfg = config or {}
+        steps = ({"time_steps": cfg.get("T") if cfg.get("kind") == "student" else None}
+                 if is_event_dataset(dataset) else {})   # event data: a student's T frames, a teacher's sum
+        ds = data.load_dataset(dataset, "test", data_dir=ddir, download=download, noise=noise, seed=seed,
+                               **steps)
     else:
         if noise:
             raise ValueError("noise is applied when the dataset is given by name")

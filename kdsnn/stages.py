@@ -304,7 +304,7 @@ def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Sour
         meta["float_accuracy"] = scores(head(float_run, n), y)["accuracy"]
     if teacher is not None:
         meta["teacher"] = str(source.config.get("teacher"))
-        meta["teacher_accuracy"] = _teacher_accuracy(teacher, x, y)
+        meta["teacher_accuracy"] = _teacher_accuracy(teacher, x, y)   # event data: their sum over time
     return Report(report_from_run(lowered.intnet, res, x=x, target=lowered.spec, teacher=teacher,
                                   student=source.model, meta=meta))
 
@@ -331,6 +331,10 @@ def _load_teacher_net(source: Source) -> Any:
 def _teacher_accuracy(teacher: Any, x: np.ndarray, y: np.ndarray) -> float:
     import torch
 
+    from kdsnn.event_data import teacher_view
+
+    shape = tuple(teacher.input_shape)
     with torch.no_grad():
-        preds = [teacher(torch.as_tensor(x[i:i + 256])).argmax(1).numpy() for i in range(0, len(x), 256)]
+        preds = [teacher(teacher_view(torch.as_tensor(x[i:i + 256]), shape)).argmax(1).numpy()
+                 for i in range(0, len(x), 256)]
     return float((np.concatenate(preds) == y).mean()) if preds else 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kdsnn import __version__, progress
+from kdsnn import __version__, progress, speed
 from kdsnn.config import DistillConfig
 from kdsnn.encoding import ENCODINGS
 from kdsnn.errors import KdsnnError
@@ -23,6 +23,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 10, "epochs": 20, "shift": 2},
     "fashion-mnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 15, "epochs": 30, "shift": 2},
     "cifar10": {"arch": "vgg11", "teacher": "resnet18", "teacher_epochs": 100, "epochs": 200, "shift": 0},
+    "nmnist": {"arch": "cnn", "teacher": "cnn", "teacher_epochs": 10, "epochs": 20, "shift": 0},
     "cifar100": {"arch": "resnet18", "teacher": "resnet34", "teacher_epochs": 150, "epochs": 200, "shift": 0},
 }
 _D = DistillConfig()   # the CLI's defaults (kdsnn.config), for options left out or None
@@ -67,10 +68,16 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "shift": int(_opt(opts, "shift", d["shift"])),
         # kdsnn.determinism: bit-identical reruns (deterministic kernels, fixed threads)
         "deterministic": bool(opts.get("deterministic")),
-        "threads": 1 if opts.get("deterministic") else None,
+        # kdsnn.speed: threads (auto: the free cores, resolved when the run starts), precision
+        "threads": 1 if opts.get("deterministic") else speed.resolve_threads(opts.get("threads")),
+        "precision": speed.check_precision(opts.get("precision")),
         # kdsnn.selection: stop after this many epochs without a better validation accuracy
         "patience": int(opts["patience"]) if opts.get("patience") else None,
     }
+    if info.name == "nmnist" and train["shift"]:
+        raise KdsnnError(f"--shift {train['shift']}: nmnist recordings are not shifted (give --shift 0)")
+    if info.name == "nmnist" and (opts.get("encoding") or "direct") != "direct":
+        raise KdsnnError("--encoding rate: nmnist's input already is events (T frames); use --encoding direct")
     if train["connector"] not in ("auto", "always"):
         raise KdsnnError(f"unknown --connector {train['connector']!r}; choose auto or always")
     for k in ("epochs", "batch_size"):

@@ -16,7 +16,7 @@ from kdsnn.backends.intsim.fast import (
     pool_factor,
 )
 from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
-from kdsnn.compiler.intsim_ref import run_scalar
+from oracles.intsim_ref import run_scalar
 
 from kdsnn.errors import KdsnnError
 

@@ -19,7 +19,7 @@ from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.backends.intsim.fast import IntSimExecutable
 from kdsnn.backends.intsim.steps import StepSimExecutable
 from kdsnn.compiler.intnet import INPUT, Connection, InputSpec, IntNet, Population
-from kdsnn.compiler.intsim_ref import run_scalar
+from oracles.intsim_ref import run_scalar
 
 from kdsnn.errors import KdsnnError
 

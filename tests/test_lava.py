@@ -565,7 +565,7 @@ def test_schedule_reproduces_general_semantics_on_random_graphs(seed):
     sample (scalar oracle), with the default period and a longer one."""
     from intnet_gen import random_general_intnet, random_input
     from kdsnn.backends.lava.schedule import make_schedule
-    from kdsnn.compiler.intsim_ref import run_scalar
+    from oracles.intsim_ref import run_scalar
 
     net = random_general_intnet(seed, conv=False)
     x = random_input(net, 1 + seed % 3, seed)

@@ -11,10 +11,10 @@ from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.backends.intsim.fast import lava_dense_weights
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.intnet import INPUT
-from kdsnn.compiler.intsim_ref import run_scalar
 from kdsnn.compiler.lower import describe, lower, lowering_state
 from kdsnn.compiler.passes.calibrate import simulate
 from kdsnn.compiler.targets import LOIHI
+from oracles.intsim_ref import run_scalar
 
 from kdsnn.errors import KdsnnError
 

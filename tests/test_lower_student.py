@@ -9,8 +9,8 @@ from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.backends.intsim.fast import rung3
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.export import student_to_nir
-from kdsnn.compiler.intsim_ref import run_scalar
 from kdsnn.compiler.lower import lower
+from oracles.intsim_ref import run_scalar
 
 from kdsnn.data import dataset_info, load_arrays
 from kdsnn.zoo import build

@@ -96,7 +96,7 @@ def conv_res_graph(T=3):
 
 
 def test_batching_dtype_and_nirtorch_agree():
-    from kdsnn.compiler.nirtorch_maps import nir_to_stepper
+    from oracles.nirtorch_maps import nir_to_stepper
 
     g = conv_res_graph()
     x = np.random.default_rng(0).normal(size=(9, 1, 6, 6)) * 2

@@ -258,7 +258,7 @@ def run_stream(net: IntNet, sched: Schedule, xq: np.ndarray, record: bool = Fals
             if not path.is_file():
                 raise KdsnnError(f"Lava population {p.name} wrote no results ({path.name}); "
                                  "the Lava run did not reach its last step")
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 counts[p.name] = z["counts"]
                 if p.readout:
                     logits = layout.from_lava_flat(z["v"], tuple(p.shape)).reshape(len(xq), -1)

@@ -101,12 +101,12 @@ class TorchvisionTeacher:
             p = Path(weights)
             if not p.is_file():
                 raise KdsnnError(f"--teacher-weights {p} does not exist; give a state_dict file (.pth/.pt)")
-            try:
-                obj = torch.load(p, map_location="cpu", weights_only=True)
-            except Exception as e:
-                hint = "; an ONNX teacher is given as --teacher FILE.onnx" if p.suffix == ".onnx" else ""
+            from kdsnn.safe_load import load_torch
+
+            if p.suffix == ".onnx":
                 raise KdsnnError(f"cannot read --teacher-weights {p}: not a PyTorch state_dict saved with "
-                                 f"torch.save ({type(e).__name__}){hint}") from None
+                                 "torch.save (an ONNX file); an ONNX teacher is given as --teacher FILE.onnx")
+            obj = load_torch(p, "--teacher-weights", legacy=True)
             return _state_dict_of(obj, p)
         if download:
             import torchvision
@@ -237,6 +237,9 @@ def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise KdsnnError(f"--teacher-weights {path} holds no state_dict (a dict of tensors); "
                          "save it with torch.save(model.state_dict(), path)")
+    from kdsnn.checkpoint import check_tensors
+
+    check_tensors(obj, f"--teacher-weights {path}", "state_dict")
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return dict(obj)

@@ -1,8 +1,8 @@
 """A deliberately simple scalar executor of an IntNet, written straight from docs/design.md, "Integer semantics".
 
 Python integers, one neuron and one synapse at a time, no vectorization, no float: slow
-and obviously right. It is the oracle `intsim` is tested against (and what the flow uses
-to spot-check intsim on real samples). The Lava-specific integer widths are spelled out
+and obviously right. It is the oracle `intsim` (and through it Lava) is tested against, so it
+lives with the tests, not in the package. The Lava-specific integer widths are spelled out
 where Lava's process models apply them (see backends/intsim/fast.py for the list).
 """
 

@@ -1,0 +1,1 @@
+"""Test oracles: deliberately simple executors that the package is checked against (not installed)."""
