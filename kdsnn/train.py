@@ -3,7 +3,7 @@
 One function, `train_loop(cfg)`, trains either kind, with or without torchrun: every file
 write and progress bar goes through `distributed.is_main()`, every per-epoch metric through
 `distributed.all_reduce_sum()`, and the model is DDP-wrapped in one place
-(`distributed.wrap_ddp`); in one process these are no-ops. It runs in four steps: `_setup`
+(`ddp.wrap_ddp`); in one process these are no-ops. It runs in four steps: `_setup`
 (data, model, loss, optimizer), `_resume`, `_train_epoch`, `_checkpoint`, then `_finish`;
 the run's configuration comes from `kdsnn.train_config.make_config`. Model selection is on
 the validation split; the test split is evaluated once, on the selected model
@@ -15,7 +15,8 @@ Output folder of a run:
   best.pt        the epoch with the best validation accuracy so far
   student.pt / teacher.pt   the selected (best validation) model, written when the run ends
   metrics.jsonl  one JSON object per epoch (loss parts and their weights, train and
-                 validation accuracy with their sample counts, lr, time)
+                 validation accuracy with their sample counts, lr, time), appended after
+                 last.pt holds the epoch; --resume cuts it back to last.pt's (kdsnn.metrics_log)
   result.json    the selected epoch, its validation and its (one) test accuracy
   training.png   weighted loss terms, train/validation accuracy per epoch, the test point
 All written atomically (kdsnn.io); a failure (NaN loss, Ctrl-C) leaves the earlier files.
@@ -23,7 +24,6 @@ All written atomically (kdsnn.io); a failure (NaN loss, Ctrl-C) leaves the earli
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from kdsnn import determinism, distributed, progress, selection, speed
+from kdsnn import ddp, determinism, distributed, progress, selection, speed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
@@ -47,6 +47,7 @@ from kdsnn.evaluate import evaluate_model
 from kdsnn.event_data import is_event_dataset, teacher_view
 from kdsnn.io import atomic_path, ensure_dir
 from kdsnn.kd_loss import Connectors, DistillLoss, match_points
+from kdsnn.metrics_log import append_metrics, sync_metrics
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
 
@@ -254,11 +255,11 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=speed.uses_scaler(tr.get("precision") or "auto", device))
-    net = distributed.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
+    net = ddp.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
     if crit.connectors is not None:  # called inside the loss: replicated, gradients averaged below
-        crit.connectors = distributed.replicate(crit.connectors, device)
+        crit.connectors = ddp.replicate(crit.connectors, device)
     return _Run(cfg, out, device, loader, val_ds, test_ds, model, net, crit, teacher, opt, sched, scaler, background)
 
 
@@ -276,6 +277,10 @@ def _resume(run: _Run) -> int:
                          "run without --resume")
     st = load_checkpoint(out / "last.pt", kind=cfg["kind"])
     _check_resume(st["config"], {**cfg, "graph": graph_of(run.model)}, out, int(st["epoch"]))
+    if is_main():
+        note = sync_metrics(out / "metrics.jsonl", int(st["epoch"]), st.get("metrics"))
+        if note:
+            _echo(f"note: {note}", run.quiet)
     run.model.load_state_dict(st["model"])
     if run.crit.connectors is not None and st.get("connectors") is not None:
         run.crit.connectors.load_state_dict(st["connectors"])
@@ -327,7 +332,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
                              f"(now {tr['lr']}); earlier checkpoints in {run.out} are kept")
         run.opt.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
-        distributed.average_gradients(crit.connectors)
+        ddp.average_gradients(crit.connectors)
         run.scaler.step(run.opt)
         run.scaler.update()
         run.sched.step()
@@ -357,13 +362,14 @@ def _checkpoint(run: _Run, ccfg: dict[str, Any], epoch: int, rec: dict[str, Any]
              "connectors": crit.connectors.state_dict() if crit.connectors is not None else None,
              "epoch": epoch, "metrics": rec, "best_acc": run.best_acc, "best_epoch": run.best_epoch,
              "selected_by": "validation accuracy", "val": run.best_val if improved else None}
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(rec) + "\n")
     if improved:
         save_checkpoint(out / "best.pt", state)
     save_checkpoint(out / "last.pt", {**state, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
                                       "scaler": run.scaler.state_dict(), "rng": _rng_state(),
                                       "loader_rng": run.loader.generator.get_state()})
+    # the epoch's line only after last.pt holds the epoch: the log never runs ahead of it (a
+    # kill between the two loses the line, and --resume puts it back from last.pt)
+    append_metrics(out / "metrics.jsonl", rec)
 
 
 def _finish(run: _Run) -> tuple[Path, dict[str, Any]]:

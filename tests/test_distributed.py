@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from kdsnn import ddp
 from kdsnn import distributed as D
 from kdsnn.errors import KdsnnError
 
@@ -77,7 +78,7 @@ def test_single_process_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert D.local_batch_size(33) == 33
     assert list(D.shard(torch.arange(5))) == [0, 1, 2, 3, 4]
     m = nn.Linear(2, 2)
-    assert D.wrap_ddp(m) is m
+    assert ddp.wrap_ddp(m) is m
     D.barrier()
     D.cleanup()
 
@@ -109,7 +110,7 @@ def test_incomplete_torchrun_env_is_a_user_error(monkeypatch: pytest.MonkeyPatch
 def test_gloo_sync_bn_is_plain_bn_outside_a_group() -> None:
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(3)
-    sbn = D.GlooSyncBatchNorm(3)
+    sbn = ddp.GlooSyncBatchNorm(3)
     sbn.load_state_dict(bn.state_dict())
     x = torch.randn(5, 3, 4, 4)
     torch.testing.assert_close(sbn(x), bn(x))

@@ -53,6 +53,7 @@ def _job(r: int, port: int) -> None:
     torch.set_num_threads(1)
     from torch.utils.data import TensorDataset
 
+    from kdsnn import ddp as P
     from kdsnn import distributed as D
     from kdsnn.evaluate import evaluate_model
     from kdsnn.layers import GraphNet
@@ -96,9 +97,9 @@ def _job(r: int, port: int) -> None:
         _sgd_steps(ref, batches, 0, 16)
         lo, hi = 8 * r, 8 * (r + 1)
 
-        ddp = D.wrap_ddp(_student(2))
+        ddp = P.wrap_ddp(_student(2))
         assert isinstance(ddp, nn.parallel.DistributedDataParallel)
-        assert any(isinstance(m, D.GlooSyncBatchNorm) for m in ddp.modules())
+        assert any(isinstance(m, P.GlooSyncBatchNorm) for m in ddp.modules())
         _sgd_steps(ddp, batches, lo, hi)
         got = ddp.module.state_dict()
         want = ref.state_dict()
@@ -107,7 +108,7 @@ def _job(r: int, port: int) -> None:
             torch.testing.assert_close(got[k], v, rtol=1e-9, atol=1e-10, msg=f"{k} (rank {r})")
 
         # the same job with per-rank BN statistics drifts away: the check above can fail
-        local = D.wrap_ddp(_student(2), sync_bn=False)
+        local = P.wrap_ddp(_student(2), sync_bn=False)
         _sgd_steps(local, batches, lo, hi)
         drift = max((local.module.state_dict()[k].double() - v.double()).abs().max().item()
                     for k, v in want.items() if v.is_floating_point())
@@ -118,7 +119,7 @@ def _job(r: int, port: int) -> None:
         fresh = _student(3)
         assert isinstance(fresh, GraphNet)
         fresh.load_state_dict(ddp.module.state_dict())
-        assert not any(isinstance(m, D.GlooSyncBatchNorm) for m in fresh.modules())
+        assert not any(isinstance(m, P.GlooSyncBatchNorm) for m in fresh.modules())
         with torch.no_grad():
             torch.testing.assert_close(fresh.eval()(x), ddp.module.eval()(x))
         D.barrier()
