@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean venv
+.PHONY: demo test test-fast lint bench clean venv peers
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Peer frameworks that cannot install beside kdsnn's pins, each in its own folder put first on
+# PYTHONPATH by the tests that run them (torch etc. from the venv): Sinabs 3.1.3 needs nir 1.0.4.
+peers: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --upgrade --target .peers/sinabs sinabs==3.1.3 nir==1.0.4 nirtorch==2.0.2 pbr
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kdsnn compiler backends cli.py tests bench

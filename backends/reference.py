@@ -1,4 +1,4 @@
-"""The `reference` backend: a canonical NIR graph executed in float (docs/dynamics.md) in PyTorch.
+"""The `reference` backend: a canonical NIR graph executed in float (docs/design.md, "Float semantics") in PyTorch.
 
 It is rung 2 of the parity ladder (the exported graph, read back, must reproduce its
 source) and the float oracle of foreign graphs. Every neuron runs the one discretisation of

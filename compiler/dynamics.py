@@ -42,7 +42,7 @@ Conventions the exporters rely on, kept exactly:
 
 Exact-exponential frameworks (Rockpool, Sinabs' LIF, NIR's `lif_exact.csv`) decay by
 exp(-dt/tau) per step instead of 1 - dt/tau; the two differ by (dt/tau)^2 / 2 per step
-relative (8e-4 at dt/tau = 0.04, the NIR paper's LIF), see docs/dynamics.md.
+relative (8e-4 at dt/tau = 0.04, the NIR paper's LIF), see docs/design.md, "Float semantics".
 
 Time structure (`closing_edges`, `DiscreteDelay`): an edge that closes a cycle carries a
 one-step delay (its target reads the source's value of step t-1, zero at t = 0), as on

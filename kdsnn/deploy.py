@@ -38,6 +38,8 @@ from kdsnn.parity import (
     Rung,
     all_passed,
     float_backend,
+    quantisation,
+    quantisation_line,
     rung1,
     rung2,
     rung3,
@@ -202,6 +204,8 @@ class Deployment:
                "dataset": self.setup.dataset.name, "split": "test", "samples": len(self.samples),
                "T": self.setup.T, "graph": graph_summary(self.graph),
                "artifacts": artifact_digests(self.write_dir)}
+        if self.lowered is not None:
+            doc["quantisation"] = quantisation(self.lowered.intnet)
         path = write_parity(self.write_dir, doc, self.rungs, self.timings)
         if path not in self.files:
             self.files.append(path)
@@ -217,6 +221,9 @@ class Deployment:
                  f"{s['neurons']:,} spiking neurons in {len(s['if_layers'])} layers, readout {s['readout']}, "
                  f"T={self.setup.T}"]
         lines += [rung_line(r) for r in self.rungs]
+        q = quantisation_line(quantisation(self.lowered.intnet)) if self.lowered is not None else None
+        if q:
+            lines.append(q)
         from kdsnn.outputs import written_line
 
         return [*lines, written_line(self.files, self.out)]

@@ -253,6 +253,44 @@ def rung_line(r: Rung) -> str:
     return line
 
 
+def quantisation(net: Any) -> dict[str, Any]:
+    """Per population of a lowered IntNet: its float decays against Lava's 12-bit du/dv and
+    its float threshold against the integer vth / scale, with relative errors (the
+    approximations the integer rungs carry, stated rather than hidden)."""
+    layers = ((getattr(net, "metadata", None) or {}).get("lowering") or {}).get("layers") or {}
+    out: dict[str, Any] = {}
+    for name, rep in layers.items():
+        d = rep.get("decay") or {}
+        fires = rep.get("reset") != "none"
+        out[name] = {
+            "neuron": rep.get("neuron"), "du": rep.get("du"), "dv": rep.get("dv"),
+            "alpha": d.get("alpha"), "alpha_12bit": d.get("alpha_int"), "alpha_rel_error": d.get("alpha_rel_error"),
+            "beta": d.get("beta"), "beta_12bit": d.get("beta_int"), "beta_rel_error": d.get("beta_rel_error"),
+            "decay_exact": bool(d) and d.get("alpha_rel_error") == 0 and d.get("beta_rel_error") == 0,
+            "theta": rep.get("theta") if fires else None,
+            "vth": rep.get("vth") if fires else None,
+            "threshold_int": (rep["vth"] / rep["scale"]) if fires and rep.get("scale") else None,
+            "threshold_rel_error": rep.get("threshold_rel_error") if fires else None,
+        }
+    return out
+
+
+def quantisation_line(q: dict[str, Any]) -> str | None:
+    """One line: the largest decay and threshold quantisation errors and where (None if no layers)."""
+    if not q:
+        return None
+
+    def worst(keys: tuple[str, ...]) -> tuple[float, str]:
+        errs = [(max(float(v[k] or 0.0) for k in keys), n) for n, v in q.items()]
+        return max(errs)
+    d_err, d_at = worst(("alpha_rel_error", "beta_rel_error"))
+    t_err, t_at = worst(("threshold_rel_error",))
+    dec = ("decays exact in 12 bits (du/dv)" if d_err == 0 else
+           f"decays (12-bit du/dv) relative error up to {d_err:.2e} ({d_at})")
+    thr = "thresholds exact" if t_err == 0 else f"thresholds relative error up to {t_err:.2e} ({t_at})"
+    return f"quantisation: {dec}; {thr}; per layer in {PARITY_FILE} 'quantisation'"
+
+
 def first_difference(ref: RunResult, got: RunResult,
                      layers: list[str] | None = None) -> dict[str, Any] | None:
     """None when logits and per-layer (per-step) spike counts are identical, else a dict

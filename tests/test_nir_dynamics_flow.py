@@ -108,6 +108,18 @@ def test_several_inputs_refused():
         canonicalize(g)
 
 
+def test_cycle_error_names_only_the_cycle(tmp_path):
+    """A loop of synapses alone (fc2 <-> fc3) is refused naming that loop, not the nodes
+    before it (input, fc1, if1 used to be listed)."""
+    g = if_mlp()
+    g.nodes["fc3"] = nir.Linear(weight=RNG.normal(0, 0.1, (16, 3)))
+    g.nodes["fc2"] = nir.Affine(weight=RNG.normal(0, 0.8, (3, 16)), bias=np.zeros(3))
+    g.edges += [("fc2", "fc3"), ("fc3", "fc2")]
+    with pytest.raises(KdsnnError, match=r"cycle through (fc2 -> fc3 -> fc2|fc3 -> fc2 -> fc3) with no neuron") as e:
+        read_nir(write_file(tmp_path / "loop.nir", g))
+    assert not any(k in str(e.value).split("cycle through")[1].split("with no")[0] for k in ("input", "fc1", "if1"))
+
+
 def test_subgraph_files_with_dangling_edges_refused():
     for f in ("braille_noDelay_bias_zero_subgraph.nir", "braille_noDelay_noBias_subtract_subgraph.nir"):
         with pytest.raises(KdsnnError, match=r"edge 'lif1.lif' -> 'lif1.lin'.*does not exist"):

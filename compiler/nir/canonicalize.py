@@ -1,4 +1,4 @@
-"""Reading, writing and canonicalizing NIR graphs (docs/dynamics.md).
+"""Reading, writing and canonicalizing NIR graphs (docs/design.md, "Float semantics").
 
 Every graph kdsnn works with — its own export or a `.nir` written by snnTorch, Sinabs,
 Norse, SpikingJelly, Rockpool... — is brought into one *canonical* form by `canonicalize`:
