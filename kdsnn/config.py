@@ -59,7 +59,8 @@ class ExportConfig(LoweringConfig):
     expect: str | None = _f(None, "PEER.npz: the source framework's outputs on the same inputs "
                                   "(output_spikes (N, T, C) or logits (N, C), optional spike_counts/<node>); "
                                   "adds rung 0.")
-    batch_size: int = _f(256, "Samples per batch on the float and intsim backends.")
+    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
+                              "fewer where one layer's T-step spikes would pass 16 MiB).")
     device: str = _f("cpu", "Device for float stages.")
     seed: int = _f(0, "Seed of the test-sample selection.")
     progress: str = _f("auto", "auto: bars on a terminal, else one line per stage (log files); bars; lines; none.")
@@ -96,7 +97,8 @@ class RunConfig:
                                  "(nir <= 1.0.5 files; snnTorch's subtractive reset).")
     input: str | None = _f(None, "Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), "
                                  "optional labels y (instead of --dataset).")
-    batch_size: int = _f(256, "Samples per batch on the float and intsim backends.")
+    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
+                              "fewer where one layer's T-step spikes would pass 16 MiB).")
     device: str = _f("cpu", "Device for float backends.")
     seed: int = _f(0, "Seed of the test-sample selection.")
     progress: str = _f("auto", "auto: bars on a terminal, else none (log files); bars; lines; none.")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Executable, RunResult
-from kdsnn.compiler.geometry import window_out_hw
+from kdsnn.compiler.geometry import pool_factor, window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
 from kdsnn.compiler.targets import LOIHI as _LAVA
 
@@ -133,6 +133,58 @@ def _clip_(v: torch.Tensor, lim: int) -> int:
     return k
 
 
+def sum_pool(x: torch.Tensor, s: int, scratch: dict | None = None) -> torch.Tensor:
+    """Non-overlapping s x s sum-pool of (N, C, H, W), H and W multiples of s (`pool_factor`).
+
+    Strided adds, in x's dtype: exact for integers (int64), and in float32/float64 when every
+    window sum is an integer below 2^24 / 2^53 (`_exact_dtype` is chosen from a bound that
+    covers it, `pooled_bound`). On CPU this is several times faster than avg_pool2d with
+    divisor_override=1, and it never rounds.
+    """
+    n, c, hh, ww = x.shape
+    h = torch.add(x[:, :, 0::s], x[:, :, 1::s], out=_take(scratch, "pool_h", (n, c, hh // s, ww), x))
+    for i in range(2, s):
+        h.add_(x[:, :, i::s])
+    y = torch.add(h[..., 0::s], h[..., 1::s], out=_take(scratch, "pool", (n, c, hh // s, ww // s), x))
+    for j in range(2, s):
+        y.add_(h[..., j::s])
+    return y
+
+
+def _take(scratch: dict | None, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A contiguous buffer of `shape` in like's dtype/device, reused from `scratch` between batches.
+
+    Fresh large tensors are fresh pages that the kernel zero-fills on first touch: profiled,
+    that was the largest single cost of a batch (more than the convolutions). One flat
+    buffer per role, grown to the largest batch seen, is touched once per executable.
+    """
+    need = int(np.prod(shape))
+    if scratch is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    buf = scratch.get(key)
+    if buf is None or buf.dtype != like.dtype or buf.numel() < need:
+        buf = scratch[key] = torch.empty(need, dtype=like.dtype, device=like.device)
+    return buf[:need].view(shape)
+
+
+def pooled_bound(bound: int, pool: int, src_max: int) -> int:
+    """The largest |value| the factored path holds: a window sum or a partial sum of the conv.
+
+    Each window sum is at most pool^2 * src_max. Any partial sum of the reduced kernel w_r on
+    pooled inputs, in whatever order a BLAS or conv kernel adds, is a sum over a subset of
+    windows of |w_r| * pool^2 * src_max, at most sum|w_r| * pool^2 * src_max: that is the
+    folded kernel's sum|w| * src_max (the folded W repeats w_r over the window), i.e. `bound`.
+    """
+    return max(int(bound), pool * pool * int(src_max)) if pool > 1 else int(bound)
+
+
+def _spike_dtype(consumers: list[torch.dtype]) -> torch.dtype:
+    """The dtype a population's 0/1 spikes are written in: its consumers' float dtype when they
+    all share one, else float32 (int64 consumers convert, exactly, when they read)."""
+    ds = set(consumers)
+    return ds.pop() if len(ds) == 1 and next(iter(ds)) in (torch.float32, torch.float64) else torch.float32
+
+
 def _exact_dtype(bound: int) -> torch.dtype:
     if bound < F32_EXACT:
         return torch.float32
@@ -148,46 +200,33 @@ def accumulation_bound(w: np.ndarray, kind: str, src_max: int) -> int:
     return int(per_out.max(initial=0)) * int(src_max)
 
 
-def pool_factor(c: Connection, w: np.ndarray, src_shape: tuple[int, ...]) -> tuple[int, np.ndarray] | None:
-    """(s, reduced weights) when W applies the same weight to every s x s block of the source.
+MEMORY_BUDGET = 16 << 20     # bytes of one population's T-step spike buffer per batch
 
-    Then W.x == W_reduced . sumpool_s(x) exactly (integer identity), which undoes the kernel
-    expansion of a folded AvgPool and runs as cheaply as the float student's pool + conv.
-    Needs the map size to be a multiple of s (no rows the pool would drop) and, for conv,
-    stride, padding and kernel multiples of s with no dilation.
+
+def auto_batch(net: IntNet, batch_size: int, budget: int = MEMORY_BUDGET) -> int:
+    """Samples per batch: at most `batch_size`, fewer when the largest population's float32
+    spikes over T steps (T * n * size * 4 bytes) would exceed `budget`.
+
+    Results do not depend on the batch (each sample is simulated on its own); only speed does.
+    A batch whose layer buffers stay in the last-level cache (and below glibc's 32 MiB mmap
+    threshold, so freed blocks are reused, not returned to the kernel) runs faster per sample
+    than the old fixed 256: measured in bench/intsim_limit.py.
     """
-    if len(src_shape) != 3:
-        return None
-    _, h, wd = src_shape
-    for s in (4, 3, 2):
-        if h % s or wd % s:
-            continue
-        if c.kind == "conv":
-            co, ci, kh, kw = w.shape
-            if (c.dilation != (1, 1) or kh % s or kw % s or c.stride[0] % s or c.stride[1] % s
-                    or c.padding[0] % s or c.padding[1] % s):
-                continue
-            b = w.reshape(co, ci, kh // s, s, kw // s, s)
-            if np.array_equal(b, np.broadcast_to(b[:, :, :, :1, :, :1], b.shape)):
-                return s, np.ascontiguousarray(b[:, :, :, 0, :, 0])
-        else:
-            n = w.shape[0]
-            b = w.reshape(n, src_shape[0], h // s, s, wd // s, s)
-            if np.array_equal(b, np.broadcast_to(b[:, :, :, :1, :, :1], b.shape)):
-                return s, np.ascontiguousarray(b[:, :, :, 0, :, 0]).reshape(n, -1)
-    return None
+    per_sample = 4 * net.T * max((p.size for p in net.populations), default=1)
+    return max(1, min(batch_size, budget // max(1, per_sample)))
 
 
 class IntSimExecutable(Executable):
     """An IntNet ready to run batches on the CPU (or a CUDA device, same arithmetic)."""
 
     def __init__(self, net: IntNet, batch_size: int = 256, device: str = "cpu",
-                 check_lava_datapath: bool = True, factor_pools: bool = True) -> None:
+                 check_lava_datapath: bool = True, factor_pools: bool = True,
+                 memory_budget: int = MEMORY_BUDGET) -> None:
         net.validate()
         self.net = net
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
+        if int(batch_size) < 1:
             raise KdsnnError(f"intsim: batch_size must be >= 1, got {batch_size}")
+        self.batch_size = auto_batch(net, int(batch_size), int(memory_budget))
         self.device = torch.device(device)
         self.conns: dict[str, list[_Conn]] = {}
         for p in net.populations:
@@ -205,9 +244,10 @@ class IntSimExecutable(Executable):
                             "lower with smaller weights")
                 e = c.weight_exp                          # 0 for conv (_check_conn)
                 a_bound = (bound << e) if e >= 0 else -((-bound) >> -e)
-                dt = _exact_dtype(bound)
                 fac = pool_factor(c, w, net.shape_of(c.src)) if factor_pools else None
                 pool, wr, stride, padding = 1, w, c.stride, c.padding
+                src_max = net.input.qmax if c.src == INPUT else 1
+                dt = _exact_dtype(pooled_bound(bound, fac[0] if fac else 1, src_max))
                 if fac is not None:
                     pool, wr = fac
                     if c.kind == "conv":
@@ -216,8 +256,13 @@ class IntSimExecutable(Executable):
                 wt = torch.from_numpy(wr if dt == torch.int64 else wr.astype(np.float64)).to(self.device, dt)
                 lst.append(_Conn(c, bound, a_bound, dt, wt, c.src == INPUT, pool, stride, padding))
             self.conns[p.name] = lst
+        self._scratch: dict[str, dict] = {}       # reused buffers per population / connection (`_take`)
+        self._like = {d: torch.empty(0, dtype=d, device=self.device) for d in (torch.float32, torch.float64, torch.int32)}
+        self.spike_dtype = {p.name: _spike_dtype([k.dtype for lst in self.conns.values() for k in lst
+                                                  if k.c.src == p.name]) for p in net.populations}
         self.bias = {p.name: torch.from_numpy(bias_effective(p.bias_mant, p.bias_exp).reshape(-1)).to(self.device)
                      for p in net.populations}
+        self.bias_f32 = {k: b.to(torch.float32) for k, b in self.bias.items()}   # exact: |bias| < 2^24 where used
 
     def _check_conn(self, c: Connection) -> None:
         src_shape = self.net.shape_of(c.src)
@@ -244,20 +289,17 @@ class IntSimExecutable(Executable):
         below 2^23 (no 24-bit wrap); else int32 when it fits, else int64 with Lava's wraps.
         """
         c = k.c
-        x = s
+        x = s if s.dtype == k.dtype else s.to(k.dtype)
         if k.pool > 1:
-            xf = x.to(torch.float64 if k.dtype == torch.int64 else k.dtype)
-            x = F.avg_pool2d(xf, k.pool, k.pool, divisor_override=1)
-            if k.dtype == torch.int64:
-                x = torch.round(x).to(torch.int64)
+            x = sum_pool(x, k.pool, self._scratch.setdefault(k.c.name, {}))
         if c.kind == "dense":
             x = x.reshape(x.shape[0], -1)
-            acc = x.to(k.dtype) @ k.wt.T
+            acc = x @ k.wt.T
         elif k.dtype == torch.int64:
-            acc = _conv_int64(x.to(torch.int64), k.wt, c, k.stride, k.padding)
+            acc = _conv_int64(x, k.wt, c, k.stride, k.padding)
         else:
             with _no_nnpack():
-                acc = F.conv2d(x.to(k.dtype), k.wt, None, k.stride, k.padding, c.dilation, c.groups)
+                acc = F.conv2d(x, k.wt, None, k.stride, k.padding, c.dilation, c.groups)
         acc = acc.reshape(acc.shape[0], -1)
         e = c.weight_exp                                          # 0 for conv (_check_conn)
         if k.dtype == torch.float32 and k.a_bound < (F32_EXACT if c.kind == "dense" else STATE_MAX):
@@ -313,7 +355,8 @@ class IntSimExecutable(Executable):
 
     def _neurons(self, p, static: torch.Tensor | None, dynamic: torch.Tensor | None,
                  a_bound: int, T: int, n: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One population's LIF dynamics over T steps -> spikes (T, n, size) float32 0/1.
+        """One population's LIF dynamics over T steps -> spikes (T, n, size) 0/1, in the dtype
+        its consumers' kernels run in (`spike_dtype`: no conversion copy before they read it).
 
         static: (n, size) a that is the same at every step; dynamic: (T*n, size) a per step.
         """
@@ -323,42 +366,67 @@ class IntSimExecutable(Executable):
         vth = int(p.vth) << VTH_SHIFT
         lim = STATE_MAX - 1
         dyn = None if dynamic is None else dynamic.reshape(T, n, size)
-        out = torch.empty((T, n, size), dtype=torch.float32, device=self.device)
+        mine = self._scratch.setdefault(p.name, {})
+        out = _take(mine, "spikes", (T, n, size), self._like[self.spike_dtype[p.name]])
         u_wraps = v_clips = 0
         is_float = any(t is not None and t.dtype == torch.float32 for t in (static, dynamic))
         if a_bound >= (1 << 17) and a_bound < (1 << 31):
             a_bound = _absmax(static) + _absmax(dynamic)          # what this batch really reaches
         if_fast = p.du == 4095 and p.dv == 0 and a_bound < (1 << 17)
-        if if_fast and is_float and (a_bound << ACT_SHIFT) + bmax < STATE_MAX:
+        # No clip can happen when T steps of the largest |64 a + bias| stay within +-lim: before
+        # each step max(vth, 0) >= v >= -t * B (a spike resets to 0), so every pre-clip value
+        # lies in [-(t + 1) B, max(vth, 0) + B]. Then the per-step min/max scan is skipped.
+        step_max = (a_bound << ACT_SHIFT) + bmax
+        need_clip = T * step_max > lim or max(vth, 0) + step_max > lim
+        if if_fast and is_float and step_max < STATE_MAX:
             # IF in float32: u = 64 a never wraps (|a| < 2^17) and every value stays an
-            # integer below 2^24: |v| <= 2^23 - 1 before the step, |64 a| + |bias| < 2^23.
-            bf = bias.to(torch.float32)
-            base = bf if static is None else static * float(1 << ACT_SHIFT) + bf
-            v = torch.zeros((n, size), dtype=torch.float32, device=self.device)
+            # integer below 2^24: |v| <= 2^23 - 1 before the step, |64 a| + |bias| < 2^23, so
+            # 64 a + bias (formed once for all T steps) and each sum below are exact.
+            # static and dynamic are this layer's own fresh sums: scaled in place, no copies.
+            bf = self.bias_f32[p.name]
+            if dyn is not None:
+                dyn.mul_(float(1 << ACT_SHIFT)).add_(bf)
+                base = None if static is None else static.mul_(float(1 << ACT_SHIFT))
+            else:
+                base = bf.expand(n, size) if static is None else static.mul_(float(1 << ACT_SHIFT)).add_(bf)
+            v = _take(mine, "v", (n, size), self._like[torch.float32])
             for t in range(T):
-                v += base
-                if dyn is not None:
-                    v.add_(dyn[t], alpha=float(1 << ACT_SHIFT))
-                v_clips += _clip_(v, lim)
-                s = v > vth
-                v.masked_fill_(s, 0.0)
-                out[t] = s
-            v = v.to(torch.int64)
+                if t == 0:                                       # v starts at 0: v = a[0] (+ base)
+                    v.copy_(dyn[0] if dyn is not None else base)
+                    if dyn is not None and base is not None:
+                        v.add_(base)
+                else:
+                    if dyn is not None:
+                        v.add_(dyn[t])
+                    if base is not None:
+                        v.add_(base)
+                if need_clip:
+                    v_clips += _clip_(v, lim)
+                st = out[t]
+                torch.gt(v, vth, out=st)                         # spikes straight into the buffer
+                if st.dtype == v.dtype:
+                    v.addcmul_(v, st, value=-1.0)                # reset: v - v * s, exact
+                else:
+                    v.mul_(st.logical_not())
+            if p.readout:                                        # only the readout's v is returned
+                v = v.to(torch.int64)
         elif if_fast and bmax < (1 << 29):
             # IF in int32: no 24-bit wrap (|a| < 2^17), and |v + u + bias| < 2^31.
             b32 = bias.to(torch.int32)
             base = b32 if static is None else (static.to(torch.int32) << ACT_SHIFT) + b32
-            dyn32 = None if dyn is None else dyn.to(torch.int32)
-            v = torch.zeros((n, size), dtype=torch.int32, device=self.device)
+            dyn32 = None if dyn is None else dyn.to(torch.int32).mul_(1 << ACT_SHIFT)
+            v = _take(mine, "v", (n, size), self._like[torch.int32]).zero_()
             for t in range(T):
                 v += base
                 if dyn32 is not None:
-                    v += dyn32[t] << ACT_SHIFT
-                v_clips += _clip_(v, lim)
-                s = v > vth
-                v.masked_fill_(s, 0)
-                out[t] = s
-            v = v.to(torch.int64)
+                    v += dyn32[t]
+                if need_clip:
+                    v_clips += _clip_(v, lim)
+                st = out[t]
+                torch.gt(v, vth, out=st)
+                v.mul_(st.logical_not())                          # reset by multiplication
+            if p.readout:                                        # only the readout's v is returned
+                v = v.to(torch.int64)
         else:
             a_st = None if static is None else static.to(torch.int64)
             u = torch.zeros((n, size), dtype=torch.int64, device=self.device)
