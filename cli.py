@@ -235,17 +235,21 @@ def evaluate(**opts) -> None:
       kdsnn evaluate teacher.pt student_kd.pt student_nokd.pt --noise gaussian:0.2 -o rob/
       kdsnn evaluate runs/demo/student.pt --target intsim --hw loihi
     """
+    import contextlib
+
+    from kdsnn.outlock import output_lock
     from kdsnn.progress import resolve
 
     opts["quiet"] = resolve(opts.pop("progress"), opts["quiet"]) != "bars"  # bars only; lines: no bars
-    if opts["target"] is not None:
-        from kdsnn.evaluate_deployed import evaluate_deployed
+    with output_lock(opts["output"], "evaluate") if opts["output"] else contextlib.nullcontext():
+        if opts["target"] is not None:
+            from kdsnn.evaluate_deployed import evaluate_deployed
 
-        evaluate_deployed(**opts)
-    else:
-        from kdsnn.evaluate import evaluate_command
+            evaluate_deployed(**opts)
+        else:
+            from kdsnn.evaluate import evaluate_command
 
-        evaluate_command(**{**opts, "target": "float"})
+            evaluate_command(**{**opts, "target": "float"})
 
 
 # ---------------------------------------------------------------- deployment (kdsnn/deploy.py)

@@ -275,10 +275,17 @@ def _gate(d: Deployment, r: Rung, failure: str | None) -> None:
 
 def export(cfg: ExportConfig) -> Deployment:
     """Run the target's pipeline on a source; see the module docstring for the stages."""
-    from kdsnn.staging import staged
+    from kdsnn.outlock import output_lock
 
     cfg.check()
     plan = plan_for(cfg.target)
+    with output_lock(cfg.output, "export"):   # one writer per folder (kdsnn.outlock)
+        return _export(cfg, plan)
+
+
+def _export(cfg: ExportConfig, plan: Plan) -> Deployment:
+    from kdsnn.staging import staged
+
     source = load_source(cfg)
     setup = resolve(source, cfg)
     out = Path(cfg.output)

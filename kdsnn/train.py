@@ -48,6 +48,7 @@ from kdsnn.event_data import is_event_dataset, teacher_view
 from kdsnn.io import atomic_path, ensure_dir
 from kdsnn.kd_loss import Connectors, DistillLoss, match_points
 from kdsnn.metrics_log import append_metrics, sync_metrics
+from kdsnn.outlock import output_lock
 from kdsnn.train_config import DEFAULTS, checkpoint_config, make_config
 
 
@@ -448,11 +449,17 @@ def _check_data(cfg: dict[str, Any]) -> None:
 
 def train_teacher_command(**opts: Any) -> dict[str, Any]:
     """`kdsnn train-teacher`: an ANN of the zoo on a dataset -> OUTPUT/teacher.pt."""
-    from kdsnn.outputs import echo_written
 
     cfg = make_config("teacher", opts)
     _check_data(cfg)
     _check_output(cfg["output"])
+    with output_lock(cfg["output"], "train-teacher"):   # one writer per folder (kdsnn.outlock)
+        return _train_teacher(cfg, opts)
+
+
+def _train_teacher(cfg: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    from kdsnn.outputs import echo_written
+
     _echo(f"training ANN teacher {cfg['arch']} on {cfg['dataset']} for {cfg['train']['epochs']} epochs "
           f"-> {Path(cfg['output']) / 'teacher.pt'}", cfg["quiet"])
     res = train_loop(cfg)
@@ -472,11 +479,17 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
 
 def distill_command(**opts: Any) -> dict[str, Any]:
     """`kdsnn distill`: train a spiking student, distilling from --teacher (or a default one)."""
-    from kdsnn.outputs import echo_written
 
     cfg = make_config("student", opts)
     _check_data(cfg)
     out = _check_output(cfg["output"])
+    with output_lock(out, "distill"):   # one writer per folder (kdsnn.outlock), the default teacher's too
+        return _distill(cfg, opts, out)
+
+
+def _distill(cfg: dict[str, Any], opts: dict[str, Any], out: Path) -> dict[str, Any]:
+    from kdsnn.outputs import echo_written
+
     written: list[Path] = []
     if cfg["kd"] != "none" and not cfg.get("teacher"):
         cfg["teacher"] = str(_default_teacher(cfg, opts, written))
