@@ -203,7 +203,7 @@ def _lowering_options(cls):
 
 
 # float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target BACKEND ->
-# backends/evaluate.py
+# kdsnn/evaluate_deployed.py
 @cli.command(short_help='Accuracy of checkpoints, clean and under noise.')
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @cli_option(EvaluateConfig, "target", "--target")
@@ -239,7 +239,7 @@ def evaluate(**opts) -> None:
 
     opts["quiet"] = resolve(opts.pop("progress"), opts["quiet"]) != "bars"  # bars only; lines: no bars
     if opts["target"] is not None:
-        from kdsnn.backends.evaluate import evaluate_deployed
+        from kdsnn.evaluate_deployed import evaluate_deployed
 
         evaluate_deployed(**opts)
     else:

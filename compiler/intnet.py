@@ -53,7 +53,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kdsnn.errors import KdsnnError
-from kdsnn.io import atomic_path
+from kdsnn.io import atomic_path, json_default
 
 SCHEMA = "kdsnn.intnet"
 VERSION = 2
@@ -264,7 +264,7 @@ class IntNet:
         path = Path(path)
         with atomic_path(path) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                z.writestr("intnet.json", json.dumps(header, indent=1, default=_jd))
+                z.writestr("intnet.json", json.dumps(header, indent=1, default=json_default))
                 for k, a in arrays.items():
                     buf = io.BytesIO()
                     np.save(buf, a, allow_pickle=False)
@@ -339,13 +339,3 @@ def lava_cycle_error(cycle: list[str]) -> KdsnnError:
         f"the cycle {' -> '.join([*cycle, cycle[0]])} has fewer steps of delay than connections; "
         "each synapse on Loihi takes one step, so Lava cannot run it step-exact (intsim can): "
         "give the cycle's recurrent edge a NIR Delay of one step more per extra connection")
-
-
-def _jd(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)

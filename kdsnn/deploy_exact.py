@@ -46,6 +46,7 @@ from torch import nn
 from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.backends.intsim.fast import _no_nnpack, bias_effective, lava_dense_weights
 from kdsnn.compiler.export import fold_bn_torch, student_to_nir
+from kdsnn.compiler.geometry import pair, window_out_hw
 from kdsnn.compiler.intnet import InputSpec, IntNet
 from kdsnn.compiler.lower import lower, lowering_state, plan_from_state, target_fingerprint
 from kdsnn.compiler.passes.scales import (
@@ -375,7 +376,7 @@ class ExactStudent(nn.Module):
                     raise KdsnnError(f"node {s.name}: deployment-exact training folds one pooling of spikes "
                                      "into the next synaptic layer; not a pooling of the image or of a pooling")
                 mod = self.student.nodes[s.name]
-                k, st = _pair(mod.kernel_size), _pair(mod.stride or mod.kernel_size)
+                k, st = pair(mod.kernel_size), pair(mod.stride or mod.kernel_size)
                 pooled = F.avg_pool2d(t, k, st, divisor_override=1)
                 vals[s.name] = (pooled, static, mx * k[0] * k[1], False, 1.0 / (k[0] * k[1]))
             elif s.op == "flatten":
@@ -413,17 +414,11 @@ class ExactStudent(nn.Module):
 
 
 def _out_shape(mod: nn.Module, t: torch.Tensor) -> tuple[int, ...]:
-    from kdsnn.compiler.geometry import window_out_hw
-
     if hasattr(mod, "conv"):
         c = mod.conv
         return (c.out_channels, *window_out_hw(tuple(t.shape[2:]), tuple(c.kernel_size), tuple(c.stride),
                                                tuple(c.padding), tuple(c.dilation)))
     return (mod.linear.out_features,)
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 # ------------------------------------------------------------------ rung 3 exact

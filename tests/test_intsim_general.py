@@ -158,7 +158,8 @@ needs_lava = pytest.mark.skipif(not _lava_ok(), reason="lava-nc not importable h
 @pytest.mark.parametrize("seed", [0, 1, 6, 11])
 def test_lava_backend_matches_intsim_on_general_nets(seed: int) -> None:
     from kdsnn.backends.lava import LavaBackend
-    from kdsnn.backends.lava.parity import first_difference
+
+    from kdsnn.parity import first_difference
 
     net = random_general_intnet(seed, lava_safe=True)
     x = random_input(net, 3, seed)

@@ -459,7 +459,8 @@ def test_lava_equals_intsim_on_a_lowered_zoo_student():
 
 def test_first_difference_names_sample_layer_and_step():
     from kdsnn.backends.base import RunResult
-    from kdsnn.backends.lava.parity import first_difference
+
+    from kdsnn.parity import first_difference
 
     per = {"act1": np.array([[1, 2, 3], [4, 5, 6]]), "act2": np.array([[0, 1, 0], [2, 2, 2]])}
 

@@ -78,10 +78,9 @@ def test_evaluate_deployed_clean_and_noisy(trained, tmp_path, capsys) -> None:
     """`kdsnn evaluate CKPT --target intsim --noise ...`: float and deployed rows, JSON out."""
     import json
 
-    from kdsnn.backends.evaluate import evaluate_deployed
-
     from kdsnn.checkpoint import save_checkpoint
     from kdsnn.errors import KdsnnError
+    from kdsnn.evaluate_deployed import evaluate_deployed
 
     m, cfg, *_ = trained
     ckpt = save_checkpoint(tmp_path / "student.pt", {"config": {**cfg, "width": 0.5, "neuron": {}},

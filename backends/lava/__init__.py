@@ -8,8 +8,8 @@ that intsim computes (docs/design.md, "Integer semantics", parity rung 4).
 
 One `run` streams all its samples through one running Lava network (schedule.py), then
 stops it; `res.extra` says where the time went (compile_s, run_s, stop_s, ...).
-`parity.first_difference(intsim_res, lava_res)` names the first differing sample, layer and
-step for rung 4. Lava is imported only when a network is compiled, so listing backends works
+`kdsnn.parity.first_difference(intsim_res, lava_res)` names the first differing sample, layer
+and step for rung 4. Lava is imported only when a network is compiled, so listing backends works
 where lava-nc cannot be installed (Python >= 3.11); `available()` then says why.
 """
 

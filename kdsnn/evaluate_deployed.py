@@ -18,8 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from kdsnn.config import EvaluateConfig, LoweringConfig, default, from_options
+from kdsnn.checkpoint import load_model
+from kdsnn.compiler.export import student_to_nir
+from kdsnn.config import EvaluateConfig, LoweringConfig, RunConfig, default, from_options
+from kdsnn.deploy import plan_for
 from kdsnn.errors import KdsnnError
+from kdsnn.noise import parse_noise
+from kdsnn.robustness import RobustModel, load_models, report_robustness, run_robustness
+from kdsnn.stages import compile_backend, lower_for_target
 
 
 def deployed_model(path: str | Path, target: str = "intsim", hw: str = "loihi",
@@ -30,13 +36,6 @@ def deployed_model(path: str | Path, target: str = "intsim", hw: str = "loihi",
     """(IntNet or NIR graph, executable, checkpoint config, predict) for a student checkpoint on
     any registered backend: an integer backend runs the IntNet lowered for `hw`, a NIR backend
     the exported graph. predict(x) gives float logits (an IntNet's scaled by its readout)."""
-    from kdsnn.compiler.export import student_to_nir
-
-    from kdsnn.checkpoint import load_model
-    from kdsnn.config import RunConfig
-    from kdsnn.deploy import plan_for
-    from kdsnn.stages import compile_backend, lower_for_target
-
     plan = plan_for(target)
     model, cfg = load_model(path, "cpu")
     if cfg.get("kind") != "student":
@@ -64,9 +63,6 @@ def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", n
                       quiet: bool = False, calibration: int = default(EvaluateConfig, "calibration"),
                       hw: str = default(EvaluateConfig, "hw"), **lowering: Any) -> dict[str, Any]:
     """Options as in cli.py's evaluate command; prints a table (or JSON), writes -o files."""
-    from kdsnn.noise import parse_noise
-    from kdsnn.robustness import RobustModel, load_models, report_robustness, run_robustness
-
     specs = [parse_noise(s) for s in noise]                   # bad specs fail before any work
     if samples is not None and samples <= 0:
         raise KdsnnError(f"--samples must be positive, got {samples}")
