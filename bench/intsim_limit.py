@@ -88,7 +88,7 @@ def setup(a):
                "std": [1.0] * shape[0], "class_names": list(info.class_names)}
         g = np.random.default_rng(0)
         x = g.standard_normal((a.samples, *shape)).astype(np.float32)
-        xc = g.standard_normal((256, *shape)).astype(np.float32)
+        xc = g.standard_normal((a.calibration, *shape)).astype(np.float32)
         what = f"{a.arch} student, seeded random weights, {shape} normal inputs"
     model.eval()
     t = time.perf_counter()
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--arch", default="cnn", help="zoo arch with seeded random weights (no --checkpoint)")
     ap.add_argument("-T", type=int, default=4)
     ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--calibration", type=int, default=256, help="calibration images (seeded archs)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-snntorch", action="store_true")
