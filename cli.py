@@ -68,6 +68,8 @@ def _training_options(fn):
         cli_option(C, "resume", "--resume"),
         cli_option(C, "patience", "--patience", type=click.IntRange(min=0)),
         cli_option(C, "deterministic", "--deterministic"),
+        cli_option(C, "threads", "--threads"),
+        cli_option(C, "precision", "--precision", type=click.Choice(["auto", "fp32", "bf16"])),
         cli_option(C, "progress", "--progress", type=click.Choice(PROGRESS_MODES)),
         cli_option(C, "quiet", "-q", "--quiet"),
     ]
@@ -340,14 +342,16 @@ def targets(as_json: bool) -> None:
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,
               help="Another export folder to put side by side (needs -o).")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
-              help="With --compare: the folder for compare.md and compare.png (the runs are named by "
-                   "what differs in their paths).")
+              help="Write the re-rendered report (report.json, report.md, plots/) here instead of into "
+                   "FOLDER (needed when FOLDER is read-only); with --compare also compare.md and compare.png "
+                   "(the runs are named by what differs in their paths).")
 def report(**opts) -> None:
     """Print (and re-render) the operations, memory and energy report of an export folder.
 
     \b
     Examples:
       kdsnn report runs/demo/export
+      kdsnn report /shared/runs/demo/export -o runs/demo-report
       kdsnn report runs/kd/export --compare runs/nokd/export -o runs/kd-vs-nokd
     """
     from kdsnn.compiler.profile.report import report_command

@@ -34,11 +34,10 @@ KINDS = ("student", "teacher")
 def save_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
     """Write `ckpt` (format and version are added) atomically to `path`."""
     data = {"format": FORMAT, "version": CHECKPOINT_VERSION, **ckpt}
-    with atomic_path(path, suffix=".pt") as tmp:
-        try:
-            torch.save(data, tmp)
-        except OSError as e:
-            raise KdsnnError(f"cannot write checkpoint {path}: {e.strerror}") from None
+    # through a Python file object: a failed write then keeps its OSError (errno) behind
+    # torch's RuntimeError, and atomic_path turns it into one line naming the file
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as f:
+        torch.save(data, f)
     return Path(path)
 
 

@@ -150,6 +150,11 @@ class DistillConfig:
     patience: int = _f(0, "Stop after this many epochs without a better validation accuracy (0: never).")
     deterministic: bool = _f(False, "Bit-identical reruns: deterministic kernels and 1 thread (slower; "
                                     "kdsnn.determinism says what it cannot fix).")
+    threads: str = _f("auto", "Torch CPU threads: a number, or auto (one per core the 1-minute load "
+                              "average leaves free, at least 1; OMP_NUM_THREADS wins if set). More "
+                              "threads than free cores can run several times slower.")
+    precision: str = _f("auto", "auto: fp16 autocast on CUDA, fp32 on the CPU; fp32; bf16: bfloat16 "
+                                "autocast on CPU or CUDA (neurons integrate in float32).")
     progress: str = _f("auto", "auto: bars on a terminal, else one line per epoch (log files); bars; "
                                "lines; none.")
     quiet: bool = _f(False, "Same as --progress none: only the result lines and the written files.")

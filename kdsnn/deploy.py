@@ -10,12 +10,17 @@ registered under the `kdsnn.backends` entry points deploys:
 
 Each stage (kdsnn.stages) returns a typed result; `export` gathers them in a `Deployment`,
 `rerun` in a `Rerun`. Nothing here prints when the configuration says quiet; the CLI
-prints the summaries (`summary_lines`). A failed gate writes parity.json and raises
-ParityError; earlier outputs stay.
+prints the summaries (`summary_lines`). Everything is written into a staging folder next
+to -o (kdsnn.staging) that replaces -o only when every stage has written: a failed or
+interrupted export leaves the earlier one as it was. A failed gate moves the run's files to
+`<out>.failed/` and raises ParityError. parity.json and report.json record the sha256 of
+graph.nir and intnet.kdsnn; `rerun` refuses a folder where they differ (kdsnn.bundle).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,7 @@ from kdsnn.parity import (
     GRAPH_FILE,
     INTNET_FILE,
     PARITY_FILE,
+    PREDICTIONS_FILE,
     Rung,
     all_passed,
     float_backend,
@@ -61,6 +67,10 @@ from kdsnn.stages import (
 
 __all__ = ["Deployment", "Plan", "Rerun", "export", "export_command", "lower_for_target", "plan_for",
            "rerun", "run_command"]
+
+# what an export writes into -o: an earlier export's copies of these are replaced or dropped,
+# anything else there (a student.pt exported next to) is kept
+EXPORT_FILES = (GRAPH_FILE, INTNET_FILE, PREDICTIONS_FILE, PARITY_FILE, "report.json", "report.md", "plots")
 
 REMOVED_TARGETS = {"nir": "--target nir was removed: every export writes graph.nir; --target reference "
                           "writes it and checks it (rungs 1 and 2) without lowering"}
@@ -134,6 +144,7 @@ class Deployment:
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    dir: Path | None = None            # where the files are written now: the staging folder, then out
 
     @property
     def graph(self) -> Any:
@@ -152,6 +163,30 @@ class Deployment:
         return Path(self.config.output)
 
     @property
+    def failed_dir(self) -> Path:
+        """Where a run whose gate failed leaves its files (the earlier export stays in out)."""
+        return self.out.parent / f"{self.out.name}.failed"
+
+    @property
+    def write_dir(self) -> Path:
+        return self.dir if self.dir is not None else self.out
+
+    def _relocate(self, old: Path, new: Path) -> None:
+        """Paths under the staging folder -> the same paths under out, after the swap."""
+        def mv(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            try:
+                return new / Path(p).relative_to(old)
+            except ValueError:
+                return Path(p)
+        self.files = [mv(p) for p in self.files]  # type: ignore[misc]
+        self.exported.path = mv(self.exported.path)  # type: ignore[assignment]
+        if self.lowered is not None:
+            self.lowered.path = mv(self.lowered.path)
+        self.dir = new
+
+    @property
     def passed(self) -> bool:
         return all_passed(self.rungs)
 
@@ -159,12 +194,14 @@ class Deployment:
         return next((r for r in self.rungs if r.rung == n), None)
 
     def write_parity(self) -> Path:
+        from kdsnn.bundle import artifact_digests
         from kdsnn.compiler.nir.meta import graph_summary
 
         doc = {"source": str(self.source.path), "source_kind": self.source.kind, "target": self.plan.target,
                "dataset": self.setup.dataset.name, "split": "test", "samples": len(self.samples),
-               "T": self.setup.T, "graph": graph_summary(self.graph)}
-        path = write_parity(self.out, doc, self.rungs, self.timings)
+               "T": self.setup.T, "graph": graph_summary(self.graph),
+               "artifacts": artifact_digests(self.write_dir)}
+        path = write_parity(self.write_dir, doc, self.rungs, self.timings)
         if path not in self.files:
             self.files.append(path)
         return path
@@ -224,22 +261,39 @@ def _gate(d: Deployment, r: Rung, failure: str | None) -> None:
     d.rungs.append(r)
     if failure is not None:
         d.write_parity()
-        raise ParityError(f"{failure}; see {d.out / PARITY_FILE}")
+        raise ParityError(f"{failure}; see {d.failed_dir / PARITY_FILE} (this run's files; {d.out} is as it "
+                          "was)")
 
 
 def export(cfg: ExportConfig) -> Deployment:
     """Run the target's pipeline on a source; see the module docstring for the stages."""
+    from kdsnn.staging import staged
+
     cfg.check()
     plan = plan_for(cfg.target)
-    mode = progress_mode(cfg)
-    progress = bars(mode)
     source = load_source(cfg)
     setup = resolve(source, cfg)
-    exported = export_graph(source, setup, Path(cfg.output))
+    out = Path(cfg.output)
+    with staged(out, EXPORT_FILES) as stage:
+        try:
+            d = _export_into(stage, cfg, plan, source, setup)
+        except ParityError:
+            failed = out.parent / f"{out.name}.failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            os.rename(stage, failed)
+            raise
+    d._relocate(stage, out)
+    return d
+
+
+def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, setup: Setup) -> Deployment:
+    """Every stage of the pipeline, writing into `stage`."""
+    progress = bars(progress_mode(cfg))
+    exported = export_graph(source, setup, stage)
     n_target, n_all = plan.sample_counts(cfg.samples, cfg.eval_samples)
     d = Deployment(cfg, plan, source, setup, exported,
                    load_samples(setup.dataset.name, n_all, cfg, setup.input_shape, setup.T,
-                                meta=graph_meta(exported.graph, T=setup.T)), files=[exported.path])
+                                meta=graph_meta(exported.graph, T=setup.T)), files=[exported.path], dir=stage)
     if d.samples.note:
         _say(cfg, f"note: {d.samples.note}")
     x, y, T = d.samples.x, d.samples.y, setup.T
@@ -278,7 +332,7 @@ def export(cfg: ExportConfig) -> Deployment:
         d.rungs.append(float_backend(res, d.results["reference"], y))
 
     if plan.lowers:
-        d.lowered = low = lower_graph(exported, setup, cfg, d.out)
+        d.lowered = low = lower_graph(exported, setup, cfg, stage)
         d.timings["lower_s"] = low.wall_s
         d.files.append(low.path)
         net = low.intnet
@@ -306,15 +360,17 @@ def export(cfg: ExportConfig) -> Deployment:
                     else f"{INTNET_FILE} on {plan.target} (integer)")
             _gate(d, *rung4(res, d.results["intsim"], y, [p.name for p in net.populations], what))
 
-    d.files.append(write_predictions(d.out, y, d.results))
+    d.files.append(write_predictions(stage, y, d.results))
     d.write_parity()
     if plan.lowers:
+        from kdsnn.bundle import artifact_digests
         from kdsnn.compiler.profile.report import render_table, write_reports
 
         t0 = time.perf_counter()
         res = d.results[plan.target]
         d.report = make_report(d.lowered, res, d.samples, source, setup, d.results["rung1"])
-        written = write_reports(d.report, d.out)
+        d.report.setdefault("meta", {})["artifacts"] = artifact_digests(stage)
+        written = write_reports(d.report, stage)
         d.timings["report_s"] = time.perf_counter() - t0
         d.files.extend(Path(p) for p in written)  # report.json, report.md and plots/*.png
         _say(cfg, render_table(d.report))
@@ -376,6 +432,9 @@ def rerun(cfg: RunConfig) -> Rerun:
     gpath = folder / GRAPH_FILE
     if not gpath.exists():
         raise KdsnnError(f"{folder} has no {GRAPH_FILE}; run `kdsnn export ... -o {folder}` first")
+    from kdsnn.bundle import check_bundle
+
+    check_bundle(folder)   # graph.nir and intnet.kdsnn are the ones parity.json records
     graph = read_nir(gpath, dt=cfg.dt, reset=cfg.reset)
     from kdsnn.inputs import graph_input_shape, input_steps, run_info
 

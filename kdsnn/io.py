@@ -7,6 +7,7 @@ destroys the previous one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -15,6 +16,60 @@ from pathlib import Path
 from typing import Any
 
 from kdsnn.errors import KdsnnError
+
+# errno values that mean "this file cannot be written here" (a full disk, a quota, a file
+# size limit, permissions, a read-only mount, a failing device)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+                          errno.EROFS, errno.EIO})
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc), else by
+    setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """The mode `open()` would give a new file (0o644 under umask 022); mkstemp gives 0o600."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def write_error_of(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc` when it is a failed write (torch.save wraps the file object's
+    OSError in a RuntimeError; h5py in its own errors), else None."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def write_failure(dest: str | os.PathLike, e: OSError) -> KdsnnError:
+    """One line naming the file, the reason and what to do."""
+    name = errno.errorcode.get(e.errno or 0, "")
+    reason = f"{e.strerror or e} ({name})" if name else str(e.strerror or e)
+    hint = {errno.ENOSPC: "free space there or choose another -o/--output",
+            errno.EDQUOT: "free space in your quota or choose another -o/--output",
+            errno.EFBIG: "the file exceeds the size limit (ulimit -f); raise it or choose another -o/--output",
+            errno.EROFS: "the file system is read-only; choose another -o/--output",
+            errno.EACCES: "you may not write there; choose another -o/--output",
+            errno.EPERM: "you may not write there; choose another -o/--output"}.get(
+                e.errno or 0, "check the device or choose another -o/--output")
+    return KdsnnError(f"cannot write {dest}: {reason}; {hint} (earlier files there are unchanged)")
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:
@@ -31,20 +86,52 @@ def ensure_dir(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only on success."""
+    """Yield a temporary path next to `path`; on success give it the umask's mode, flush it
+    to disk and rename it onto `path`. On any failure the temporary file is removed and
+    `path` is as it was; a failed write (a full disk, EACCES, EROFS, ...) becomes one
+    KdsnnError naming `path`."""
     dest = Path(path)
     ensure_dir(dest.parent if str(dest.parent) else ".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp",
-                               dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp",
+                                   dir=dest.parent)
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise write_failure(dest, e) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
+        _fsync(tmp_path)   # a delayed ENOSPC (or EIO) shows here, before the old file is replaced
         os.replace(tmp_path, dest)
-    except BaseException:
+    except KdsnnError:
+        raise
+    except BaseException as e:
+        err = write_error_of(e)
+        if err is not None:
+            raise write_failure(dest, err) from None
+        raise
+    finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """`data` to `path` atomically (what is built in memory first: NIR's HDF5, for one)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return Path(path)
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:

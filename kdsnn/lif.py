@@ -117,7 +117,9 @@ class LIFNeuron(nn.Module):
         if not static and y.shape[0] % T:
             raise ValueError(f"LIFNeuron: leading dim {y.shape[0]} is not a multiple of T={T}")
         ys = y if static else y.reshape(T, y.shape[0] // T, *y.shape[1:])
-        beta = self._beta().to(y.dtype)
+        if ys.dtype in (torch.bfloat16, torch.float16):  # autocast: integrate in float32
+            ys = ys.float()
+        beta = self._beta().to(ys.dtype)
         v = torch.zeros_like(ys if static else ys[0])
         out = []
         for t in range(T):
@@ -126,7 +128,7 @@ class LIFNeuron(nn.Module):
             r = s.detach() if self.detach_reset else s
             v = v - r * v if self.reset == "zero" else v - r * self.theta
             out.append(s)
-        spikes = torch.stack(out)
+        spikes = torch.stack(out).to(y.dtype)  # 0/1: exact in any float dtype
         if self.record:
             self.last_spikes = spikes.detach()
         return spikes.reshape(T * spikes.shape[1], *spikes.shape[2:])

@@ -104,6 +104,18 @@ def _surrogate_grad(x: torch.Tensor, kind: int, a: float) -> torch.Tensor:
     return (a / 2.0) / (1.0 + (math.pi / 2.0 * a * x) ** 2)
 
 
+def steps_like(y: torch.Tensor, T: int, static: bool) -> torch.Tensor:
+    """An empty (T, ...) buffer whose steps have the memory layout of `y` (a (T, B, ...) input,
+    or a static (B, ...) one): a channels-last network stays channels-last through its
+    neurons, so its convolutions never reorder (kdsnn.speed)."""
+    if not static:
+        return torch.empty_like(y)  # preserve_format keeps a dense input's strides
+    fmt = (torch.channels_last if y.dim() == 4 and not y.is_contiguous()
+           and y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+    return torch.empty((T * y.shape[0], *y.shape[1:]), dtype=y.dtype, device=y.device,
+                       memory_format=fmt).view(T, *y.shape)
+
+
 class _IFMultiStep(torch.autograd.Function):
     """All T steps of the IF neuron in one autograd node (detached reset).
 
@@ -117,12 +129,12 @@ class _IFMultiStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y: torch.Tensor, T: int, static: bool, theta: float, kind: int,  # type: ignore[override]
                 slope: float) -> torch.Tensor:
-        shape = (T, *y.shape) if static else y.shape
-        vpre = torch.empty(shape, dtype=y.dtype, device=y.device)
-        spikes = torch.empty(shape, dtype=y.dtype, device=y.device)
+        # low-precision inputs (autocast) integrate in float32; spikes (0/1) keep y's dtype
+        yf = y.float() if y.dtype in (torch.bfloat16, torch.float16) else y
+        vpre, spikes = steps_like(yf, T, static), steps_like(y, T, static)
         v: torch.Tensor | None = None  # potential after the reset of the previous step
         for t in range(T):
-            yt = y if static else y[t]
+            yt = yf if static else yf[t]
             if v is None:
                 vpre[0].copy_(yt)
             else:
@@ -131,12 +143,13 @@ class _IFMultiStep(torch.autograd.Function):
             # hard reset: v - v * s is exactly 0 where s = 1 and exactly v where s = 0
             v = torch.addcmul(vpre[t], vpre[t], spikes[t], value=-1.0) if t < T - 1 else None
         ctx.save_for_backward(vpre, spikes)
-        ctx.theta, ctx.kind, ctx.slope, ctx.static = theta, kind, slope, static
+        ctx.theta, ctx.kind, ctx.slope, ctx.static, ctx.dtype = theta, kind, slope, static, y.dtype
         return spikes
 
     @staticmethod
     def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
         vpre, spikes = ctx.saved_tensors
+        gs = gs.to(vpre.dtype)
         a_ = ctx.slope
         if ctx.kind == 0:  # a * sig(a x) * (1 - sig(a x)), sig'(.) fused by sigmoid_backward
             sig = torch.sub(vpre, ctx.theta).mul_(a_).sigmoid_()
@@ -148,4 +161,4 @@ class _IFMultiStep(torch.autograd.Function):
             g[t].add_(torch.addcmul(g[t + 1], g[t + 1], spikes[t], value=-1.0))
         if ctx.static:
             g = g.sum(0)
-        return g, None, None, None, None, None
+        return g.to(ctx.dtype), None, None, None, None, None

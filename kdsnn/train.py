@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from kdsnn import determinism, distributed, progress, selection
+from kdsnn import determinism, distributed, progress, selection, speed
 from kdsnn.checkpoint import build_from_config, graph_of, load_checkpoint, save_checkpoint
 from kdsnn.deploy_exact import training_forward
 from kdsnn.device import resolve_device
@@ -121,8 +121,8 @@ class _Run:
         return self.cfg["train"]
 
     @property
-    def amp(self) -> bool:
-        return self.device.type == "cuda"
+    def precision(self) -> str:
+        return str(self.tr.get("precision") or "auto")
 
     @property
     def quiet(self) -> bool:
@@ -134,7 +134,17 @@ class _Run:
 
 
 def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Train the model `cfg` describes into cfg["output"]; returns a summary dict."""
+    """Train the model `cfg` describes into cfg["output"]; returns a summary dict. The torch
+    thread count of --threads holds for the run only (--deterministic keeps its 1 thread)."""
+    threads = torch.get_num_threads()
+    try:
+        return _loop(cfg)
+    finally:
+        if not cfg["train"].get("deterministic"):
+            torch.set_num_threads(threads)
+
+
+def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     run = _setup(cfg)
     start = _resume(run)
     ccfg = {**checkpoint_config(cfg), "graph": graph_of(run.model)}
@@ -198,9 +208,9 @@ def _setup(cfg: dict[str, Any]) -> _Run:
     if is_main():
         ensure_dir(out)
     device = distributed.init(resolve_device(tr["device"]))  # joins torchrun's group, if any
-    amp = device.type == "cuda"
-
     determinism.apply(tr)  # --deterministic: deterministic kernels, fixed threads
+    if not tr.get("deterministic"):
+        speed.apply_threads(tr.get("threads"))  # --threads (auto: the free cores)
     seed_everything(tr["seed"])
     with distributed.local_main_first():  # one download per node; the other ranks then read it
         # event data: T frames for a student, the frames summed over time for a teacher
@@ -220,7 +230,7 @@ def _setup(cfg: dict[str, Any]) -> _Run:
                               seed=tr["seed"], sampler=distributed.make_sampler(
                                   train_ds, tr["batch_size"], shuffle=True, seed=tr["seed"]))
 
-    model = build_from_config(cfg).to(device)
+    model = speed.to_layout(build_from_config(cfg).to(device), device)  # channels-last on the CPU
     if cfg.get("init_weights"):  # fine-tuning (kdsnn finetune) starts from an existing student
         model.load_state_dict(load_checkpoint(cfg["init_weights"], kind=cfg["kind"])["model"])
     crit = DistillLoss(cfg["kd"], tr["alpha"], tr["temperature"])
@@ -243,7 +253,7 @@ def _setup(cfg: dict[str, Any]) -> _Run:
         opt = torch.optim.AdamW(params, lr=tr["lr"], weight_decay=tr["weight_decay"])
     steps = tr["epochs"] * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=speed.uses_scaler(tr.get("precision") or "auto", device))
     net = distributed.wrap_ddp(training_forward(model, cfg), device)  # DDP + synchronized BatchNorm under torchrun
     # the normalized value of a black pixel: what a shifted image is padded with
     background = (-torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])).view(1, -1, 1, 1).to(device)
@@ -302,7 +312,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if tr.get("shift"):
             x = random_shift(x, tr["shift"], run.background)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
+        with speed.autocast(run.precision, device):  # --precision (kdsnn.speed)
             z_t = f_t = None
             if run.teacher is not None:
                 z_t, f_t = run.teacher(teacher_view(x, tuple(cfg["input_shape"])))
@@ -310,6 +320,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
                 z, f_s = run.net(x, return_features=True)
             else:
                 z, f_s = run.net(x), None
+            z, z_t, f_s, f_t = _float32(z, z_t, f_s, f_t)  # the loss in float32 whatever the autocast
             loss, parts = crit(z, y, z_t, f_s, f_t)
         if not torch.isfinite(loss):
             raise KdsnnError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {bi + 1}; lower --lr "
@@ -330,6 +341,12 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
             bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
     bar.close()
     return distributed.all_reduce_sum(sums)
+
+
+def _float32(*xs: Any) -> tuple[Any, ...]:
+    """Tensors (or dicts of them) in float32; None stays None (a no-op in an fp32 run)."""
+    return tuple(x.float() if isinstance(x, torch.Tensor) else
+                 ({k: v.float() for k, v in x.items()} if isinstance(x, dict) else x) for x in xs)
 
 
 def _checkpoint(run: _Run, ccfg: dict[str, Any], epoch: int, rec: dict[str, Any], improved: bool) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kdsnn import __version__, progress
+from kdsnn import __version__, progress, speed
 from kdsnn.config import DistillConfig
 from kdsnn.encoding import ENCODINGS
 from kdsnn.errors import KdsnnError
@@ -68,7 +68,9 @@ def make_config(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         "shift": int(_opt(opts, "shift", d["shift"])),
         # kdsnn.determinism: bit-identical reruns (deterministic kernels, fixed threads)
         "deterministic": bool(opts.get("deterministic")),
-        "threads": 1 if opts.get("deterministic") else None,
+        # kdsnn.speed: threads (auto: the free cores, resolved when the run starts), precision
+        "threads": 1 if opts.get("deterministic") else speed.resolve_threads(opts.get("threads")),
+        "precision": speed.check_precision(opts.get("precision")),
         # kdsnn.selection: stop after this many epochs without a better validation accuracy
         "patience": int(opts["patience"]) if opts.get("patience") else None,
     }

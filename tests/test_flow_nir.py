@@ -140,7 +140,8 @@ def test_rung2_failure_is_a_parity_error(ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "run_student", off_by_a_bit)
     with pytest.raises(ParityError, match="rung 2 failed: 40 of 40 samples.*first: sample 0"):
         flow.export_command(**opts(ckpt, tmp_path / "p"))
-    par = json.loads((tmp_path / "p" / "parity.json").read_text())
+    par = json.loads((tmp_path / "p.failed" / "parity.json").read_text())   # -o keeps no half export
+    assert not (tmp_path / "p").exists()
     assert not par["passed"] and not par["rungs"][1]["passed"]
 
 

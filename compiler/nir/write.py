@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
-from kdsnn.io import atomic_path
+from kdsnn.io import write_bytes
 
 
 def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
@@ -18,11 +19,15 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
     dest = Path(path)
     g = nir.NIRGraph(nodes=graph.nodes, edges=list(graph.edges),
                      metadata=_encode_meta(dict(graph.metadata or {})), type_check=False)
-    with atomic_path(dest, suffix=".nir") as tmp:
-        try:
-            nir.write(tmp, g)
-        except OSError as e:
-            raise KdsnnError(f"cannot write NIR file {dest}: {e}") from None
+    # HDF5 is built in memory first: h5py writing straight to a full disk can crash the
+    # process (a segfault in its C library) and leave half a file; bytes are then written
+    # like every other output (kdsnn.io.write_bytes: one line naming the file on failure)
+    buf = io.BytesIO()
+    try:
+        nir.write(buf, g)
+    except (OSError, ValueError, TypeError) as e:
+        raise KdsnnError(f"cannot write NIR file {dest}: {e}") from None
+    write_bytes(dest, buf.getvalue())
     return dest
 
 

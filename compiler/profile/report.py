@@ -7,6 +7,7 @@ plots, prints the table, and with --compare puts two runs side by side.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -320,7 +321,16 @@ def report_command(folder: str | Path, compare: str | Path | None = None,
         raise KdsnnError("--compare needs -o DIR, the folder for compare.md and compare.png "
                          "(e.g. -o runs/compare)")
     other = load_report(Path(compare)) if compare is not None else None
-    written = write_reports(rep, folder, json_too=False)
+    from kdsnn.bundle import check_bundle
+
+    for f in (folder, *([Path(compare)] if compare is not None else [])):
+        check_bundle(f if f.is_dir() else f.parent)   # report.json, parity.json and the artifacts agree
+    if output is None and not os.access(folder, os.W_OK):
+        raise KdsnnError(f"{folder} is read-only, so report.md and plots/ cannot be re-rendered there; give "
+                         f"-o DIR to write them elsewhere: kdsnn report {folder} -o {_elsewhere(folder)}")
+    # -o DIR: the whole re-rendered report there (report.json too, which report.md describes)
+    dest = Path(output) if output is not None else folder
+    written = write_reports(rep, dest, json_too=output is not None)
     click.echo(render_table(rep))
     if other is not None:
         out = ensure_dir(Path(output))
@@ -334,3 +344,10 @@ def report_command(folder: str | Path, compare: str | Path | None = None,
         click.echo(text)
     echo_written(written)
     return written
+
+
+def _elsewhere(folder: Path) -> str:
+    """A suggestion for -o: a writable folder named after the run."""
+    import tempfile
+
+    return str(Path(tempfile.gettempdir()) / f"{folder.resolve().name or 'report'}-report")
