@@ -235,13 +235,11 @@ def evaluate(**opts) -> None:
       kdsnn evaluate teacher.pt student_kd.pt student_nokd.pt --noise gaussian:0.2 -o rob/
       kdsnn evaluate runs/demo/student.pt --target intsim --hw loihi
     """
-    import contextlib
-
     from kdsnn.outlock import output_lock
     from kdsnn.progress import resolve
 
     opts["quiet"] = resolve(opts.pop("progress"), opts["quiet"]) != "bars"  # bars only; lines: no bars
-    with output_lock(opts["output"], "evaluate") if opts["output"] else contextlib.nullcontext():
+    with output_lock(opts["output"] or None, "evaluate"):
         if opts["target"] is not None:
             from kdsnn.evaluate_deployed import evaluate_deployed
 

@@ -60,14 +60,14 @@ def _alive(rec: dict[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | os.PathLike, command: str) -> Iterator[None]:
+def output_lock(folder: str | os.PathLike | None, command: str) -> Iterator[None]:
     """Hold the lock on `folder` (created if missing) for the block; one KdsnnError naming
-    the folder and the owner when another process holds it."""
+    the folder and the owner when another process holds it. No folder (`None`): no lock."""
     import filelock
 
     from kdsnn.distributed import is_main
 
-    if not is_main():                                  # under torchrun rank 0 holds it for all
+    if folder is None or not is_main():                # nothing written / rank 0 holds it for all
         yield
         return
     path = lock_path(folder)
