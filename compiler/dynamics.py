@@ -266,8 +266,11 @@ def discretise(node: nir.NIRNode, dt: float | None, reset_override: str | None =
         else:
             alpha, gain = ones, m_gain
     if np.any(beta < 0) or np.any(beta > 1) or np.any(alpha < 0) or np.any(alpha > 1):
+        norse = (f" (a LIF/LI written by Norse 1.1, whose to_nir stores tau = dt * tau_mem, norse/norse#411: "
+                 f"if {dt:g} s is Norse's dt, --dt {dt * dt:g} gives Norse's own per-step decay)"
+                 if isinstance(node, (nir.LIF, nir.LI)) and dt is not None else "")
         raise KdsnnError(f"{where}: dt={dt:g} s exceeds a time constant (decay per step outside [0, 1]); "
-                         "forward Euler would oscillate. Pass a smaller --dt")
+                         f"forward Euler would oscillate. Pass a smaller --dt{norse}")
     if isinstance(node, SPIKING):
         vth = p(node.v_threshold, "v_threshold")
         vr = p(node.v_reset if node.v_reset is not None else 0.0, "v_reset")

@@ -61,6 +61,24 @@ def test_paper_graphs_refused_without_reset_or_dt(rel, node, version, tau):
         read_nir(path, reset="zero")
 
 
+@pytest.mark.parametrize("reset, params", [("zero", "parameters_noDelay_bias_ref_zero.json"),
+                                           ("subtract", "parameters_noDelay_noBias_ref_subtract.json")])
+def test_braille_dt_gives_snntorch_alpha_beta(reset, params):
+    """At --dt 1e-4 the braille graphs' tau_syn/tau_mem are the alpha/beta snnTorch trained
+    with (data/parameters_*.json; snnTorch's alpha, beta are the fractions kept per step,
+    kdsnn's the fractions that decay), and the hidden layer has the trained width."""
+    from kdsnn.compiler.dynamics import discretise_graph
+
+    hp = json.loads((PAPER / "03_rnn/data" / params).read_text())
+    disc = discretise_graph(read_nir(BRAILLE[reset], dt=1e-4, reset=reset))
+    for layer, tag in (("lif1.lif", "r"), ("lif2", "out")):
+        d = disc[layer]
+        assert d.kind == "CubaLIF" and d.reset == reset
+        np.testing.assert_allclose(1 - d.alpha, hp[f"alpha_{tag}"], atol=1e-6)
+        np.testing.assert_allclose(1 - d.beta, hp[f"beta_{tag}"], atol=1e-6)
+    assert disc["lif1.lif"].shape == (hp["nb_hidden"],)
+
+
 # ------------------------------------------------------------------------------ braille, integer
 @pytest.mark.slow
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
