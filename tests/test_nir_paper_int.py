@@ -36,6 +36,31 @@ def _csv(name: str) -> np.ndarray:
     return np.loadtxt(LIF / f"{name}.csv", delimiter=",")
 
 
+# ------------------------------------------------------------------------------ refusals
+@pytest.mark.parametrize("rel, node, version, tau", [
+    ("01_lif/lif_norse.nir", "1", "0.1.1", "tau=0.0025"),
+    ("01_lif/lif_rockpool.nir", "1_LIFNeuronTorch", "0.2.0", "tau=0.0025"),
+    ("02_cnn/cnn_sinabs.nir", "1", "0.2.0", None),
+    ("03_rnn/braille_noDelay_bias_zero.nir", "lif1.lif", "0.2.0", "tau_mem=0.001"),
+    ("03_rnn/braille_noDelay_noBias_subtract.nir", "lif1.lif", "0.2.0", "tau_mem=0.000666667"),
+])
+def test_paper_graphs_refused_without_reset_or_dt(rel, node, version, tau):
+    """Every published graph was written by nir <= 1.0.5 without v_reset: without --reset it
+    is refused naming the first spiking node and the writer's version (never read as reset
+    to zero); a leaky one is then refused without --dt, naming the node and its tau. The
+    IF CNN (r = 1) does not depend on dt."""
+    path = PAPER / rel
+    with pytest.raises(KdsnnError, match=rf"node '{node}': \w+ without v_reset in a file written by nir "
+                                         rf"{version}.*pass --reset zero or --reset subtract"):
+        read_nir(path, dt=1e-4)
+    if tau is None:
+        assert set(read_nir(path, reset="subtract").metadata["reset_modes"].values()) == {"subtract"}
+        return
+    with pytest.raises(KdsnnError, match=rf"node '{node}': {tau} s is a time constant.*pass --dt SECONDS "
+                                         r"\(snnTorch and SpikingJelly .* 1e-4 s, Norse and Rockpool .* 1e-3 s\)"):
+        read_nir(path, reset="zero")
+
+
 # ------------------------------------------------------------------------------ braille, integer
 @pytest.mark.slow
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
