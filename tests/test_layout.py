@@ -25,7 +25,6 @@ ONE_IDEA: dict[str, str] = {
 PENDING: dict[str, str] = {
     "kdsnn/deploy.py": "plan and pipeline stages vs export driver vs run driver",
     "kdsnn/deploy_exact.py": "plan vs integer forward vs rung 3 comparison",
-    "backends/intsim/fast.py": "dense/conv kernels vs the step loop vs the backend",
 }
 
 

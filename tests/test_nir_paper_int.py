@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not PAPER.is_dir(), reason=f"the NIR paper's gra
 BRAILLE = {"zero": PAPER / "03_rnn/braille_noDelay_bias_zero.nir",
            "subtract": PAPER / "03_rnn/braille_noDelay_noBias_subtract.nir"}
 LIF = PAPER / "01_lif"
-RNG = np.random.default_rng(17)
+N_BRAILLE = 48   # random samples for the snnTorch comparison
 torch.set_num_threads(1)
 
 
@@ -67,7 +67,7 @@ def test_paper_graphs_refused_without_reset_or_dt(rel, node, version, tau):
 def test_braille_rung4_exact_and_quantisation_stated(tmp_path, reset):
     """Recurrent CubaLIF (snnTorch's export) on intsim and Lava: identical sample by sample;
     parity.json and the summary state the 12-bit decay and threshold quantisation."""
-    x = (RNG.random((6, 40, 12)) < 0.25).astype(np.float32)
+    x = (np.random.default_rng(17).random((6, 40, 12)) < 0.25).astype(np.float32)
     np.savez(tmp_path / "x.npz", x=x)
     kw = {"target": "lava", "dt": 1e-4, "reset": reset, "input": str(tmp_path / "x.npz"), "samples": 6,
           "eval_samples": 6, "calibration": 6}
@@ -145,7 +145,8 @@ def test_braille_reference_against_snntorch_import(reset, capsys):
     subtract: the threshold is subtracted after the decay), and RSynaptic adds the recurrent
     bias already at step 0, where NIR's closing edge delivers nothing yet."""
     path = BRAILLE[reset]
-    x = (RNG.random((12, 50, 12)) < 0.3).astype(np.float32)
+    x = (np.random.default_rng(18).random((N_BRAILLE, 50, 12)) < 0.3).astype(np.float32)   # own seed: the
+    # printed agreement must not depend on which tests ran before
     mods = _snntorch_import(path, reset)
     spikes, mem = _snntorch_run(mods, x)
     res = ReferenceBackend().compile(read_nir(path, dt=1e-4, reset=reset), T=50).run(x, record=True)
@@ -172,6 +173,7 @@ def test_braille_reference_against_snntorch_import(reset, capsys):
               f"steps, argmax agreement {100 * argmax:.0f} % (snnTorch's delayed reset"
               f"{' and step-0 recurrent bias' if isinstance(w_rec, nir.Affine) else ''})")
     assert ours.sum() > 0 and spikes.sum() > 0
+    assert argmax >= 0.8   # measured 90 % (zero) and 88 % (subtract) on these 48 samples
 
 
 # ------------------------------------------------------------------------------ the LIF neuron
