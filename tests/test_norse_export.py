@@ -9,38 +9,19 @@ gain are Norse's own, and kdsnn's reference equals Norse spike for spike."""
 
 from __future__ import annotations
 
-import h5py
 import nir
 import numpy as np
 import pytest
 import torch
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.nir.read import read_nir
+from nir_files import write_foreign
 
 from kdsnn.errors import KdsnnError
 
 norse = pytest.importorskip("norse.torch")
 torch.set_num_threads(1)
 DT = 1e-3   # Norse's default step
-
-
-def _write(path, graph: nir.NIRGraph) -> None:
-    """The exporter's graph as stored data: tensors as arrays, 0-d kept, no compression
-    (nir.write's chunked layout fails on 0-d datasets)."""
-    def rec(group, d):
-        for k, v in d.items():
-            if v is None or (k == "metadata" and not v):
-                continue
-            if isinstance(v, dict):
-                rec(group.create_group(str(k)), v)
-            elif isinstance(v, str):
-                group.create_dataset(k, data=v, dtype=h5py.string_dtype())
-            else:
-                a = v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                group.create_dataset(k, data=a.astype("S") if a.dtype.kind == "U" else a)   # edges: bytes
-    with h5py.File(path, "w") as f:
-        f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
-        rec(f.create_group("node"), graph.to_dict())
 
 
 def _net():
@@ -75,7 +56,7 @@ def test_norse_lifbox_export_refused_at_its_dt_and_exact_at_dt_squared(tmp_path)
     lif = [k for k, v in g.nodes.items() if isinstance(v, nir.LIF)]
     assert len(lif) == 2 and float(g.nodes[lif[0]].tau) == pytest.approx(DT / 50.0)   # norse#411
     p = tmp_path / "norse.nir"
-    _write(p, g)
+    write_foreign(p, g)
     with pytest.raises(KdsnnError, match=rf"node '{lif[0]}': dt=0.001 s exceeds a time constant.*"
                                          r"Norse 1\.1.*norse/norse#411.*--dt 1e-06"):
         read_nir(p, dt=DT)
