@@ -375,9 +375,10 @@ def main() -> None:
     except KdsnnError as e:
         click.secho(f"error: {e}", fg="red", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:  # click's form of Ctrl-C
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:  # Ctrl-C (click wraps it in Abort)
+        ki = e.__cause__ if isinstance(e, click.exceptions.Abort) else e  # a Lava run's says more
+        click.echo(f"interrupted: {ki}" if str(ki or "") else "interrupted", err=True)
+        sys.exit(getattr(ki, "exit_code", 130))
     except click.UsageError as e:  # a wrong flag or value: one line, like every other error
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `kdsnn`: the help, as click shows it
             click.echo(e.format_message(), err=True)
@@ -388,9 +389,6 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     except SystemExit:
         raise
 

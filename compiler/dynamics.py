@@ -140,17 +140,17 @@ class DiscreteDelay:
 
 
 # ------------------------------------------------------------------------------ dt
-def needs_dt(node: nir.NIRNode) -> str | None:
+def needs_dt(node: nir.NIRNode, where: str = "") -> str | None:
     """Why `node`'s meaning depends on dt (None when it does not): any finite tau, any
-    IF/I r other than 1, any delay."""
+    IF/I r other than 1, any delay. `where` prefixes a refusal (the node's name)."""
     if isinstance(node, nir.Delay):
         return "a Delay is given in seconds"
     if isinstance(node, (nir.IF, nir.I)):
-        r = _a(node.r)
+        r = _a(node.r, where, "r")
         return None if np.all(r == 1.0) else f"r={_first(r[r != 1.0]):g} integrates continuously (v += dt*r*I)"
     taus = {"LIF": ("tau",), "LI": ("tau",), "CubaLIF": ("tau_mem", "tau_syn"), "CubaLI": ("tau_mem", "tau_syn")}
     for what in taus.get(type(node).__name__, ()):
-        tau = _a(getattr(node, what))
+        tau = _a(getattr(node, what), where, what)
         if not np.all(np.isposinf(tau)):
             return f"{what}={_first(tau[~np.isposinf(tau)]):g} s is a time constant"
     return None
@@ -158,7 +158,7 @@ def needs_dt(node: nir.NIRNode) -> str | None:
 
 def dt_required(name: str, node: nir.NIRNode, dt: float | None, source: str = "") -> None:
     """Refuse a dt-dependent node when no dt is known (one line: node, reason, what to do)."""
-    why = needs_dt(node)
+    why = needs_dt(node, f"{source + ': ' if source else ''}node {name!r}")
     if why is not None and dt is None:
         raise KdsnnError(f"{source + ': ' if source else ''}node {name!r}: {why}, and the graph does not state "
                          f"dt; pass --dt SECONDS ({EXPORTER_DT})")
@@ -217,7 +217,7 @@ def resolve_reset(name: str, node: nir.NIRNode, override: str | None, v_reset_st
                              "networks; pass --reset zero or --reset subtract")
         return (override or "zero"), None
     if override == "subtract":
-        vr = _a(node.v_reset)
+        vr = _a(node.v_reset, where, "v_reset")
         return "subtract", (f"{name}: --reset subtract overrides the stated v_reset={_first(vr):g} "
                             "(snnTorch writes v_reset = 0 whatever its reset mechanism)")
     return "zero", None
@@ -238,7 +238,7 @@ def discretise(node: nir.NIRNode, dt: float | None, reset_override: str | None =
     shape = _shape(node)
 
     def p(v: object, what: str) -> np.ndarray:
-        a = _a(v)
+        a = _a(v, where, what)
         if a.size == 1:
             a = np.full(shape, float(np.ravel(a)[0]))
         if tuple(a.shape) != shape:
@@ -266,8 +266,11 @@ def discretise(node: nir.NIRNode, dt: float | None, reset_override: str | None =
         else:
             alpha, gain = ones, m_gain
     if np.any(beta < 0) or np.any(beta > 1) or np.any(alpha < 0) or np.any(alpha > 1):
+        norse = (f" (a LIF/LI written by Norse 1.1, whose to_nir stores tau = dt * tau_mem, norse/norse#411: "
+                 f"if {dt:g} s is Norse's dt, --dt {dt * dt:g} gives Norse's own per-step decay)"
+                 if isinstance(node, (nir.LIF, nir.LI)) and dt is not None else "")
         raise KdsnnError(f"{where}: dt={dt:g} s exceeds a time constant (decay per step outside [0, 1]); "
-                         "forward Euler would oscillate. Pass a smaller --dt")
+                         f"forward Euler would oscillate. Pass a smaller --dt{norse}")
     if isinstance(node, SPIKING):
         vth = p(node.v_threshold, "v_threshold")
         vr = p(node.v_reset if node.v_reset is not None else 0.0, "v_reset")
@@ -287,7 +290,7 @@ def discretise_delay(node: nir.Delay, dt: float | None, name: str = "", source: 
     dt_required(name, node, dt, source)
     assert dt is not None
     where = f"{source + ': ' if source else ''}node {name!r}"
-    d = _a(node.delay)
+    d = _a(node.delay, where, "delay")
     if np.isnan(d).any() or np.any(d < 0) or not np.all(np.isfinite(d)):
         raise KdsnnError(f"{where}: Delay {d.ravel()[:4].tolist()} s is not a finite delay >= 0")
     steps = d / dt
@@ -392,11 +395,14 @@ def discretise_graph(graph: nir.NIRGraph) -> dict[str, DiscreteNeuron | Discrete
     return out
 
 
-def _a(v: object) -> np.ndarray:
+def _a(v: object, where: str = "", what: str = "parameter") -> np.ndarray:
+    """`v` as float64; a refusal names the node (`where`) and the parameter."""
     try:
         return np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
-        raise KdsnnError(f"neuron parameter {v!r} is not numeric") from None
+        shown = repr(v)
+        raise KdsnnError(f"{where + ': ' if where else ''}{what} {shown[:60]}{'...' if len(shown) > 60 else ''} "
+                         "is not numeric; NIR neuron parameters are numbers (arrays of floats)") from None
 
 
 def _first(a: np.ndarray) -> float:

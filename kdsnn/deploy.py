@@ -353,7 +353,7 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
         net = low.intnet
         _say(cfg, f"lowered for {low.spec.name}: {len(net.populations)} populations, {len(net.connections)} "
                   f"connections, depth {net.depth}, input {net.input.bits}-bit graded spikes "
-                  f"(calibrated on {low.calibration} training samples) -> {low.path}")
+                  f"(calibrated on {low.calibration} training samples) -> {Path(cfg.output) / low.path.name}")
         t0 = time.perf_counter()
         exe = compile_backend("intsim", net, T, cfg)
         d.results["intsim"] = res = exe.run(x, record=record_ok(net, len(x), T), progress=progress)

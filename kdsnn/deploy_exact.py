@@ -11,7 +11,7 @@ exactly as `backends/intsim.py` computes it (the IntNet docstring in compiler/in
   input    x_int = InputSpec.quantize(x)                          (the deployed grid)
   weights  BatchNorm folded by compiler.export.fold_bn_torch (running statistics, frozen),
            put on the grid by compiler.passes.scales.quantize_weights; dense weights then
-           go through Lava's clip + LSB truncation (backends.intsim.lava_dense_weights)
+           go through Lava's clip + LSB truncation (backends.intsim.arith.lava_dense_weights)
   a        conv: sum over the window, wrapped to 24 bits; dense: dot product shifted by the
            weight exponent (arithmetic, flooring), wrapped to 32 bits. A pooling in front
            of a synaptic layer is the sum-pool of the spikes into weights W/k^2, which is the
@@ -49,7 +49,8 @@ from torch import nn
 
 from kdsnn.backends.base import RunResult
 from kdsnn.backends.intsim import IntSimBackend
-from kdsnn.backends.intsim.fast import _no_nnpack, bias_effective, lava_dense_weights
+from kdsnn.backends.intsim.arith import bias_effective, lava_dense_weights
+from kdsnn.backends.intsim.kernels import no_nnpack
 from kdsnn.compiler.export import fold_bn_torch, student_to_nir
 from kdsnn.compiler.geometry import pair, window_out_hw
 from kdsnn.compiler.intnet import InputSpec, IntNet
@@ -125,7 +126,7 @@ def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _wrap_once24(x: torch.Tensor) -> torch.Tensor:
-    """Lava's one-sided u overflow test (backends.intsim.wrap_once24), on floats."""
+    """Lava's one-sided u overflow test (backends.intsim.arith.wrap_once24), on floats."""
     M = float(STATE_MAX)
     y = torch.where(x > M, x - 2 * M, x)
     return torch.where(y <= -M, x + 2 * M, y)
@@ -335,7 +336,7 @@ class ExactStudent(nn.Module):
         dt = self._dtype(src.device, bound)
         wi = straight(ws, torch.from_numpy(q).to(src.device), mask).to(dt)
         if spec.op == "conv":
-            with _no_nnpack():
+            with no_nnpack():
                 acc = F.conv2d(src.to(dt), wi, None, lin.stride, lin.padding, lin.dilation, lin.groups)
             acc = acc.reshape(acc.shape[0], -1).to(torch.float64)
             if _absmax(acc.detach()) >= STATE_MAX:                 # Lava's Conv: 24-bit wrap

@@ -130,7 +130,7 @@ def float_backend(res: RunResult, ref: RunResult, y: np.ndarray) -> Rung:
 
 def rung3(res: RunResult, ref: RunResult, y: np.ndarray) -> tuple[Rung, str | None]:
     """The IntNet on intsim vs rung 1; (rung, warning or None): quantization may move a spike."""
-    from kdsnn.backends.intsim.fast import rung3 as compare
+    from kdsnn.backends.intsim.rung3 import rung3 as compare
 
     r = compare(ref.logits, y, res, ref, tolerance_points=RUNG3_ACC_POINTS)
     delta = -r["delta_points"]  # integer minus float, as printed

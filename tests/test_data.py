@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdsnn import data
+from kdsnn import data, dataset_files
 from kdsnn.data import DATASETS, dataset_info, load_arrays, load_dataset, make_loader
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import NoiseSpec, apply_noise
@@ -190,9 +190,9 @@ def test_csv_parser_roundtrips_integer_tables(cols, rows, seed, crlf):
     table = rng.integers(0, 10 ** rng.integers(1, 6), size=(rows, cols))
     nl = "\r\n" if crlf else "\n"
     text = nl.join(",".join(str(v) for v in row) for row in table) + nl
-    np.testing.assert_array_equal(data._parse_int_csv(text.encode(), cols), table)
+    np.testing.assert_array_equal(dataset_files._parse_int_csv(text.encode(), cols), table)
     with pytest.raises(ValueError):
-        data._parse_int_csv(text.replace(",", ",,", 1).encode() if cols > 1 else b"1.5\n", cols)
+        dataset_files._parse_int_csv(text.replace(",", ",,", 1).encode() if cols > 1 else b"1.5\n", cols)
 
 
 # ------------------------------------------------------------------ torchvision formats on disk

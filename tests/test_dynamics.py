@@ -107,3 +107,19 @@ def test_delays_and_cycles() -> None:
     edges = [("input", "fc"), ("fc", "lif"), ("lif", "out"), ("lif", "w_rec"), ("w_rec", "lif")]
     assert closing_edges(nodes, edges, ["input"]) == [("w_rec", "lif")]
     assert cycle_through("lif", "w_rec", edges) == ["lif", "w_rec"]
+
+
+def test_non_numeric_parameters_name_the_node() -> None:
+    """A graph built in Python (lower() takes one without the reader's checks) with a
+    non-numeric parameter is refused naming the node and the parameter, not a bare value."""
+    text = np.array(["fast", "slow"])
+    lif = nir.LIF(tau=text, r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2))
+    with pytest.raises(KdsnnError, match=r"^node 'lif9': tau array\(\['fast', 'slow'\].* is not numeric"):
+        discretise(lif, DT, name="lif9")
+    if_ = nir.IF(r=np.ones(2), v_threshold=text, v_reset=np.zeros(2))
+    with pytest.raises(KdsnnError, match=r"^node 'if3': v_threshold .* is not numeric"):
+        discretise(if_, None, name="if3")
+    with pytest.raises(KdsnnError, match=r"^node 'if3': v_reset .* is not numeric"):
+        resolve_reset("if3", nir.IF(r=np.ones(2), v_threshold=np.ones(2), v_reset=text), "subtract", True, (1, 0, 8))
+    with pytest.raises(KdsnnError, match=r"^src: node 'd1': delay .* is not numeric"):
+        discretise_delay(nir.Delay(delay=text), 1e-3, name="d1", source="src")

@@ -68,7 +68,7 @@ def _run(pred: np.ndarray) -> RunResult:
 @pytest.mark.parametrize("n", [200, 1000, 600])
 def test_exactly_the_tolerance_passes(n: int) -> None:
     """0.5 points on n samples is computed as 0.5000000000000004 etc.: it passes a 0.5 tolerance."""
-    from kdsnn.backends.intsim.fast import rung3
+    from kdsnn.backends.intsim.rung3 import rung3
 
     k = n // 200                                    # k samples of n = exactly 0.5 points
     y = np.zeros(n, np.int64)

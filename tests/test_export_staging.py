@@ -90,6 +90,16 @@ def test_export_into_the_training_folder_keeps_its_files(student, tmp_path) -> N
     assert leftovers(tmp_path) == []
 
 
+def test_the_log_names_final_paths_not_the_staging_folder(student, tmp_path) -> None:
+    """What export prints is where the files end up: no `<out>.tmp-<pid>` in the log."""
+    out = tmp_path / "x"
+    code, text, err = cli("export", student, *[a for a in EXPORT if a != "-q"], "--progress", "lines", "-o", out)
+    assert code == 0, err
+    lowered = [line for line in text.splitlines() if line.startswith("lowered for ")]
+    assert lowered and lowered[0].endswith(f"-> {(out / 'intnet.kdsnn').as_posix()}")
+    assert ".tmp-" not in text + err
+
+
 def test_without_an_atomic_exchange_the_swap_is_two_renames(student, export, monkeypatch) -> None:
     monkeypatch.setattr(staging, "_exchange", lambda a, b: False)
     code, _, err = cli("export", student, *EXPORT, "-T", "3", "-o", export)

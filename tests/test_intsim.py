@@ -9,12 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from intnet_gen import random_intnet
 from kdsnn.backends.intsim import IntSimBackend
-from kdsnn.backends.intsim.fast import (
-    accumulation_bound,
-    effective_weights,
-    lava_dense_weights,
-    pool_factor,
-)
+from kdsnn.backends.intsim.arith import effective_weights, lava_dense_weights
+from kdsnn.backends.intsim.kernels import accumulation_bound
+from kdsnn.compiler.geometry import pool_factor
 from kdsnn.compiler.intnet import Connection, InputSpec, IntNet, Population
 from oracles.intsim_ref import run_scalar
 
@@ -128,7 +125,7 @@ def test_float_paths_are_chosen_only_when_exact() -> None:
 def test_int64_paths_match(monkeypatch) -> None:
     """Force the exact int64 conv/dense paths and compare with the scalar reference."""
     import kdsnn.backends.intsim.fast as bi
-    monkeypatch.setattr(bi, "_exact_dtype", lambda bound: torch.int64)
+    monkeypatch.setattr(bi, "exact_dtype", lambda bound: torch.int64)
     for seed in range(25):
         net = random_intnet(seed, conv=True)
         _same(net, np.random.default_rng(seed).normal(0, 1.5, size=(2, *net.input.shape)))

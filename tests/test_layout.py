@@ -24,10 +24,7 @@ ONE_IDEA: dict[str, str] = {
 # file -> the seams to split it along
 PENDING: dict[str, str] = {
     "kdsnn/deploy.py": "plan and pipeline stages vs export driver vs run driver",
-    "kdsnn/data.py": "dataset registry vs splits vs loaders",
-    "kdsnn/train.py": "set-up, resume, epoch, checkpoint",
     "kdsnn/deploy_exact.py": "plan vs integer forward vs rung 3 comparison",
-    "backends/intsim/fast.py": "dense/conv kernels vs the step loop vs the backend",
 }
 
 

@@ -8,7 +8,7 @@ import nir
 import numpy as np
 import pytest
 from kdsnn.backends.intsim import IntSimBackend
-from kdsnn.backends.intsim.fast import lava_dense_weights
+from kdsnn.backends.intsim.arith import lava_dense_weights
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.intnet import INPUT
 from kdsnn.compiler.lower import describe, lower, lowering_state

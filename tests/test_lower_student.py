@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from kdsnn.backends.intsim import IntSimBackend
-from kdsnn.backends.intsim.fast import rung3
+from kdsnn.backends.intsim.rung3 import rung3
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.export import student_to_nir
 from kdsnn.compiler.lower import lower

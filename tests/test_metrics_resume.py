@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tiny_runs import TINY, cli
 
-from kdsnn import train
+from kdsnn import train_state
 from kdsnn.curves import read_metrics
 
 ARGS = [a for a in TINY if a not in ("--epochs", "1")] + ["--epochs", "3"]
@@ -22,7 +22,7 @@ def _epochs(folder: Path) -> list[int]:
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_kill_around_last_pt_then_resume_logs_each_epoch_once(tmp_path, monkeypatch, when) -> None:
     """Killed (Ctrl-C) at epoch 2 just before or just after last.pt is written."""
-    real = train.save_checkpoint
+    real = train_state.save_checkpoint
 
     def killed(path, ckpt):
         if Path(path).name == "last.pt" and ckpt["epoch"] == 2:
@@ -30,11 +30,11 @@ def test_a_kill_around_last_pt_then_resume_logs_each_epoch_once(tmp_path, monkey
                 real(path, ckpt)
             raise KeyboardInterrupt
         return real(path, ckpt)
-    monkeypatch.setattr(train, "save_checkpoint", killed)
+    monkeypatch.setattr(train_state, "save_checkpoint", killed)
     out = tmp_path / "run"
     code, _, err = cli("distill", *ARGS, "-o", out)
     assert code == 130, err
-    monkeypatch.setattr(train, "save_checkpoint", real)
+    monkeypatch.setattr(train_state, "save_checkpoint", real)
     code, _, err = cli("distill", *ARGS, "--resume", "-o", out)
     assert code == 0, err
     assert _epochs(out) == [1, 2, 3]

@@ -3,7 +3,6 @@ with snnTorch's real exporter, N-MNIST files in the real format, and the issue's
 
 from __future__ import annotations
 
-import h5py
 import nir
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.nir.canonicalize import canonicalize
 from kdsnn.compiler.nir.read import read_nir
+from nir_files import write_foreign
 
 import kdsnn.deploy as flow
 from kdsnn import nmnist
@@ -27,24 +27,6 @@ def opts(source, out, **kw):
     return {**base, **kw}
 
 
-def write_file(path, graph, version=nir.version, drop_v_reset=False):
-    """A .nir as an exporter of `version` writes it (optionally without v_reset)."""
-    def rec(group, d):
-        for k, v in d.items():
-            if v is None or (k == "metadata" and not v) or (drop_v_reset and k == "v_reset"):
-                continue
-            if isinstance(v, dict):
-                rec(group.create_group(str(k)), v)
-            elif isinstance(v, str):
-                group.create_dataset(k, data=v, dtype=h5py.string_dtype())
-            else:
-                group.create_dataset(k, data=v)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("version", data=version, dtype=h5py.string_dtype())
-        rec(f.create_group("node"), graph.to_dict())
-    return path
-
-
 def if_mlp(input_name="input", r=1.0, n_in=12, shape=None, n_out=3):
     shape = shape or (n_in,)
     nodes = {input_name: nir.Input(input_type={"input": np.array(shape)}),
@@ -59,14 +41,14 @@ def if_mlp(input_name="input", r=1.0, n_in=12, shape=None, n_out=3):
 # ------------------------------------------------------------------------------ the six defects
 def test_spikingjelly_r_is_one_over_dt(tmp_path):
     """IF r = 1/dt (SpikingJelly) is unit gain, not a 1e4 times lower threshold."""
-    g = read_nir(write_file(tmp_path / "sj.nir", if_mlp("input_1", r=1e4)), dt=1e-4)
+    g = read_nir(write_foreign(tmp_path / "sj.nir", if_mlp("input_1", r=1e4)), dt=1e-4)
     assert np.allclose(g.nodes["if1"].v_threshold, 1.0)
     with pytest.raises(KdsnnError, match=r"node 'if1'.*r=10000.*pass --dt.*SpikingJelly write graphs for dt = 1e-4"):
         read_nir(tmp_path / "sj.nir")
 
 
 def test_old_nir_without_v_reset_needs_reset(tmp_path):
-    p = write_file(tmp_path / "old.nir", if_mlp(), version="0.2.0", drop_v_reset=True)
+    p = write_foreign(tmp_path / "old.nir", if_mlp(), version="0.2.0", drop=("v_reset",))
     with pytest.raises(KdsnnError, match=r"node 'if1': IF without v_reset.*nir 0\.2\.0.*--reset zero or --reset subtract"):
         read_nir(p)
     g = read_nir(p, reset="subtract")
@@ -75,7 +57,7 @@ def test_old_nir_without_v_reset_needs_reset(tmp_path):
     sub = ReferenceBackend().compile(g, T=6).run(x)
     zero = ReferenceBackend().compile(read_nir(p, reset="zero"), T=6).run(x)
     assert sub.spike_counts["if1"].sum() > zero.spike_counts["if1"].sum()   # subtract keeps the excess
-    p2 = write_file(tmp_path / "new.nir", if_mlp(), drop_v_reset=True)   # nir >= 1.0.6: v_reset = 0
+    p2 = write_foreign(tmp_path / "new.nir", if_mlp(), drop=("v_reset",))   # nir >= 1.0.6: v_reset = 0
     assert read_nir(p2).metadata["reset_modes"] == {"if1": "zero"}
 
 
@@ -84,7 +66,7 @@ def test_input_node_of_any_name_lowers(tmp_path):
     from kdsnn.compiler.lower import lower
     from kdsnn.compiler.targets import load_target
 
-    g = read_nir(write_file(tmp_path / "g.nir", if_mlp("input_1")))
+    g = read_nir(write_foreign(tmp_path / "g.nir", if_mlp("input_1")))
     assert "input" in g.nodes and "input_1" not in g.nodes
     g.metadata["T"] = 4
     net = lower(g, load_target("loihi"), RNG.normal(0, 1, (8, 12)), T=4)
@@ -93,7 +75,7 @@ def test_input_node_of_any_name_lowers(tmp_path):
 
 def test_flat_input_against_image_dataset(tmp_path):
     """A flat (64,) Input runs on the 1x8x8 `digits` images (C-order flatten, said in the notes)."""
-    p = write_file(tmp_path / "flat.nir", if_mlp(n_in=64, shape=(1, 64), n_out=10))
+    p = write_foreign(tmp_path / "flat.nir", if_mlp(n_in=64, shape=(1, 64), n_out=10))
     ctx = flow.export_command(**opts(p, tmp_path / "out", dataset="digits", time_steps=3, samples=10))
     assert ctx.samples.x.shape == (10, 64)
     assert "C order" in ctx.samples.note
@@ -116,7 +98,7 @@ def test_cycle_error_names_only_the_cycle(tmp_path):
     g.nodes["fc2"] = nir.Affine(weight=RNG.normal(0, 0.8, (3, 16)), bias=np.zeros(3))
     g.edges += [("fc2", "fc3"), ("fc3", "fc2")]
     with pytest.raises(KdsnnError, match=r"cycle through (fc2 -> fc3 -> fc2|fc3 -> fc2 -> fc3) with no neuron") as e:
-        read_nir(write_file(tmp_path / "loop.nir", g))
+        read_nir(write_foreign(tmp_path / "loop.nir", g))
     assert not any(k in str(e.value).split("cycle through")[1].split("with no")[0] for k in ("input", "fc1", "if1"))
 
 

@@ -20,6 +20,7 @@ from kdsnn.compiler.nir.canonicalize import canonicalize
 from kdsnn.compiler.nir.meta import graph_meta
 from kdsnn.compiler.nir.read import read_nir
 from kdsnn.compiler.nir.write import write_nir
+from nir_files import write_foreign
 
 from kdsnn.errors import KdsnnError
 
@@ -72,24 +73,6 @@ def sinabs_cnn(old_flatten=True):
     edges = [("input", "conv"), ("conv", "iaf1"), ("iaf1", "pool"), ("pool", "flat"), ("flat", "fc"),
              ("fc", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={}, type_check=False)
-
-
-def write_foreign(path, graph):
-    """nir.write's layout, without compression (0-d parameters) and without None fields
-    (nir 1.0.8's writer fails on them; the reader takes a missing key as None)."""
-    def rec(group, d):
-        for k, v in d.items():
-            if v is None or (k == "metadata" and not v):
-                continue
-            if isinstance(v, dict):
-                rec(group.create_group(str(k)), v)
-            elif isinstance(v, str):
-                group.create_dataset(k, data=v, dtype=h5py.string_dtype())
-            else:
-                group.create_dataset(k, data=v)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
-        rec(f.create_group("node"), graph.to_dict())
 
 
 def roundtrip(graph, tmp_path, name="g.nir"):

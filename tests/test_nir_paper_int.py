@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not PAPER.is_dir(), reason=f"the NIR paper's gra
 BRAILLE = {"zero": PAPER / "03_rnn/braille_noDelay_bias_zero.nir",
            "subtract": PAPER / "03_rnn/braille_noDelay_noBias_subtract.nir"}
 LIF = PAPER / "01_lif"
-RNG = np.random.default_rng(17)
+N_BRAILLE = 48   # random samples for the snnTorch comparison
 torch.set_num_threads(1)
 
 
@@ -36,13 +36,56 @@ def _csv(name: str) -> np.ndarray:
     return np.loadtxt(LIF / f"{name}.csv", delimiter=",")
 
 
+# ------------------------------------------------------------------------------ refusals
+@pytest.mark.parametrize("rel, node, version, tau", [
+    ("01_lif/lif_norse.nir", "1", "0.1.1", "tau=0.0025"),
+    ("01_lif/lif_rockpool.nir", "1_LIFNeuronTorch", "0.2.0", "tau=0.0025"),
+    ("02_cnn/cnn_sinabs.nir", "1", "0.2.0", None),
+    ("03_rnn/braille_noDelay_bias_zero.nir", "lif1.lif", "0.2.0", "tau_mem=0.001"),
+    ("03_rnn/braille_noDelay_noBias_subtract.nir", "lif1.lif", "0.2.0", "tau_mem=0.000666667"),
+])
+def test_paper_graphs_refused_without_reset_or_dt(rel, node, version, tau):
+    """Every published graph was written by nir <= 1.0.5 without v_reset: without --reset it
+    is refused naming the first spiking node and the writer's version (never read as reset
+    to zero); a leaky one is then refused without --dt, naming the node and its tau. The
+    IF CNN (r = 1) does not depend on dt."""
+    path = PAPER / rel
+    with pytest.raises(KdsnnError, match=rf"node '{node}': \w+ without v_reset in a file written by nir "
+                                         rf"{version}.*pass --reset zero or --reset subtract"):
+        read_nir(path, dt=1e-4)
+    if tau is None:
+        assert set(read_nir(path, reset="subtract").metadata["reset_modes"].values()) == {"subtract"}
+        return
+    with pytest.raises(KdsnnError, match=rf"node '{node}': {tau} s is a time constant.*pass --dt SECONDS "
+                                         r"\(snnTorch and SpikingJelly .* 1e-4 s, Norse and Rockpool .* 1e-3 s\)"):
+        read_nir(path, reset="zero")
+
+
+@pytest.mark.parametrize("reset, params", [("zero", "parameters_noDelay_bias_ref_zero.json"),
+                                           ("subtract", "parameters_noDelay_noBias_ref_subtract.json")])
+def test_braille_dt_gives_snntorch_alpha_beta(reset, params):
+    """At --dt 1e-4 the braille graphs' tau_syn/tau_mem are the alpha/beta snnTorch trained
+    with (data/parameters_*.json; snnTorch's alpha, beta are the fractions kept per step,
+    kdsnn's the fractions that decay), and the hidden layer has the trained width."""
+    from kdsnn.compiler.dynamics import discretise_graph
+
+    hp = json.loads((PAPER / "03_rnn/data" / params).read_text())
+    disc = discretise_graph(read_nir(BRAILLE[reset], dt=1e-4, reset=reset))
+    for layer, tag in (("lif1.lif", "r"), ("lif2", "out")):
+        d = disc[layer]
+        assert d.kind == "CubaLIF" and d.reset == reset
+        np.testing.assert_allclose(1 - d.alpha, hp[f"alpha_{tag}"], atol=1e-6)
+        np.testing.assert_allclose(1 - d.beta, hp[f"beta_{tag}"], atol=1e-6)
+    assert disc["lif1.lif"].shape == (hp["nb_hidden"],)
+
+
 # ------------------------------------------------------------------------------ braille, integer
 @pytest.mark.slow
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_braille_rung4_exact_and_quantisation_stated(tmp_path, reset):
     """Recurrent CubaLIF (snnTorch's export) on intsim and Lava: identical sample by sample;
     parity.json and the summary state the 12-bit decay and threshold quantisation."""
-    x = (RNG.random((6, 40, 12)) < 0.25).astype(np.float32)
+    x = (np.random.default_rng(17).random((6, 40, 12)) < 0.25).astype(np.float32)
     np.savez(tmp_path / "x.npz", x=x)
     kw = {"target": "lava", "dt": 1e-4, "reset": reset, "input": str(tmp_path / "x.npz"), "samples": 6,
           "eval_samples": 6, "calibration": 6}
@@ -120,7 +163,8 @@ def test_braille_reference_against_snntorch_import(reset, capsys):
     subtract: the threshold is subtracted after the decay), and RSynaptic adds the recurrent
     bias already at step 0, where NIR's closing edge delivers nothing yet."""
     path = BRAILLE[reset]
-    x = (RNG.random((12, 50, 12)) < 0.3).astype(np.float32)
+    x = (np.random.default_rng(18).random((N_BRAILLE, 50, 12)) < 0.3).astype(np.float32)   # own seed: the
+    # printed agreement must not depend on which tests ran before
     mods = _snntorch_import(path, reset)
     spikes, mem = _snntorch_run(mods, x)
     res = ReferenceBackend().compile(read_nir(path, dt=1e-4, reset=reset), T=50).run(x, record=True)
@@ -147,6 +191,7 @@ def test_braille_reference_against_snntorch_import(reset, capsys):
               f"steps, argmax agreement {100 * argmax:.0f} % (snnTorch's delayed reset"
               f"{' and step-0 recurrent bias' if isinstance(w_rec, nir.Affine) else ''})")
     assert ours.sum() > 0 and spikes.sum() > 0
+    assert argmax >= 0.8   # measured 90 % (zero) and 88 % (subtract) on these 48 samples
 
 
 # ------------------------------------------------------------------------------ the LIF neuron

@@ -26,7 +26,7 @@ def test_loihi_matches_lava_fixed_point_models() -> None:
 
 def test_weight_range_agrees_with_lava_truncation() -> None:
     import numpy as np
-    from kdsnn.backends.intsim.fast import lava_dense_weights
+    from kdsnn.backends.intsim.arith import lava_dense_weights
     w = np.arange(-400, 400)
     for mode in ("mixed", "excitatory", "inhibitory"):
         for bits in (8, 6, 4):
@@ -131,7 +131,7 @@ def test_one_hardware_description(tmp_path) -> None:
     cites its own file, not Loihi's papers; widths intsim cannot simulate are refused."""
     import numpy as np
     from kdsnn.backends.intsim import IntSimBackend
-    from kdsnn.backends.intsim.fast import ACT_SHIFT, DECAY_SHIFT, STATE_MAX
+    from kdsnn.backends.intsim.arith import ACT_SHIFT, DECAY_SHIFT, STATE_MAX
     from kdsnn.compiler.profile.build import _default_models
     from kdsnn.compiler.profile.energy import LOIHI as LOIHI_ENERGY
     from kdsnn.compiler.profile.limits import LOIHI1_LIMITS, target_limits

@@ -190,7 +190,7 @@ def test_bad_options(tmp_path) -> None:
 
 
 def test_random_shift_translates_and_pads_with_background() -> None:
-    from kdsnn.train import random_shift
+    from kdsnn.train_epoch import random_shift
 
     torch.manual_seed(0)
     x = torch.arange(3 * 2 * 5 * 5, dtype=torch.float32).view(3, 2, 5, 5)

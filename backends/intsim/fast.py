@@ -1,28 +1,18 @@
 """intsim: the bit-accurate integer IF simulator (docs/design.md, "Integer semantics"), batched and fast.
 
 Canonical semantics: zero synaptic delay, T steps per sample, zero state at sample start,
-and Lava 0.10's fixed-point arithmetic exactly, including its integer widths:
-
-  dense  a = wrap32(shift(W' . s, weight_exp))   W' = Lava clip to 8 bits, then LSB truncation
-                                                 (mixed sign: even values); int32 channel
-  conv   a = wrap24(conv(W, s))                  Lava's Conv: weights as given, weight_exp
-                                                 ignored (must be 0), signed 24-bit clamp
-  LIF    a_in = wrap32(sum of the population's incoming a)           (int32 port sum)
-         u = wrap_once24(wrap32(decay(u, du + 1) + wrap32(a_in << 6)))
-         v = clip(wrap32(decay(v, dv) + u + bias), -(2^23 - 1), 2^23 - 1)
-         s = v > vth << 6;  v = 0 where s
-  wrap_once24(x) = x - 2^24 if x > 2^23, x + 2^24 if x <= -2^23, else x  (Lava's exact test)
+and Lava 0.10's fixed-point arithmetic exactly, including its integer widths
+(`kdsnn.backends.intsim.arith` states them).
 
 Because the network is a feed-forward DAG without delays, each population is computed for
 all T steps at once (time-folded, like the float student), then the next one. Integer
-sums run in float32 (or float64) only where `_exact_dtype` proves from the weights' and
+sums run in float32 (or float64) only where `exact_dtype` proves from the weights' and
 inputs' maxima that every partial sum is an integer below 2^24 (2^53); otherwise an exact
 int64 path is taken. The bound is checked in code when compiling, not assumed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,73 +21,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Executable, RunResult
+from kdsnn.backends.intsim.arith import (
+    ACT_SHIFT,
+    STATE_MAX,
+    VTH_SHIFT,
+    bias_effective,
+    decay,
+    effective_weights,
+    wrap,
+    wrap_once24,
+)
+from kdsnn.backends.intsim.kernels import (
+    F32_EXACT,
+    absmax,
+    accumulation_bound,
+    clip_,
+    conv_int64,
+    exact_dtype,
+    no_nnpack,
+    pooled_bound,
+    spike_dtype,
+    sum_pool,
+    take,
+)
 from kdsnn.compiler.geometry import pool_factor, window_out_hw
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
-from kdsnn.compiler.targets import LOIHI as _LAVA
 
 from kdsnn.errors import KdsnnError
-
-# Lava 0.10's fixed-point widths, as the loihi spec states them (kdsnn.compiler.targets);
-# IntNets lowered for other widths are refused when compiled (targets.check_simulable).
-LAVA_CLIP_BITS = _LAVA.weight_bits  # Lava's Dense clips weights to 8 bits, whatever the target
-STATE_MAX = _LAVA.state_max         # 24-bit u and v
-ACT_SHIFT = _LAVA.act_shift
-VTH_SHIFT = _LAVA.vth_shift
-DECAY_SHIFT = _LAVA.decay_bits
-F32_EXACT = 1 << 24
-F64_EXACT = 1 << 53
-
-
-# -- Lava's weight handling -------------------------------------------------------------
-def lava_dense_weights(w: np.ndarray, sign_mode: str, num_weight_bits: int) -> np.ndarray:
-    """What PyDenseModelBitAcc does to weights: clip_weights(8 bits) then truncate_weights."""
-    w = np.asarray(w).astype(np.int64)
-    mixed = sign_mode == "mixed"
-    inhib = sign_mode == "inhibitory"
-    if inhib:
-        w = -w
-    lo = -(1 << LAVA_CLIP_BITS) if mixed else 0
-    w = np.clip(w, lo, (1 << LAVA_CLIP_BITS) - 1)
-    ntb = LAVA_CLIP_BITS - num_weight_bits + int(mixed)
-    w = (w >> ntb) << ntb
-    return -w if inhib else w
-
-
-def effective_weights(c: Connection) -> np.ndarray:
-    """The integer weights a connection really applies (int64)."""
-    if c.kind == "dense":
-        return lava_dense_weights(c.weight, c.sign_mode, c.num_weight_bits)
-    return np.asarray(c.weight).astype(np.int64)
-
-
-# -- integer helpers (torch int64) ------------------------------------------------------
-def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Two's complement wrap of int64 values to a signed `bits`-bit integer."""
-    half = 1 << (bits - 1)
-    return ((x + half) & ((1 << bits) - 1)) - half
-
-
-def decay(x: torch.Tensor, d: int) -> torch.Tensor:
-    """sign(x) * ((|x| * (4096 - d)) >> 12), as Lava computes it in int64."""
-    if d == 0:
-        return x
-    if d >= 1 << DECAY_SHIFT:
-        return torch.zeros_like(x)
-    p = x * ((1 << DECAY_SHIFT) - d)
-    return torch.sign(p) * (p.abs() >> DECAY_SHIFT)
-
-
-def wrap_once24(x: torch.Tensor) -> torch.Tensor:
-    """Lava's u overflow handling: one conditional wrap, with `> max` and `<= -max`."""
-    y = torch.where(x > STATE_MAX, x - 2 * STATE_MAX, x)
-    return torch.where(y <= -STATE_MAX, x + 2 * STATE_MAX, y)
-
-
-def bias_effective(mant: np.ndarray, exp: int) -> np.ndarray:
-    """Lava's scale_bias: int16 storage of the mantissa, int32 shift by the exponent."""
-    m = ((np.asarray(mant).astype(np.int64) + (1 << 15)) & 0xFFFF) - (1 << 15)
-    out = (m << exp) if exp >= 0 else (m >> -exp)
-    return ((out + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
 # -- compiled form ------------------------------------------------------------------------
@@ -113,91 +63,6 @@ class _Conn:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
 
-
-def _absmax(t: torch.Tensor | None) -> int:
-    if t is None or t.numel() == 0:
-        return 0
-    lo, hi = torch.aminmax(t)
-    return max(-int(lo), int(hi))
-
-
-def _clip_(v: torch.Tensor, lim: int) -> int:
-    """Clip v to +-lim in place (Lava's 24-bit v); returns how many values were clipped."""
-    if v.numel() == 0:
-        return 0
-    lo, hi = torch.aminmax(v)
-    if int(hi) <= lim and int(lo) >= -lim:
-        return 0
-    k = int(((v > lim) | (v < -lim)).sum())
-    v.clamp_(-lim, lim)
-    return k
-
-
-def sum_pool(x: torch.Tensor, s: int, scratch: dict | None = None) -> torch.Tensor:
-    """Non-overlapping s x s sum-pool of (N, C, H, W), H and W multiples of s (`pool_factor`).
-
-    Strided adds, in x's dtype: exact for integers (int64), and in float32/float64 when every
-    window sum is an integer below 2^24 / 2^53 (`_exact_dtype` is chosen from a bound that
-    covers it, `pooled_bound`). On CPU this is several times faster than avg_pool2d with
-    divisor_override=1, and it never rounds.
-    """
-    n, c, hh, ww = x.shape
-    h = torch.add(x[:, :, 0::s], x[:, :, 1::s], out=_take(scratch, "pool_h", (n, c, hh // s, ww), x))
-    for i in range(2, s):
-        h.add_(x[:, :, i::s])
-    y = torch.add(h[..., 0::s], h[..., 1::s], out=_take(scratch, "pool", (n, c, hh // s, ww // s), x))
-    for j in range(2, s):
-        y.add_(h[..., j::s])
-    return y
-
-
-def _take(scratch: dict | None, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """A contiguous buffer of `shape` in like's dtype/device, reused from `scratch` between batches.
-
-    Fresh large tensors are fresh pages that the kernel zero-fills on first touch: profiled,
-    that was the largest single cost of a batch (more than the convolutions). One flat
-    buffer per role, grown to the largest batch seen, is touched once per executable.
-    """
-    need = int(np.prod(shape))
-    if scratch is None:
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-    buf = scratch.get(key)
-    if buf is None or buf.dtype != like.dtype or buf.numel() < need:
-        buf = scratch[key] = torch.empty(need, dtype=like.dtype, device=like.device)
-    return buf[:need].view(shape)
-
-
-def pooled_bound(bound: int, pool: int, src_max: int) -> int:
-    """The largest |value| the factored path holds: a window sum or a partial sum of the conv.
-
-    Each window sum is at most pool^2 * src_max. Any partial sum of the reduced kernel w_r on
-    pooled inputs, in whatever order a BLAS or conv kernel adds, is a sum over a subset of
-    windows of |w_r| * pool^2 * src_max, at most sum|w_r| * pool^2 * src_max: that is the
-    folded kernel's sum|w| * src_max (the folded W repeats w_r over the window), i.e. `bound`.
-    """
-    return max(int(bound), pool * pool * int(src_max)) if pool > 1 else int(bound)
-
-
-def _spike_dtype(consumers: list[torch.dtype]) -> torch.dtype:
-    """The dtype a population's 0/1 spikes are written in: its consumers' float dtype when they
-    all share one, else float32 (int64 consumers convert, exactly, when they read)."""
-    ds = set(consumers)
-    return ds.pop() if len(ds) == 1 and next(iter(ds)) in (torch.float32, torch.float64) else torch.float32
-
-
-def _exact_dtype(bound: int) -> torch.dtype:
-    if bound < F32_EXACT:
-        return torch.float32
-    if bound < F64_EXACT:
-        return torch.float64
-    return torch.int64
-
-
-def accumulation_bound(w: np.ndarray, kind: str, src_max: int) -> int:
-    """Largest |sum| any partial sum of one output can reach with |inputs| <= src_max."""
-    a = np.abs(w.astype(np.int64)) if w.size else np.zeros((1, 1), np.int64)
-    per_out = a.sum(axis=1) if kind == "dense" else a.reshape(a.shape[0], -1).sum(axis=1)
-    return int(per_out.max(initial=0)) * int(src_max)
 
 
 MEMORY_BUDGET = 16 << 20     # bytes of one population's T-step spike buffer per batch
@@ -247,7 +112,7 @@ class IntSimExecutable(Executable):
                 fac = pool_factor(c, w, net.shape_of(c.src)) if factor_pools else None
                 pool, wr, stride, padding = 1, w, c.stride, c.padding
                 src_max = net.input.qmax if c.src == INPUT else 1
-                dt = _exact_dtype(pooled_bound(bound, fac[0] if fac else 1, src_max))
+                dt = exact_dtype(pooled_bound(bound, fac[0] if fac else 1, src_max))
                 if fac is not None:
                     pool, wr = fac
                     if c.kind == "conv":
@@ -256,9 +121,9 @@ class IntSimExecutable(Executable):
                 wt = torch.from_numpy(wr if dt == torch.int64 else wr.astype(np.float64)).to(self.device, dt)
                 lst.append(_Conn(c, bound, a_bound, dt, wt, c.src == INPUT, pool, stride, padding))
             self.conns[p.name] = lst
-        self._scratch: dict[str, dict] = {}       # reused buffers per population / connection (`_take`)
+        self._scratch: dict[str, dict] = {}       # reused buffers per population / connection (`take`)
         self._like = {d: torch.empty(0, dtype=d, device=self.device) for d in (torch.float32, torch.float64, torch.int32)}
-        self.spike_dtype = {p.name: _spike_dtype([k.dtype for lst in self.conns.values() for k in lst
+        self.spike_dtype = {p.name: spike_dtype([k.dtype for lst in self.conns.values() for k in lst
                                                   if k.c.src == p.name]) for p in net.populations}
         self.bias = {p.name: torch.from_numpy(bias_effective(p.bias_mant, p.bias_exp).reshape(-1)).to(self.device)
                      for p in net.populations}
@@ -296,9 +161,9 @@ class IntSimExecutable(Executable):
             x = x.reshape(x.shape[0], -1)
             acc = x @ k.wt.T
         elif k.dtype == torch.int64:
-            acc = _conv_int64(x, k.wt, c, k.stride, k.padding)
+            acc = conv_int64(x, k.wt, c, k.stride, k.padding)
         else:
-            with _no_nnpack():
+            with no_nnpack():
                 acc = F.conv2d(x, k.wt, None, k.stride, k.padding, c.dilation, c.groups)
         acc = acc.reshape(acc.shape[0], -1)
         e = c.weight_exp                                          # 0 for conv (_check_conn)
@@ -362,16 +227,16 @@ class IntSimExecutable(Executable):
         """
         size = p.size
         bias = self.bias[p.name]
-        bmax = _absmax(bias)
+        bmax = absmax(bias)
         vth = int(p.vth) << VTH_SHIFT
         lim = STATE_MAX - 1
         dyn = None if dynamic is None else dynamic.reshape(T, n, size)
         mine = self._scratch.setdefault(p.name, {})
-        out = _take(mine, "spikes", (T, n, size), self._like[self.spike_dtype[p.name]])
+        out = take(mine, "spikes", (T, n, size), self._like[self.spike_dtype[p.name]])
         u_wraps = v_clips = 0
         is_float = any(t is not None and t.dtype == torch.float32 for t in (static, dynamic))
         if a_bound >= (1 << 17) and a_bound < (1 << 31):
-            a_bound = _absmax(static) + _absmax(dynamic)          # what this batch really reaches
+            a_bound = absmax(static) + absmax(dynamic)          # what this batch really reaches
         if_fast = p.du == 4095 and p.dv == 0 and a_bound < (1 << 17)
         # No clip can happen when T steps of the largest |64 a + bias| stay within +-lim: before
         # each step max(vth, 0) >= v >= -t * B (a spike resets to 0), so every pre-clip value
@@ -389,7 +254,7 @@ class IntSimExecutable(Executable):
                 base = None if static is None else static.mul_(float(1 << ACT_SHIFT))
             else:
                 base = bf.expand(n, size) if static is None else static.mul_(float(1 << ACT_SHIFT)).add_(bf)
-            v = _take(mine, "v", (n, size), self._like[torch.float32])
+            v = take(mine, "v", (n, size), self._like[torch.float32])
             for t in range(T):
                 if t == 0:                                       # v starts at 0: v = a[0] (+ base)
                     v.copy_(dyn[0] if dyn is not None else base)
@@ -401,7 +266,7 @@ class IntSimExecutable(Executable):
                     if base is not None:
                         v.add_(base)
                 if need_clip:
-                    v_clips += _clip_(v, lim)
+                    v_clips += clip_(v, lim)
                 st = out[t]
                 torch.gt(v, vth, out=st)                         # spikes straight into the buffer
                 if st.dtype == v.dtype:
@@ -415,13 +280,13 @@ class IntSimExecutable(Executable):
             b32 = bias.to(torch.int32)
             base = b32 if static is None else (static.to(torch.int32) << ACT_SHIFT) + b32
             dyn32 = None if dyn is None else dyn.to(torch.int32).mul_(1 << ACT_SHIFT)
-            v = _take(mine, "v", (n, size), self._like[torch.int32]).zero_()
+            v = take(mine, "v", (n, size), self._like[torch.int32]).zero_()
             for t in range(T):
                 v += base
                 if dyn32 is not None:
                     v += dyn32[t]
                 if need_clip:
-                    v_clips += _clip_(v, lim)
+                    v_clips += clip_(v, lim)
                 st = out[t]
                 torch.gt(v, vth, out=st)
                 v.mul_(st.logical_not())                          # reset by multiplication
@@ -492,87 +357,3 @@ class IntSimExecutable(Executable):
             extra={"overflow": diag, "out_scale": net.readout.out_scale,
                    "input_int": xq_all if record else None},
         )
-
-
-# -- conv helpers ---------------------------------------------------------------------------
-def _conv_int64(x: torch.Tensor, w: torch.Tensor, c: Connection, stride: tuple[int, int],
-                padding: tuple[int, int]) -> torch.Tensor:
-    """Exact int64 convolution via im2col (torch has no integer conv2d on CPU)."""
-    n, cin, h, wd = x.shape
-    cout, cpg, kh, kw = w.shape
-    g = c.groups
-    ph, pw = padding
-    sh, sw = stride
-    dh, dw = c.dilation
-    xp = F.pad(x, (pw, pw, ph, ph))
-    ho, wo = window_out_hw((h, wd), (kh, kw), stride, padding, c.dilation)
-    cols = []
-    for i in range(kh):
-        for j in range(kw):
-            cols.append(xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw])
-    col = torch.stack(cols, dim=2)                                # (n, cin, kh*kw, ho, wo)
-    col = col.reshape(n, g, cpg * kh * kw, ho * wo)
-    wg = w.reshape(g, cout // g, cpg * kh * kw)
-    out = torch.einsum("gok,ngkp->ngop", wg, col)
-    return out.reshape(n, cout, ho, wo)
-
-
-@contextlib.contextmanager
-def _no_nnpack():
-    """NNPACK's Winograd/FFT convolutions are not exact; keep PyTorch on direct/im2col."""
-    try:
-        ctx = torch.backends.nnpack.flags(enabled=False)
-    except AttributeError:  # pragma: no cover - very old torch
-        ctx = contextlib.nullcontext()
-    with ctx:
-        yield
-
-
-# -- parity rung 3 ----------------------------------------------------------------------------
-# Accuracy differences are k/n * 100 in floats: exactly the tolerance must pass.
-TOLERANCE_EPS = 1e-9
-
-
-def rung3(student_logits: np.ndarray, labels: np.ndarray, int_result: RunResult,
-          ref_result: RunResult | None = None, tolerance_points: float = 0.5) -> dict[str, Any]:
-    """Rung 3 of the parity ladder (docs/design.md, "The parity ladder"): the lowered IntNet on intsim vs the float student.
-
-    Accuracy of both on the same samples (pass: |float - integer| <= tolerance_points) and,
-    given a float run with spike counts (the `reference` backend on the NIR graph), the
-    per-layer spike agreement: total spike ratio integer / float, Pearson correlation of the
-    per-sample counts, mean |difference| relative to the float mean. JSON-ready.
-    """
-    labels = np.asarray(labels)
-    fl = np.asarray(student_logits).argmax(axis=1)
-    it = int_result.predictions
-    if len(fl) != len(labels) or len(it) != len(labels):
-        raise KdsnnError(f"rung 3: {len(fl)} float and {len(it)} integer predictions for {len(labels)} labels")
-    n = len(labels)
-    acc_f = float((fl == labels).mean()) if n else 0.0
-    acc_i = float((it == labels).mean()) if n else 0.0
-    delta = 100.0 * (acc_f - acc_i)
-    layers: dict[str, dict[str, Any]] = {}
-    if ref_result is not None:
-        for name, ci in int_result.spike_counts.items():
-            if name not in ref_result.spike_counts:
-                continue
-            a = np.asarray(ci, dtype=np.float64)
-            b = np.asarray(ref_result.spike_counts[name], dtype=np.float64)
-            corr = float(np.corrcoef(a, b)[0, 1]) if n > 1 and a.std() > 0 and b.std() > 0 else None
-            layers[name] = {
-                "spikes_int": float(a.sum()), "spikes_float": float(b.sum()),
-                "ratio": float(a.sum() / b.sum()) if b.sum() > 0 else None,
-                "correlation": corr,
-                "mean_abs_rel_diff": float(np.abs(a - b).mean() / b.mean()) if b.mean() > 0 else None,
-                "samples_equal": float((a == b).mean()) if n else 1.0,
-            }
-    overflow = int_result.extra.get("overflow", {}) if int_result.extra else {}
-    return {
-        "rung": 3, "name": "IntNet on intsim vs float student",
-        "samples": int(n), "accuracy_float": acc_f, "accuracy_int": acc_i,
-        "delta_points": delta, "tolerance_points": tolerance_points,
-        "prediction_agreement": float((fl == it).mean()) if n else 0.0,
-        "passed": bool(abs(delta) <= tolerance_points + TOLERANCE_EPS),
-        "layers": layers,
-        "overflow_events": {k: {kk: int(vv) for kk, vv in v.items()} for k, v in overflow.items()},
-    }

@@ -19,15 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from kdsnn.backends.intsim.fast import (
-    ACT_SHIFT,
-    STATE_MAX,
-    VTH_SHIFT,
-    IntSimExecutable,
-    decay,
-    wrap,
-    wrap_once24,
-)
+from kdsnn.backends.intsim.arith import ACT_SHIFT, STATE_MAX, VTH_SHIFT, decay, wrap, wrap_once24
+from kdsnn.backends.intsim.fast import IntSimExecutable
 from kdsnn.compiler.intnet import INPUT
 
 

@@ -41,6 +41,7 @@ from kdsnn.backends.lava.runtime import import_lava
 import_lava()                                    # before any lava import: see import_lava
 
 from kdsnn.backends.lava import layout
+from kdsnn.backends.lava.interrupt import LavaSession
 from kdsnn.backends.lava.procs.processes import CountingLIF, GradedSource, PyConvModelFixedIm2col
 from kdsnn.backends.lava.schedule import Schedule, uses_delay_dense
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
@@ -226,29 +227,37 @@ def run_stream(net: IntNet, sched: Schedule, xq: np.ndarray, record: bool = Fals
                progress: Any = None, chunks: int = 1, conv_model: str = "im2col") -> Observed:
     """Build, run for sched.total_steps steps (in `chunks` pieces for progress), stop, read."""
     t0 = time.perf_counter()
+    session = LavaSession()           # Ctrl-C / SIGTERM: a bounded stop, nothing left behind
     tmp = Path(tempfile.mkdtemp(prefix="kdsnn_lava_"))
     try:
-        built = build(net, sched, xq, tmp, record=record)
-        cfg = run_config(conv_model)
-        t1 = time.perf_counter()
-        total = sched.total_steps
-        done = 0
-        chunks = max(1, min(int(chunks), total))
-        t2 = t1
-        try:
-            built.anchor.create_runtime(run_cfg=cfg)
-            t2 = time.perf_counter()
-            for i in range(chunks):
-                n = (total * (i + 1)) // chunks - done
-                if n <= 0:
-                    continue
-                built.anchor.run(condition=RunSteps(num_steps=n, blocking=True))
-                done += n
-                if progress is not None:
-                    progress(n)
-            t3 = time.perf_counter()
-        finally:
-            built.anchor.stop()
+        with session:
+            built = build(net, sched, xq, tmp, record=record)
+            cfg = run_config(conv_model)
+            t1 = time.perf_counter()
+            total = sched.total_steps
+            done = 0
+            chunks = max(1, min(int(chunks), total))
+            t2 = t1
+            try:
+                built.anchor.create_runtime(run_cfg=cfg)
+                t2 = time.perf_counter()
+                for i in range(chunks):
+                    n = (total * (i + 1)) // chunks - done
+                    if n <= 0:
+                        continue
+                    built.anchor.run(condition=RunSteps(num_steps=n, blocking=True))
+                    done += n
+                    if progress is not None:
+                        progress(n)
+                t3 = time.perf_counter()
+            except BaseException:
+                session.stop(built.anchor, failed=True)
+                if session.interruption() is not None:
+                    raise session.interruption() from None
+                raise
+            session.stop(built.anchor)
+            if session.interruption() is not None:
+                raise session.interruption()
         t4 = time.perf_counter()
         counts: dict[str, np.ndarray] = {}
         trains: dict[str, np.ndarray] | None = {} if record else None

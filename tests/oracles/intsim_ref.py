@@ -3,7 +3,7 @@
 Python integers, one neuron and one synapse at a time, no vectorization, no float: slow
 and obviously right. It is the oracle `intsim` (and through it Lava) is tested against, so it
 lives with the tests, not in the package. The Lava-specific integer widths are spelled out
-where Lava's process models apply them (see backends/intsim/fast.py for the list).
+where Lava's process models apply them (see backends/intsim/arith.py for the list).
 """
 
 from __future__ import annotations
