@@ -250,7 +250,7 @@ def evaluate(**opts) -> None:
             evaluate_command(**{**opts, "target": "float"})
 
 
-# ---------------------------------------------------------------- deployment (kdsnn/deploy.py)
+# ------------------------------------------------ deployment (kdsnn/deploy.py, kdsnn/rerun.py)
 @cli.command(short_help='Export to NIR, lower, run on a backend, check the parity ladder.')
 @click.argument("source", type=click.Path(dir_okay=False))
 @cli_option(ExportConfig, "target", "--target")
@@ -325,7 +325,7 @@ def run(**opts) -> None:
     Example:
       kdsnn run runs/demo/export --target intsim
     """
-    from kdsnn.deploy import run_command
+    from kdsnn.rerun import run_command
 
     click.echo("\n".join(run_command(**opts).summary_lines()))
 

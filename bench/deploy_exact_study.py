@@ -55,9 +55,11 @@ def analyse(float_pt: Path, exact_pt: Path, none_pt: Path, n: int) -> dict:
     from kdsnn.compiler.export import student_to_nir
     from kdsnn.compiler.lower import lower
 
-    from kdsnn import deploy_exact as de
     from kdsnn.checkpoint import load_model
     from kdsnn.data import load_arrays
+    from kdsnn.deploy_exact import ExactStudent
+    from kdsnn.exact_plan import lower_exact
+    from kdsnn.exact_rung3 import compare_runs, spike_agreement_float
     from kdsnn.stages import run_student
 
     mf, cf = load_model(float_pt, kind="student")
@@ -66,14 +68,14 @@ def analyse(float_pt: Path, exact_pt: Path, none_pt: Path, n: int) -> dict:
     x_cal, _ = load_arrays(cf["dataset"], "train", 256)
     x, y = load_arrays(cf["dataset"], "test", n)
     net_f = lower(student_to_nir(mf, cf), "loihi", x_cal)
-    net_e = de.lower_exact(me, ce, x_cal)
+    net_e = lower_exact(me, ce, x_cal)
     with torch.no_grad():
         acc = {"float": float((run_student(mf, x).predictions == y).mean()),
                "float_on_intsim": float((IntSimBackend().compile(net_f).run(x).predictions == y).mean()),
                "none": float((run_student(mn, x).predictions == y).mean())}
-    after = de.compare_runs(de.ExactStudent(me, ce["deploy_exact"]), net_e, x)
+    after = compare_runs(ExactStudent(me, ce["deploy_exact"]), net_e, x)
     acc["exact"] = float((after.pop("predictions") == y).mean())
-    before = de.spike_agreement_float(mf, net_f, x)
+    before = spike_agreement_float(mf, net_f, x)
     return {"accuracy": acc, "before": before, "after": after["layers"], "exact_passed": after["passed"],
             "samples": int(len(y)), "prediction_agreement_float_intsim": None if not len(y) else
             float(np.mean(run_student(mf, x).predictions == IntSimBackend().compile(net_f).run(x).predictions))}

@@ -18,7 +18,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {"distill": "kdsnn.api", "export": "kdsnn.api", "run": "kdsnn.api", "lower": "kdsnn.api",
-        "Distilled": "kdsnn.api", "Deployment": "kdsnn.deploy", "Rerun": "kdsnn.deploy",
+        "Distilled": "kdsnn.api", "Deployment": "kdsnn.deploy", "Rerun": "kdsnn.rerun",
         "ExportConfig": "kdsnn.config", "RunConfig": "kdsnn.config", "DistillConfig": "kdsnn.config",
         "EvaluateConfig": "kdsnn.config", "LoweringConfig": "kdsnn.config",
         "KdsnnError": "kdsnn.errors", "ParityError": "kdsnn.errors"}

@@ -87,12 +87,12 @@ def export(source: PathLike, output: PathLike, *, quiet: bool = False, **options
 def run(artifact: PathLike, *, quiet: bool = False, **options: Any):
     """An export folder again on any backend (`kdsnn run`); options: kdsnn.config.RunConfig.
 
-    Returns a kdsnn.deploy.Rerun: .graph, .intnet, .result (logits, spike counts), .report.
+    Returns a kdsnn.rerun.Rerun: .graph, .intnet, .result (logits, spike counts), .report.
 
         >>> r = kdsnn.run("runs/kd/export", target="intsim", samples=200)
         >>> r.accuracy, r.result.logits.shape
     """
-    from kdsnn.deploy import rerun
+    from kdsnn.rerun import rerun
 
     return rerun(from_options(RunConfig, {**options, "artifact": str(artifact), "quiet": quiet}))
 

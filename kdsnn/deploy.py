@@ -1,20 +1,21 @@
-"""The deployment flow behind `kdsnn export` and `kdsnn run` (docs/design.md, "Data flow").
+"""The export driver behind `kdsnn export` (docs/design.md, "Data flow").
 
-The pipeline for a target is built from what its backend accepts (`Plan`), so any backend
-registered under the `kdsnn.backends` entry points deploys:
+The pipeline for a target is built from what its backend accepts (kdsnn.plan.Plan), so any
+backend registered under the `kdsnn.backends` entry points deploys:
 
   every target      source -> graph.nir -> rung 1 (source, float) -> rung 2 (graph.nir on reference)
   accepts "nir"     + graph.nir on the target backend (reported, not gated), unless it is reference
   accepts "intnet"  + lowering for --hw -> intsim, rung 3 -> the target backend, rung 4 (exact),
                       unless it is intsim -> report (operations, memory, mapping, energy)
 
-Each stage (kdsnn.stages) returns a typed result; `export` gathers them in a `Deployment`,
-`rerun` in a `Rerun`. Nothing here prints when the configuration says quiet; the CLI
-prints the summaries (`summary_lines`). Everything is written into a staging folder next
-to -o (kdsnn.staging) that replaces -o only when every stage has written: a failed or
-interrupted export leaves the earlier one as it was. A failed gate moves the run's files to
-`<out>.failed/` and raises ParityError. parity.json and report.json record the sha256 of
-graph.nir and intnet.kdsnn; `rerun` refuses a folder where they differ (kdsnn.bundle).
+Each stage (kdsnn.stages) returns a typed result; `export` gathers them in a `Deployment`
+(`kdsnn run`'s driver, kdsnn.rerun, gathers its one run in a `Rerun`). Nothing here prints
+when the configuration says quiet; the CLI prints the summaries (`summary_lines`).
+Everything is written into a staging folder next to -o (kdsnn.staging) that replaces -o
+only when every stage has written: a failed or interrupted export leaves the earlier one as
+it was. A failed gate moves the run's files to `<out>.failed/` and raises ParityError.
+parity.json and report.json record the sha256 of graph.nir and intnet.kdsnn; `kdsnn run`
+refuses a folder where they differ (kdsnn.bundle).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from kdsnn.backends.base import RunResult
 from kdsnn.compiler.nir.meta import graph_meta
-from kdsnn.config import ExportConfig, RunConfig, from_options
-from kdsnn.errors import KdsnnError, ParityError
+from kdsnn.config import ExportConfig, from_options
+from kdsnn.errors import ParityError
 from kdsnn.parity import (
     GRAPH_FILE,
     INTNET_FILE,
@@ -46,12 +47,12 @@ from kdsnn.parity import (
     rung3_exact,
     rung4,
     rung_line,
-    scores,
     write_parity,
     write_predictions,
 )
+from kdsnn.plan import Plan, plan_for
+from kdsnn.progress import bars, mode_of, say, stage_done
 from kdsnn.stages import (
-    EVAL_SAMPLES,
     Exported,
     Lowered,
     Samples,
@@ -61,69 +62,17 @@ from kdsnn.stages import (
     export_graph,
     load_samples,
     load_source,
-    lower_for_target,
     lower_graph,
     make_report,
     record_ok,
     resolve,
 )
 
-__all__ = ["Deployment", "Plan", "Rerun", "export", "export_command", "lower_for_target", "plan_for",
-           "rerun", "run_command"]
+__all__ = ["Deployment", "export", "export_command"]
 
 # what an export writes into -o: an earlier export's copies of these are replaced or dropped,
 # anything else there (a student.pt exported next to) is kept
 EXPORT_FILES = (GRAPH_FILE, INTNET_FILE, PREDICTIONS_FILE, PARITY_FILE, "report.json", "report.md", "plots")
-
-REMOVED_TARGETS = {"nir": "--target nir was removed: every export writes graph.nir; --target reference "
-                          "writes it and checks it (rungs 1 and 2) without lowering"}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Which stages a target runs, from what its backend accepts."""
-
-    target: str
-    accepts: Literal["nir", "intnet"]
-    default_samples: int
-
-    @property
-    def lowers(self) -> bool:
-        return self.accepts == "intnet"
-
-    @property
-    def extra_backend(self) -> str | None:
-        """The target when it is not one of the ladder's own backends (reference, intsim)."""
-        return None if self.target in ("reference", "intsim") else self.target
-
-    def sample_counts(self, samples: int | None, eval_samples: int | None) -> tuple[int, int]:
-        """(samples the target runs, samples the float and intsim rungs run)."""
-        n = int(samples or self.default_samples)
-        if self.extra_backend is None:
-            return n, n
-        return n, max(n, int(eval_samples or EVAL_SAMPLES))
-
-    def stages(self) -> list[str]:
-        out = ["source", GRAPH_FILE, "rung 1", "rung 2"]
-        if self.accepts == "nir" and self.extra_backend:
-            out.append(f"{self.target} (float)")
-        if self.lowers:
-            out += ["lower", "intsim", "rung 3"]
-            if self.extra_backend:
-                out += [self.target, "rung 4"]
-            out.append("report")
-        return out
-
-
-def plan_for(target: str) -> Plan:
-    """The plan of a registered, available backend (else a KdsnnError saying why not)."""
-    from kdsnn.backends.registry import backend_info
-
-    if target in REMOVED_TARGETS:
-        raise KdsnnError(REMOVED_TARGETS[target])
-    info = backend_info(target)
-    return Plan(target, info.accepts, int(getattr(info.cls, "default_samples", 1000)))  # type: ignore[arg-type]
-
 
 @dataclass(repr=False)
 class Deployment:
@@ -235,36 +184,6 @@ class Deployment:
                 f"T={self.setup.T}, {len(self.samples)} samples, rungs {rungs}, out={self.out})")
 
 
-def progress_mode(cfg: ExportConfig | RunConfig) -> str:
-    """bars, lines or none (kdsnn.progress): bars only on a terminal unless asked for."""
-    from kdsnn.progress import resolve
-
-    return resolve(getattr(cfg, "progress", None), cfg.quiet)
-
-
-def bars(mode: str) -> bool:
-    from kdsnn.progress import bars as _bars
-
-    return _bars(mode)
-
-
-def _stage(cfg: ExportConfig | RunConfig, what: str, n: int, t0: float) -> None:
-    """In lines / bars mode, one line per finished stage (what a log shows while Lava runs)."""
-    from kdsnn.progress import lines
-
-    if lines(progress_mode(cfg)):
-        import click
-
-        click.echo(f"  {what}: {n:,} test samples in {time.perf_counter() - t0:.1f} s")
-
-
-def _say(cfg: ExportConfig | RunConfig, msg: str, err: bool = False) -> None:
-    if not cfg.quiet:
-        import click
-
-        click.secho(msg, fg="yellow" if err else None, err=err)
-
-
 def _gate(d: Deployment, r: Rung, failure: str | None) -> None:
     d.rungs.append(r)
     if failure is not None:
@@ -303,14 +222,14 @@ def _export(cfg: ExportConfig, plan: Plan) -> Deployment:
 
 def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, setup: Setup) -> Deployment:
     """Every stage of the pipeline, writing into `stage`."""
-    progress = bars(progress_mode(cfg))
+    progress = bars(mode_of(cfg))
     exported = export_graph(source, setup, stage)
     n_target, n_all = plan.sample_counts(cfg.samples, cfg.eval_samples)
     d = Deployment(cfg, plan, source, setup, exported,
                    load_samples(setup.dataset.name, n_all, cfg, setup.input_shape, setup.T,
                                 meta=graph_meta(exported.graph, T=setup.T)), files=[exported.path], dir=stage)
     if d.samples.note:
-        _say(cfg, f"note: {d.samples.note}")
+        say(cfg, f"note: {d.samples.note}")
     x, y, T = d.samples.x, d.samples.y, setup.T
 
     t0 = time.perf_counter()
@@ -326,7 +245,7 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
         what, backend = f"source graph {source.path.name} (float, reference)", "reference"
     d.results["rung1"] = ref1
     d.timings["rung1_s"] = time.perf_counter() - t0
-    _stage(cfg, f"rung 1, {what}", len(x), t0)
+    stage_done(cfg, f"rung 1, {what}", len(x), t0)
     if cfg.expect:
         from kdsnn.peer import rung0_of
 
@@ -336,7 +255,7 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
     t0 = time.perf_counter()
     d.results["reference"] = res = compile_backend("reference", exported.graph, T, cfg).run(x, progress=progress)
     d.timings["rung2_s"] = time.perf_counter() - t0
-    _stage(cfg, f"rung 2, {GRAPH_FILE} on reference", len(x), t0)
+    stage_done(cfg, f"rung 2, {GRAPH_FILE} on reference", len(x), t0)
     _gate(d, *rung2(res, ref1, y))
 
     if plan.accepts == "nir" and plan.extra_backend:
@@ -351,27 +270,27 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
         d.timings["lower_s"] = low.wall_s
         d.files.append(low.path)
         net = low.intnet
-        _say(cfg, f"lowered for {low.spec.name}: {len(net.populations)} populations, {len(net.connections)} "
+        say(cfg, f"lowered for {low.spec.name}: {len(net.populations)} populations, {len(net.connections)} "
                   f"connections, depth {net.depth}, input {net.input.bits}-bit graded spikes "
                   f"(calibrated on {low.calibration} training samples) -> {Path(cfg.output) / low.path.name}")
         t0 = time.perf_counter()
         exe = compile_backend("intsim", net, T, cfg)
         d.results["intsim"] = res = exe.run(x, record=record_ok(net, len(x), T), progress=progress)
         d.timings["intsim_s"] = time.perf_counter() - t0
-        _stage(cfg, f"rung 3, {INTNET_FILE} on intsim", len(x), t0)
+        stage_done(cfg, f"rung 3, {INTNET_FILE} on intsim", len(x), t0)
         exact = None
         if source.kind == "checkpoint":
-            from kdsnn.deploy_exact import is_exact
-            from kdsnn.deploy_exact import rung3_exact as exact_check
+            from kdsnn.exact_plan import is_exact
+            from kdsnn.exact_rung3 import rung3_exact as exact_check
 
             t0 = time.perf_counter()
             exact = exact_check(source.model, source.config, net, x, y, intsim=res, batch_size=cfg.batch_size)
             if exact is not None:
                 d.timings["rung3_exact_s"] = time.perf_counter() - t0
-                _stage(cfg, "rung 3 exact, the student's deployment-exact forward", len(x), t0)
+                stage_done(cfg, "rung 3 exact, the student's deployment-exact forward", len(x), t0)
                 _gate(d, *rung3_exact(exact, res, ref1, y))
             elif is_exact(source.config):
-                _say(cfg, "note: the student is deployment-exact, but "
+                say(cfg, "note: the student is deployment-exact, but "
                           + "; ".join(m.removeprefix("plan: ") for m in net.metadata["lowering"]["log"]
                                       if m.startswith("plan:")))
         warning = None
@@ -380,14 +299,14 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
             d.rungs.append(r)
         if warning:
             d.warnings.append(warning)
-            _say(cfg, f"warning: {warning}", err=True)
+            say(cfg, f"warning: {warning}", err=True)
         if plan.extra_backend:
             t0 = time.perf_counter()
             exe = compile_backend(plan.target, net, T, cfg)
             n = min(n_target, len(x))
             d.results[plan.target] = res = exe.run(x[:n], record=record_ok(net, n, T), progress=progress)
             d.timings[f"{plan.target}_s"] = time.perf_counter() - t0
-            _stage(cfg, f"rung 4, {INTNET_FILE} on {plan.target}", n, t0)
+            stage_done(cfg, f"rung 4, {INTNET_FILE} on {plan.target}", n, t0)
             what = ("Lava fixed_pt (Loihi bit-accurate)" if plan.target == "lava"
                     else f"{INTNET_FILE} on {plan.target} (integer)")
             _gate(d, *rung4(res, d.results["intsim"], y, [p.name for p in net.populations], what))
@@ -405,106 +324,10 @@ def _export_into(stage: Path, cfg: ExportConfig, plan: Plan, source: Source, set
         written = write_reports(d.report, stage)
         d.timings["report_s"] = time.perf_counter() - t0
         d.files.extend(Path(p) for p in written)  # report.json, report.md and plots/*.png
-        _say(cfg, render_table(d.report))
+        say(cfg, render_table(d.report))
     return d
 
 
 def export_command(**opts: Any) -> Deployment:
     """`kdsnn export SOURCE --target T -o OUT` from keyword options (None = the default)."""
     return export(from_options(ExportConfig, opts))
-
-
-# ------------------------------------------------------------------------------ kdsnn run
-@dataclass(repr=False)
-class Rerun:
-    """An exported folder run again on one backend: the graph, the IntNet (integer targets),
-    the run's logits and spikes."""
-
-    config: RunConfig
-    target: str
-    graph: Any
-    intnet: Any
-    result: RunResult
-    samples: Samples
-    dataset: str
-    T: int
-    wall_s: float
-    report: dict[str, Any] | None = None     # the folder's report.json, when it has one
-
-    @property
-    def results(self) -> dict[str, RunResult]:
-        return {self.target: self.result}
-
-    @property
-    def accuracy(self) -> float | None:
-        return scores(self.result, self.samples.y)["accuracy"]
-
-    def summary_lines(self) -> list[str]:
-        n = len(self.samples)
-        acc = "n/a (no labels)" if self.accuracy is None else f"{100 * self.accuracy:.2f} %"
-        lines = [f"{self.target} on {self.dataset} (first {n:,} test samples, T={self.T}): accuracy "
-                 f"{acc}, {n / max(self.wall_s, 1e-9):.1f} samples/s"]
-        return lines + [f"  {layer:<24} {c.mean():10.1f} spikes/sample"
-                        for layer, c in self.result.spike_counts.items()]
-
-    def __repr__(self) -> str:
-        return (f"Rerun({self.target} on {self.dataset}, T={self.T}, {len(self.samples)} samples, "
-                f"accuracy {self.accuracy})")
-
-
-def rerun(cfg: RunConfig) -> Rerun:
-    """Run an export folder again on any registered backend."""
-    from kdsnn.compiler.nir.read import read_nir
-
-    cfg.check()
-    plan = plan_for(cfg.target)
-    folder = Path(cfg.artifact)
-    if not folder.is_dir():
-        raise KdsnnError(f"{folder} is not an export folder (made by `kdsnn export -o {folder}`)")
-    gpath = folder / GRAPH_FILE
-    if not gpath.exists():
-        raise KdsnnError(f"{folder} has no {GRAPH_FILE}; run `kdsnn export ... -o {folder}` first")
-    from kdsnn.bundle import check_bundle
-
-    check_bundle(folder)   # graph.nir and intnet.kdsnn are the ones parity.json records
-    graph = read_nir(gpath, dt=cfg.dt, reset=cfg.reset)
-    from kdsnn.inputs import graph_input_shape, input_steps, run_info
-
-    meta = graph_meta(graph, T=cfg.time_steps or input_steps(vars(cfg), graph_input_shape(graph)))
-    T = meta["T"]
-    shape = tuple(meta["input_shape"])
-    ds = None if cfg.input else (cfg.dataset or meta.get("dataset"))
-    dataset = run_info(vars(cfg), ds, shape, int(meta["num_classes"]), gpath).name
-    intnet = None
-    if plan.lowers:
-        from kdsnn.compiler.intnet import IntNet
-
-        ipath = folder / INTNET_FILE
-        if not ipath.exists():
-            raise KdsnnError(f"{folder} has no {INTNET_FILE}; export with an integer target "
-                             "(intsim, lava) first")
-        intnet = IntNet.load(ipath)
-        if cfg.time_steps and int(cfg.time_steps) != intnet.T:
-            raise KdsnnError(f"{ipath} was lowered for T={intnet.T}; re-export to change T")
-        T = intnet.T
-    from kdsnn.budget import check_run
-    from kdsnn.compiler.nir.meta import graph_summary
-
-    check_run(cfg.batch_size, int(T), shape, graph_summary(graph)["neurons"], f"run of {folder}")
-    samples = load_samples(dataset, int(cfg.samples or plan.default_samples), cfg, shape, int(T), meta=meta)
-    t0 = time.perf_counter()
-    exe = compile_backend(plan.target, intnet if plan.lowers else graph, T, cfg)
-    res = exe.run(samples.x, progress=bars(progress_mode(cfg)))
-    wall = time.perf_counter() - t0
-    report = None
-    if (folder / "report.json").is_file():
-        from kdsnn.compiler.profile.report import load_report
-        from kdsnn.stages import Report
-
-        report = Report(load_report(folder))
-    return Rerun(cfg, plan.target, graph, intnet, res, samples, str(dataset), int(T), wall, report)
-
-
-def run_command(**opts: Any) -> Rerun:
-    """`kdsnn run FOLDER --target T` from keyword options (None = the default)."""
-    return rerun(from_options(RunConfig, opts))

@@ -28,9 +28,9 @@ from kdsnn.config import (
     default,
     from_options,
 )
-from kdsnn.deploy import plan_for
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import parse_noise
+from kdsnn.plan import plan_for
 from kdsnn.robustness import RobustModel, load_models, report_robustness, run_robustness
 from kdsnn.stages import compile_backend, lower_for_target
 

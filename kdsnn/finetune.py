@@ -25,10 +25,12 @@ LR_FACTOR = 0.1            # fine-tuning lr = the student's peak lr times this, 
 
 
 def finetune_command(**opts: Any) -> dict[str, Any]:
-    from kdsnn import deploy_exact as de
     from kdsnn.checkpoint import load_model
     from kdsnn.config import check_values
     from kdsnn.data import load_arrays
+    from kdsnn.deploy_exact import ExactStudent
+    from kdsnn.exact_plan import headroom_note, is_exact, lower_exact, make_plan
+    from kdsnn.exact_rung3 import compare_runs, spike_agreement_float
     from kdsnn.io import ensure_dir
     from kdsnn.kd_loss import check_mode
     from kdsnn.train import train_loop
@@ -43,7 +45,7 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     src = Path(opts["student"])
     hw = str(opts.get("deploy_exact") or "loihi")
     model, cfg0 = load_model(src, device="cpu", kind="student")
-    if de.is_exact(cfg0):
+    if is_exact(cfg0):
         echo(f"note: {src} is already deployment-exact (for {cfg0['deploy_exact']['target']}); "
              "its float weights are planned afresh")
     out = Path(opts["output"])
@@ -76,17 +78,17 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     data_dir, download = opts.get("data_dir") or cfg0.get("data_dir"), bool(opts.get("download"))
     x_cal, _ = load_arrays(cfg0["dataset"], "train", n_cal, data_dir, download, 0)
-    plan = de.make_plan(model, cfg0, hw, x_cal)
+    plan = make_plan(model, cfg0, hw, x_cal)
     cfg_exact = {**cfg0, "deploy_exact": plan}
-    net = de.lower_exact(model, cfg_exact, x_cal)
-    check = de.compare_runs(de.ExactStudent(model, plan), net, x_cal)
+    net = lower_exact(model, cfg_exact, x_cal)
+    check = compare_runs(ExactStudent(model, plan), net, x_cal)
     if not check["passed"]:
         raise KdsnnError(f"the deployment-exact forward does not reproduce intsim for this network "
                          f"(first difference {check['first_difference']}); please report it")
-    before = de.spike_agreement_float(model, net, x_cal)
+    before = spike_agreement_float(model, net, x_cal)
     t_plan = time.perf_counter() - t0
     echo(f"deployment-exact plan for {plan['target']} from {n_cal} training samples ({t_plan:.1f}s): "
-         f"{de.headroom_note(plan)}; the integer forward equals intsim on all {n_cal}")
+         f"{headroom_note(plan)}; the integer forward equals intsim on all {n_cal}")
 
     cfg = {**cfg_exact, "kd": kd, "teacher": teacher, "init_weights": str(src),
            "train": {**tr0, "epochs": epochs, "lr": lr,

@@ -53,3 +53,26 @@ def bar(iterable: Iterable | None = None, mode: str = "none", **kw: Any):
     kw.setdefault("leave", False)
     kw.setdefault("dynamic_ncols", True)
     return tqdm(iterable, disable=not bars(mode), **kw)
+
+
+def mode_of(cfg: Any) -> str:
+    """The mode of a command's configuration (its `progress` and `quiet` fields)."""
+    return resolve(getattr(cfg, "progress", None), cfg.quiet)
+
+
+def stage_done(cfg: Any, what: str, n: int, t0: float) -> None:
+    """In lines / bars mode, one line per finished stage (what a log shows while Lava runs)."""
+    if lines(mode_of(cfg)):
+        import time
+
+        import click
+
+        click.echo(f"  {what}: {n:,} test samples in {time.perf_counter() - t0:.1f} s")
+
+
+def say(cfg: Any, msg: str, err: bool = False) -> None:
+    """A note (stdout) or a warning (stderr, yellow) unless the configuration is quiet."""
+    if not cfg.quiet:
+        import click
+
+        click.secho(msg, fg="yellow" if err else None, err=err)

@@ -12,9 +12,11 @@ from kdsnn.backends.intsim import IntSimBackend
 from kdsnn.compiler.export import student_to_nir
 from kdsnn.compiler.lower import lower
 
-from kdsnn import deploy_exact as de
 from kdsnn.data import dataset_info, load_arrays
+from kdsnn.deploy_exact import ExactStudent
 from kdsnn.errors import KdsnnError
+from kdsnn.exact_plan import lower_exact, make_plan
+from kdsnn.exact_rung3 import compare_runs, spike_agreement_float
 from kdsnn.zoo import build
 
 
@@ -43,16 +45,16 @@ def small():
 
 
 def _exact_net(m, cfg, x_cal, plan):
-    return de.lower_exact(m, {**cfg, "deploy_exact": plan}, x_cal)
+    return lower_exact(m, {**cfg, "deploy_exact": plan}, x_cal)
 
 
 def test_forward_equals_intsim_and_lowering_reuses_plan(small) -> None:
     m, cfg, x, _ = small
-    plan = de.make_plan(m, cfg, "loihi", x[:128])
+    plan = make_plan(m, cfg, "loihi", x[:128])
     net = _exact_net(m, cfg, x[:128], plan)
     assert net.metadata["lowering"]["deploy_exact_plan"]
-    ex = de.ExactStudent(m, plan)
-    rep = de.compare_runs(ex, net, x[128:384])
+    ex = ExactStudent(m, plan)
+    rep = compare_runs(ex, net, x[128:384])
     assert rep["passed"], rep["first_difference"]
     assert rep["logits_equal"] == 1.0
     with torch.no_grad():
@@ -67,8 +69,8 @@ def test_exact_after_training_steps_and_gradients(small) -> None:
     """Straight-through training changes the weights; the plan still lowers them exactly."""
     m0, cfg, x, y = small
     m = copy.deepcopy(m0)
-    plan = de.make_plan(m, cfg, "loihi", x[:128])
-    ex = de.ExactStudent(m, plan).train()
+    plan = make_plan(m, cfg, "loihi", x[:128])
+    ex = ExactStudent(m, plan).train()
     opt = torch.optim.AdamW(m.parameters(), 1e-3)
     X, Y = torch.from_numpy(x[:256]), torch.from_numpy(y[:256])
     before = [p.detach().clone() for p in m.parameters()]
@@ -82,27 +84,27 @@ def test_exact_after_training_steps_and_gradients(small) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters(), strict=True))
     m.eval()
     net = _exact_net(m, cfg, x[:128], plan)
-    rep = de.compare_runs(de.ExactStudent(m, plan), net, x[256:512])
+    rep = compare_runs(ExactStudent(m, plan), net, x[256:512])
     assert rep["passed"], rep["first_difference"]
 
 
 def test_exact_through_clipping_and_wrapping(small) -> None:
     """A plan with 64x the scales saturates weights and clips v: the forward follows Lava there too."""
     m, cfg, x, _ = small
-    plan = de.make_plan(m, cfg, "loihi", x[:128])
+    plan = make_plan(m, cfg, "loihi", x[:128])
     for p in plan["populations"].values():
         p["scale"] *= 64.0
         p["vth"] = int(min((1 << 17) - 1, p["vth"] * 64))
     net = _exact_net(m, cfg, x[:128], plan)
     diag = IntSimBackend().compile(net).run(x[128:256]).extra["overflow"]
     assert sum(d["v_clips"] + d["u_wraps"] for d in diag.values()) > 0      # the hostile case happens
-    rep = de.compare_runs(de.ExactStudent(m, plan), net, x[128:256])
+    rep = compare_runs(ExactStudent(m, plan), net, x[128:256])
     assert rep["passed"], rep["first_difference"]
 
 
 def test_plan_for_other_target_or_T_is_not_reused(small, tmp_path) -> None:
     m, cfg, x, _ = small
-    plan = de.make_plan(m, cfg, "loihi", x[:64])
+    plan = make_plan(m, cfg, "loihi", x[:64])
     spec = tmp_path / "chip.json"
     spec.write_text('{"name": "chip", "base": "loihi", "vth_bits": 16}')
     g = student_to_nir(m, {**cfg, "deploy_exact": plan})
@@ -112,14 +114,14 @@ def test_plan_for_other_target_or_T_is_not_reused(small, tmp_path) -> None:
     m8 = copy.deepcopy(m)
     m8.set_time_steps(8)
     with pytest.raises(KdsnnError, match="T=4"):
-        de.ExactStudent(m8, plan)
+        ExactStudent(m8, plan)
 
 
 def test_float_student_is_not_spike_exact(small) -> None:
     """The 'before' number: a float student's spike maps differ from intsim's somewhere."""
     m, cfg, x, _ = small
     net = lower(student_to_nir(m, cfg), "loihi", x[:128])
-    agr = de.spike_agreement_float(m, net, x[128:256])
+    agr = spike_agreement_float(m, net, x[128:256])
     assert set(agr) == {"act1", "act2", "act3"}
     assert min(v["samples_equal"] for v in agr.values()) < 1.0
     assert np.isfinite([v["steps_equal"] for v in agr.values()]).all()
@@ -145,7 +147,7 @@ def test_export_runs_rung3_exact_for_a_deploy_exact_student(small, tmp_path) -> 
     from kdsnn.deploy import export_command
 
     m, cfg, x, _ = small
-    plan = de.make_plan(m, cfg, "loihi", x[:128])
+    plan = make_plan(m, cfg, "loihi", x[:128])
     src = _save(m, cfg, tmp_path / "exact.pt", plan)
     d = export_command(**_export_opts(src, tmp_path / "exp"))
     par = json.loads((tmp_path / "exp" / "parity.json").read_text())
@@ -168,9 +170,9 @@ def test_rung3_exact_mismatch_fails_the_export(small, tmp_path, monkeypatch) -> 
     from kdsnn.errors import ParityError
 
     m, cfg, x, _ = small
-    plan = de.make_plan(m, cfg, "loihi", x[:128])
+    plan = make_plan(m, cfg, "loihi", x[:128])
     src = _save(m, cfg, tmp_path / "exact.pt", plan)
-    run = de.ExactStudent.integer_run
+    run = ExactStudent.integer_run
 
     def moved(self, xb, features=False):
         z, sp = run(self, xb, features)
@@ -178,7 +180,7 @@ def test_rung3_exact_mismatch_fails_the_export(small, tmp_path, monkeypatch) -> 
             sp["act2"][1, 5].view(-1)[0] = 1.0 - sp["act2"][1, 5].view(-1)[0]
         return z, sp
 
-    monkeypatch.setattr(de.ExactStudent, "integer_run", moved)
+    monkeypatch.setattr(ExactStudent, "integer_run", moved)
     with pytest.raises(ParityError, match="rung 3 exact failed") as e:
         export_command(**_export_opts(src, tmp_path / "exp"))
     assert e.value.exit_code == 3
@@ -191,7 +193,7 @@ def test_rung3_exact_mismatch_fails_the_export(small, tmp_path, monkeypatch) -> 
 
 def test_plan_fingerprint_is_the_arithmetic_only(small, tmp_path) -> None:
     m, cfg, x, _ = small
-    plan = de.make_plan(m, cfg, "loihi", x[:64])
+    plan = make_plan(m, cfg, "loihi", x[:64])
     g = student_to_nir(m, {**cfg, "deploy_exact": plan})
     cosmetic = tmp_path / "cosmetic" / "loihi.json"
     cosmetic.parent.mkdir()
@@ -203,7 +205,7 @@ def test_plan_fingerprint_is_the_arithmetic_only(small, tmp_path) -> None:
     with pytest.raises(KdsnnError, match=r"arithmetic changed .*vth_bits 17 -> 16.*kdsnn finetune"):
         lower(g, str(changed), x[:64])
     with pytest.raises(KdsnnError, match="vth_bits 17 -> 16"):
-        de.ExactStudent(m, {**plan, "target": str(changed)})
+        ExactStudent(m, {**plan, "target": str(changed)})
 
 
 def test_every_spec_field_is_arithmetic_or_cosmetic() -> None:
@@ -236,10 +238,10 @@ def test_lif_student_is_exact_with_12_bit_decays(reset: str, hw: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    plan = de.make_plan(m, cfg, hw, x[:128])
+    plan = make_plan(m, cfg, hw, x[:128])
     assert {p["dv"] for k, p in plan["populations"].items() if k != "readout"} == {512}
     assert {p["reset"] for k, p in plan["populations"].items() if k != "readout"} == {reset}
-    ex = de.ExactStudent(m, plan).train()
+    ex = ExactStudent(m, plan).train()
     opt = torch.optim.AdamW(m.parameters(), 1e-3)
     for i in range(0, 128, 64):                                  # then the integer forward
         loss = torch.nn.functional.cross_entropy(ex(X[i:i + 64]), Y[i:i + 64])
@@ -249,15 +251,15 @@ def test_lif_student_is_exact_with_12_bit_decays(reset: str, hw: str) -> None:
     m.eval()
     net = _exact_net(m, cfg, x[:128], plan)
     assert {(p.dv, p.reset) for p in net.populations if not p.readout} == {(512, reset)}
-    rep = de.compare_runs(de.ExactStudent(m, plan), net, x[512:768])
+    rep = compare_runs(ExactStudent(m, plan), net, x[512:768])
     assert rep["passed"], rep["first_difference"]
     with torch.no_grad():
-        _, spikes = de.ExactStudent(m, plan).integer_run(torch.from_numpy(x[512:768]))
+        _, spikes = ExactStudent(m, plan).integer_run(torch.from_numpy(x[512:768]))
     assert all(float(s.sum()) > 0 for k, s in spikes.items() if k != "readout")   # not vacuous
     other = copy.deepcopy(plan)
     other["populations"]["act1"]["dv"] = 256
     with pytest.raises(KdsnnError, match="act1: the LIF leak"):
-        de.ExactStudent(m, other)
+        ExactStudent(m, other)
 
 
 @pytest.mark.slow

@@ -96,8 +96,8 @@ def test_bad_option_exits_2_and_interrupt_130(tmp_path, monkeypatch, capsys) -> 
     def interrupted(**_):
         raise KeyboardInterrupt
 
-    import kdsnn.deploy
+    import kdsnn.rerun
 
-    monkeypatch.setattr(kdsnn.deploy, "run_command", interrupted)
+    monkeypatch.setattr(kdsnn.rerun, "run_command", interrupted)
     code, _, err = _main(monkeypatch, capsys, "run", str(tmp_path))
     assert code == 130 and "interrupted" in err and "error:" not in err

@@ -18,6 +18,7 @@ from kdsnn.compiler.nir.read import read_nir
 from kdsnn.compiler.nir.write import write_nir
 
 import kdsnn.deploy as flow
+import kdsnn.rerun as rerun
 from kdsnn.checkpoint import save_checkpoint
 from kdsnn.data import dataset_info
 from kdsnn.errors import KdsnnError, ParityError
@@ -87,7 +88,7 @@ def test_export_reference_with_T_override_then_run(ckpt, tmp_path, capsys):
     flow.export_command(**opts(ckpt, out, target="reference", time_steps=2, samples=24))
     assert json.loads((out / "parity.json").read_text())["T"] == 2
     capsys.readouterr()
-    ctx = flow.run_command(artifact=str(out), target="reference", samples=24, data_dir=None, batch_size=8,
+    ctx = rerun.run_command(artifact=str(out), target="reference", samples=24, data_dir=None, batch_size=8,
                            seed=0, quiet=True, dataset=None, time_steps=None, device="cpu")
     assert capsys.readouterr().out == ""
     printed = "\n".join(ctx.summary_lines())
@@ -121,7 +122,7 @@ def test_bad_inputs(ckpt, tmp_path):
     with pytest.raises(KdsnnError, match="--target nir was removed.*--target reference"):
         flow.export_command(**opts(ckpt, tmp_path / "f", target="nir"))
     with pytest.raises(KdsnnError, match="no graph.nir"):
-        flow.run_command(artifact=str(tmp_path), target="reference")
+        rerun.run_command(artifact=str(tmp_path), target="reference")
     bad = tmp_path / "bad.nir"
     bad.write_bytes(b"\x89HDF\r\n")
     with pytest.raises(KdsnnError, match="bad.nir is not a NIR file"):

@@ -1,11 +1,7 @@
 """Small modules: no package, bench or CLI file over LIMIT lines unless the allow-list says why.
 
-A file that holds one idea may stay whole (ONE_IDEA, with the reason). PENDING names the files
-that still wait for their split along the seams noted beside them (they were being edited by
-several people at once when this test was written; a split of such a file is a pure move,
-landed alone). An entry
-that no longer applies (the file shrank below the limit, or is gone) fails too, so the lists
-stay true.
+A file that holds one idea may stay whole (ONE_IDEA, with the reason). An entry that no longer
+applies (the file shrank below the limit, or is gone) fails too, so the list stays true.
 """
 
 from __future__ import annotations
@@ -19,12 +15,6 @@ LIMIT = 400
 ONE_IDEA: dict[str, str] = {
     "compiler/dynamics.py": "the one discretisation of NIR's neuron dynamics (every neuron type's "
                             "step and its parameters), read by every float executor",
-}
-
-# file -> the seams to split it along
-PENDING: dict[str, str] = {
-    "kdsnn/deploy.py": "plan and pipeline stages vs export driver vs run driver",
-    "kdsnn/deploy_exact.py": "plan vs integer forward vs rung 3 comparison",
 }
 
 
@@ -41,13 +31,13 @@ def _files() -> list[Path]:
 
 def test_no_long_module_outside_the_allow_list() -> None:
     long = {str(p.relative_to(ROOT)): _lines(p) for p in _files() if _lines(p) > LIMIT}
-    unlisted = {f: n for f, n in long.items() if f not in ONE_IDEA and f not in PENDING}
+    unlisted = {f: n for f, n in long.items() if f not in ONE_IDEA}
     assert not unlisted, (f"over {LIMIT} lines: {unlisted}; split the file along its seams, or add it "
                           "to ONE_IDEA with the reason it is one idea")
 
 
 def test_allow_list_is_current() -> None:
-    for f in [*ONE_IDEA, *PENDING]:
+    for f in ONE_IDEA:
         p = ROOT / f
         assert p.is_file(), f"{f} is allow-listed but does not exist"
         assert _lines(p) > LIMIT, f"{f} has {_lines(p)} lines now: take it off the allow-list"
