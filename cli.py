@@ -186,20 +186,39 @@ def train_teacher(**opts) -> None:
     train_teacher_command(**opts)
 
 
-def _lowering_options(cls):
-    """--hw, --calibration and the lowering's knobs (kdsnn.config.LoweringConfig)."""
+def _options(*opts):
+    """One decorator for several click options, in the order given (top first in --help)."""
     def deco(fn):
-        for o in reversed([
-            cli_option(cls, "hw", "--hw"),
-            cli_option(cls, "calibration", "--calibration", type=int),
-            cli_option(cls, "min_weight_bits", "--min-weight-bits", type=float),
-            cli_option(cls, "headroom", "--headroom", type=float),
-            cli_option(cls, "input_bits", "--input-bits", type=int),
-            cli_option(cls, "provable_budget_bits", "--provable-budget-bits", type=float),
-        ]):
+        for o in reversed(opts):
             fn = o(fn)
         return fn
     return deco
+
+
+def _lowering_options(cls):
+    """--hw, --calibration and the lowering's knobs (kdsnn.config.HardwareConfig)."""
+    return _options(
+        cli_option(cls, "hw", "--hw"),
+        cli_option(cls, "calibration", "--calibration", type=int),
+        cli_option(cls, "min_weight_bits", "--min-weight-bits", type=float),
+        cli_option(cls, "headroom", "--headroom", type=float),
+        cli_option(cls, "input_bits", "--input-bits", type=int),
+        cli_option(cls, "provable_budget_bits", "--provable-budget-bits", type=float))
+
+
+def _sample_options(cls):
+    """Which test samples a backend runs and how (kdsnn.config.SampleConfig: export, run)."""
+    return _options(
+        cli_option(cls, "dataset", "--dataset"),
+        cli_option(cls, "data_dir", "--data-dir", type=click.Path(file_okay=False)),
+        cli_option(cls, "download", "--download"),
+        cli_option(cls, "time_steps", "-T", "--time-steps", type=int),
+        cli_option(cls, "dt", "--dt", type=float),
+        cli_option(cls, "reset", "--reset", type=click.Choice(["zero", "subtract"])),
+        cli_option(cls, "input", "--input", type=click.Path(dir_okay=False)),
+        cli_option(cls, "batch_size", "--batch-size", type=int),
+        cli_option(cls, "device", "--device"),
+        cli_option(cls, "seed", "--seed", type=int))
 
 
 # float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target BACKEND ->
@@ -259,17 +278,8 @@ def evaluate(**opts) -> None:
 @cli_option(ExportConfig, "samples", "--samples", type=int)
 @cli_option(ExportConfig, "eval_samples", "--eval-samples", type=int)
 @_lowering_options(ExportConfig)
-@cli_option(ExportConfig, "dataset", "--dataset")
-@cli_option(ExportConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
-@cli_option(ExportConfig, "download", "--download")
-@cli_option(ExportConfig, "time_steps", "-T", "--time-steps", type=int)
-@cli_option(ExportConfig, "dt", "--dt", type=float)
-@cli_option(ExportConfig, "reset", "--reset", type=click.Choice(["zero", "subtract"]))
-@cli_option(ExportConfig, "input", "--input", type=click.Path(dir_okay=False))
+@_sample_options(ExportConfig)
 @cli_option(ExportConfig, "expect", "--expect", type=click.Path(dir_okay=False))
-@cli_option(ExportConfig, "batch_size", "--batch-size", type=int)
-@cli_option(ExportConfig, "device", "--device")
-@cli_option(ExportConfig, "seed", "--seed", type=int)
 @cli_option(ExportConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
 @cli_option(ExportConfig, "quiet", "-q", "--quiet")
 def export(**opts) -> None:
@@ -307,15 +317,7 @@ def export(**opts) -> None:
 @click.argument("artifact", type=click.Path(file_okay=False, exists=False))
 @cli_option(RunConfig, "target", "--target")
 @cli_option(RunConfig, "samples", "--samples", type=int)
-@cli_option(RunConfig, "dataset", "--dataset")
-@cli_option(RunConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
-@cli_option(RunConfig, "time_steps", "-T", "--time-steps", type=int)
-@cli_option(RunConfig, "dt", "--dt", type=float)
-@cli_option(RunConfig, "reset", "--reset", type=click.Choice(["zero", "subtract"]))
-@cli_option(RunConfig, "input", "--input", type=click.Path(dir_okay=False))
-@cli_option(RunConfig, "batch_size", "--batch-size", type=int)
-@cli_option(RunConfig, "device", "--device")
-@cli_option(RunConfig, "seed", "--seed", type=int)
+@_sample_options(RunConfig)
 @cli_option(RunConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
 @cli_option(RunConfig, "quiet", "-q", "--quiet")
 def run(**opts) -> None:

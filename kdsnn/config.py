@@ -35,34 +35,47 @@ class LoweringConfig:
 
 
 @dataclass(kw_only=True)
-class ExportConfig(LoweringConfig):
-    """`kdsnn export` / `kdsnn.export`: a source through the parity ladder onto a backend."""
+class HardwareConfig(LoweringConfig):
+    """The hardware spec a lowering is for, its calibration and its knobs (export, evaluate)."""
 
-    source: str = _f("", "A student checkpoint (.pt) or a .nir file from any framework.")
-    output: str = _f("", "Output folder for graph.nir, the IntNet artifact, parity.json, reports.")
-    target: str = _f("lava", "Backend to deploy to (any registered one, see `kdsnn targets`).")
     hw: str = _f("loihi", "Hardware spec: a built-in name or a spec file (JSON/TOML).")
-    samples: int | None = _f(None, "Test samples the target runs (default: the backend's, 1000; lava 100).")
-    eval_samples: int | None = _f(
-        None, "When the target is not intsim: test samples for the float and intsim rungs (default 1000).")
     calibration: int = _f(256, "Training samples used to choose the integer scales.")
-    dataset: str | None = _f(None, "Dataset to run on (needed for a .nir SOURCE without one).")
+
+
+@dataclass(kw_only=True)
+class SampleConfig:
+    """Which test samples a backend runs and how (export, run)."""
+
+    dataset: str | None = _f(None, "Dataset to run on (default: the student's or the graph's own; a .nir "
+                                   "file without one needs it).")
     data_dir: str | None = _f(None, "Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
     download: bool = _f(False, "Allow torchvision to download the dataset.")
-    time_steps: int | None = _f(None, "Time steps per sample (default: the student's / the graph's own T).")
+    time_steps: int | None = _f(None, "Time steps per sample (default: the student's or the graph's own T).")
     dt: float | None = _f(None, "Seconds per step where the graph's metadata states none (snnTorch and "
                                 "SpikingJelly graphs: 1e-4, Norse and Rockpool: 1e-3).")
     reset: str | None = _f(None, "Reset of the spiking neurons where the file cannot say: zero or subtract "
                                  "(nir <= 1.0.5 files; snnTorch's subtractive reset).")
     input: str | None = _f(None, "Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), "
                                  "optional labels y (instead of --dataset).")
+    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
+                              "fewer where one layer's T-step spikes would pass 16 MiB).")
+    device: str = _f("cpu", "Device for the float stages and backends.")
+    seed: int = _f(0, "Seed of the test-sample selection.")
+
+
+@dataclass(kw_only=True)
+class ExportConfig(HardwareConfig, SampleConfig):
+    """`kdsnn export` / `kdsnn.export`: a source through the parity ladder onto a backend."""
+
+    source: str = _f("", "A student checkpoint (.pt) or a .nir file from any framework.")
+    output: str = _f("", "Output folder for graph.nir, the IntNet artifact, parity.json, reports.")
+    target: str = _f("lava", "Backend to deploy to (any registered one, see `kdsnn targets`).")
+    samples: int | None = _f(None, "Test samples the target runs (default: the backend's, 1000; lava 100).")
+    eval_samples: int | None = _f(
+        None, "When the target is not intsim: test samples for the float and intsim rungs (default 1000).")
     expect: str | None = _f(None, "PEER.npz: the source framework's outputs on the same inputs "
                                   "(output_spikes (N, T, C) or logits (N, C), optional spike_counts/<node>); "
                                   "adds rung 0.")
-    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
-                              "fewer where one layer's T-step spikes would pass 16 MiB).")
-    device: str = _f("cpu", "Device for float stages.")
-    seed: int = _f(0, "Seed of the test-sample selection.")
     progress: str = _f("auto", "auto: bars on a terminal, else one line per stage (log files); bars; lines; none.")
     quiet: bool = _f(False, "Same as --progress none: no bars and no messages (the CLI still prints "
                             "its summary and the written files).")
@@ -78,26 +91,12 @@ class ExportConfig(LoweringConfig):
 
 
 @dataclass(kw_only=True)
-class RunConfig:
+class RunConfig(SampleConfig):
     """`kdsnn run` / `kdsnn.run`: an exported folder again on a backend."""
 
     artifact: str = _f("", "An export folder (made by `kdsnn export -o FOLDER`).")
     target: str = _f("intsim", "Backend to run on (any registered one, see `kdsnn targets`).")
     samples: int | None = _f(None, "Test samples to run (default: the backend's).")
-    dataset: str | None = _f(None, "Dataset to run on (default: the graph's own).")
-    data_dir: str | None = _f(None, "Folder of the datasets.")
-    download: bool = _f(False, "Allow torchvision to download the dataset.")
-    time_steps: int | None = _f(None, "Time steps per sample (default: the graph's own T).")
-    dt: float | None = _f(None, "Seconds per step where the graph's metadata states none (snnTorch and "
-                                "SpikingJelly graphs: 1e-4, Norse and Rockpool: 1e-3).")
-    reset: str | None = _f(None, "Reset of the spiking neurons where the file cannot say: zero or subtract "
-                                 "(nir <= 1.0.5 files; snnTorch's subtractive reset).")
-    input: str | None = _f(None, "Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), "
-                                 "optional labels y (instead of --dataset).")
-    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
-                              "fewer where one layer's T-step spikes would pass 16 MiB).")
-    device: str = _f("cpu", "Device for float backends.")
-    seed: int = _f(0, "Seed of the test-sample selection.")
     progress: str = _f("auto", "auto: bars on a terminal, else none (log files); bars; lines; none.")
     quiet: bool = _f(False, "Same as --progress none (the CLI still prints accuracy and spikes).")
 
@@ -107,13 +106,11 @@ class RunConfig:
 
 
 @dataclass(kw_only=True)
-class EvaluateConfig(LoweringConfig):
+class EvaluateConfig(HardwareConfig):
     """`kdsnn evaluate --target BACKEND`: students deployed to a backend beside their float model."""
 
     target: str | None = _f(None, "Backend to deploy students to (any of `kdsnn targets`: an integer "
                                   "one runs the IntNet lowered for --hw); default: the float PyTorch models.")
-    hw: str = _f("loihi", "Hardware spec of the lowering: a built-in name or a spec file (JSON/TOML).")
-    calibration: int = _f(256, "Training samples used to choose the integer scales.")
 
 
 @dataclass(kw_only=True)
