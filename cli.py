@@ -11,7 +11,22 @@ import sys
 import click
 
 from kdsnn import __version__
-from kdsnn.config import DistillConfig, EvaluateConfig, ExportConfig, RunConfig, cli_option
+from kdsnn.cli_options import (
+    DATASET_NAMES,
+    PROGRESS_MODES,
+    lowering_options,
+    sample_options,
+    training_options,
+)
+from kdsnn.config import (
+    DistillConfig,
+    EvaluateConfig,
+    ExportConfig,
+    FinetuneConfig,
+    RunConfig,
+    cli_option,
+    default,
+)
 from kdsnn.errors import KdsnnError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -39,49 +54,11 @@ def cli() -> None:
     """
 
 
-# Fixed sets, spelled here so --help lists them without importing torch.
-DATASET_NAMES = ["mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "nmnist"]
-ARCH_NAMES = ["cnn", "vgg11", "vgg16", "resnet18", "resnet34", "wrn16_2", "wrn28_4"]
-PROGRESS_MODES = ["auto", "bars", "lines", "none"]
-
-
 # ---------------------------------------------------------------- training (kdsnn/train.py)
-def _training_options(fn):
-    """Options shared by `distill` and `train-teacher` (kdsnn.config.DistillConfig; None
-    defaults depend on the dataset)."""
-    C = DistillConfig
-    opts = [
-        cli_option(C, "dataset", "--dataset", type=click.Choice(DATASET_NAMES)),
-        cli_option(C, "data_dir", "--data-dir", type=click.Path(file_okay=False)),
-        cli_option(C, "download", "--download"),
-        cli_option(C, "arch", "--arch", type=click.Choice(ARCH_NAMES)),
-        cli_option(C, "width", "--width", type=float),
-        cli_option(C, "epochs", "--epochs", type=int),
-        cli_option(C, "batch_size", "--batch-size", type=int),
-        cli_option(C, "optimizer", "--optimizer", type=click.Choice(["sgd", "adamw"])),
-        cli_option(C, "lr", "--lr", type=float),
-        cli_option(C, "weight_decay", "--weight-decay", type=float),
-        cli_option(C, "seed", "--seed", type=int),
-        cli_option(C, "device", "--device"),
-        cli_option(C, "limit_train", "--limit-train", type=int),
-        cli_option(C, "shift", "--shift", type=int),
-        cli_option(C, "resume", "--resume"),
-        cli_option(C, "patience", "--patience", type=click.IntRange(min=0)),
-        cli_option(C, "deterministic", "--deterministic"),
-        cli_option(C, "threads", "--threads"),
-        cli_option(C, "precision", "--precision", type=click.Choice(["auto", "fp32", "bf16"])),
-        cli_option(C, "progress", "--progress", type=click.Choice(PROGRESS_MODES)),
-        cli_option(C, "quiet", "-q", "--quiet"),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
 @cli.command(short_help='Train a spiking student, distilled from an ANN teacher.')
 @cli_option(DistillConfig, "output", "-o", "--output", required=True, type=click.Path(file_okay=False),
             default=None)
-@_training_options
+@training_options
 @cli_option(DistillConfig, "kd", "--kd", type=click.Choice(["none", "response", "feature", "both"]))
 @cli_option(DistillConfig, "teacher", "--teacher")
 @cli_option(DistillConfig, "teacher_features", "--teacher-features")
@@ -100,10 +77,13 @@ def _training_options(fn):
 @cli_option(DistillConfig, "encoding", "--encoding", type=click.Choice(["direct", "rate"]))
 @cli_option(DistillConfig, "alpha", "--alpha", type=float)
 @cli_option(DistillConfig, "temperature", "--temperature", "--tau", type=float)
-@click.option("--deploy-exact", "deploy_exact", default=None, is_flag=False, flag_value="loihi",
-              help="Then fine-tune the student with HW's integer arithmetic in its forward (a built-in "
-                   "target or spec file; alone: loihi) into OUTPUT/exact/: rung 3 of its export is exact.")
-@click.option("--exact-epochs", type=int, default=None, help="Epochs of the --deploy-exact fine-tuning (default 1).")
+@click.option("--deploy-exact", "deploy_exact", default=None, is_flag=False,
+              flag_value=default(FinetuneConfig, "hw"), metavar="HW",
+              help="Then fine-tune the student with HW's integer arithmetic in its forward (a hardware "
+                   f"spec, as --hw of `kdsnn finetune`; alone: {default(FinetuneConfig, 'hw')}) into "
+                   "OUTPUT/exact/: rung 3 of its export is exact.")
+@click.option("--exact-epochs", type=int, default=None,
+              help=f"Epochs of the --deploy-exact fine-tuning (default {default(FinetuneConfig, 'epochs')}).")
 def distill(**opts) -> None:
     """Train a spiking student with knowledge distilled from an ANN teacher.
 
@@ -123,7 +103,7 @@ def distill(**opts) -> None:
 
         from kdsnn.finetune import finetune_command
 
-        finetune_command(student=res["path"], deploy_exact=hw, epochs=epochs,
+        finetune_command(student=res["path"], hw=hw, epochs=epochs,
                          output=str(Path(opts["output"]) / "exact"), quiet=opts.get("quiet"),
                          device=opts.get("device"), data_dir=opts.get("data_dir"),
                          download=opts.get("download"), resume=opts.get("resume"))
@@ -131,37 +111,33 @@ def distill(**opts) -> None:
 
 @cli.command(short_help="Fine-tune a student in the deployed integer arithmetic.")
 @click.argument("student", type=click.Path(dir_okay=False))
-@click.option("--deploy-exact", "deploy_exact", default="loihi", show_default=True,
-              help="Hardware target whose integer arithmetic the forward uses (built-in or spec file).")
-@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (student.pt with the plan, best.pt, last.pt, metrics.jsonl).")
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default 1).")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (default: the student's / 10).")
-@click.option("--kd", type=click.Choice(["none", "response", "feature", "both"]), default=None,
-              help="Distillation mode (default: the student's own).")
-@click.option("--teacher", default=None, help="Teacher (default: the student's own).")
-@click.option("--calibration", type=int, default=256, show_default=True,
-              help="Training samples the lowering calibrates the plan on (as `kdsnn export`).")
-@click.option("--batch-size", type=int, default=None, help="Default: the student's.")
-@click.option("--seed", type=int, default=None, help="Default: the student's.")
-@click.option("--device", default=None, help="cpu or cuda (default: the student's).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
-@click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
-@click.option("--resume", is_flag=True, help="Continue the fine-tuning in OUTPUT from its last.pt.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+@cli_option(FinetuneConfig, "hw", "--hw", "--deploy-exact")
+@cli_option(FinetuneConfig, "output", "-o", "--output", required=True, type=click.Path(file_okay=False),
+            default=None)
+@cli_option(FinetuneConfig, "epochs", "--epochs", type=int)
+@cli_option(FinetuneConfig, "lr", "--lr", type=float)
+@cli_option(FinetuneConfig, "kd", "--kd", type=click.Choice(["none", "response", "feature", "both"]))
+@cli_option(FinetuneConfig, "teacher", "--teacher")
+@lowering_options(FinetuneConfig, hw=False)
+@cli_option(FinetuneConfig, "batch_size", "--batch-size", type=int)
+@cli_option(FinetuneConfig, "seed", "--seed", type=int)
+@cli_option(FinetuneConfig, "device", "--device")
+@cli_option(FinetuneConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
+@cli_option(FinetuneConfig, "download", "--download")
+@cli_option(FinetuneConfig, "resume", "--resume")
+@cli_option(FinetuneConfig, "quiet", "-q", "--quiet")
 def finetune(**opts) -> None:
     """Fine-tune a student so its PyTorch forward is the chip's integer run, spike for spike.
 
     \b
-    The lowering's scales are fixed from calibration; the forward then uses the target's
+    The lowering's scales are fixed from calibration; the forward then uses the hardware's
     integer weights, thresholds, biases, state widths and reset, with straight-through
     gradients, so the student's distillation losses still apply. Its export checks rung 3
     exact: every layer's spikes at every step and the integer logits equal intsim's.
 
     \b
     Example:
-      kdsnn finetune runs/demo/student.pt --deploy-exact loihi -o runs/demo/exact
+      kdsnn finetune runs/demo/student.pt --hw loihi -o runs/demo/exact
     """
     from kdsnn.finetune import finetune_command
 
@@ -172,7 +148,7 @@ def finetune(**opts) -> None:
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
               help="Output folder: teacher.pt (selected on validation), best.pt, last.pt, metrics.jsonl, "
                    "result.json, training.png.")
-@_training_options
+@training_options
 @click.option("--onnx", is_flag=True, help="Also write the teacher as OUTPUT/teacher.onnx.")
 def train_teacher(**opts) -> None:
     """Train an ANN teacher from the model zoo.
@@ -186,65 +162,24 @@ def train_teacher(**opts) -> None:
     train_teacher_command(**opts)
 
 
-def _options(*opts):
-    """One decorator for several click options, in the order given (top first in --help)."""
-    def deco(fn):
-        for o in reversed(opts):
-            fn = o(fn)
-        return fn
-    return deco
-
-
-def _lowering_options(cls):
-    """--hw, --calibration and the lowering's knobs (kdsnn.config.HardwareConfig)."""
-    return _options(
-        cli_option(cls, "hw", "--hw"),
-        cli_option(cls, "calibration", "--calibration", type=int),
-        cli_option(cls, "min_weight_bits", "--min-weight-bits", type=float),
-        cli_option(cls, "headroom", "--headroom", type=float),
-        cli_option(cls, "input_bits", "--input-bits", type=int),
-        cli_option(cls, "provable_budget_bits", "--provable-budget-bits", type=float))
-
-
-def _sample_options(cls):
-    """Which test samples a backend runs and how (kdsnn.config.SampleConfig: export, run)."""
-    return _options(
-        cli_option(cls, "dataset", "--dataset"),
-        cli_option(cls, "data_dir", "--data-dir", type=click.Path(file_okay=False)),
-        cli_option(cls, "download", "--download"),
-        cli_option(cls, "time_steps", "-T", "--time-steps", type=int),
-        cli_option(cls, "dt", "--dt", type=float),
-        cli_option(cls, "reset", "--reset", type=click.Choice(["zero", "subtract"])),
-        cli_option(cls, "input", "--input", type=click.Path(dir_okay=False)),
-        cli_option(cls, "batch_size", "--batch-size", type=int),
-        cli_option(cls, "device", "--device"),
-        cli_option(cls, "seed", "--seed", type=int))
-
-
 # float path -> kdsnn/evaluate.py (kdsnn/robustness.py with --noise); --target BACKEND ->
 # kdsnn/evaluate_deployed.py
 @cli.command(short_help='Accuracy of checkpoints, clean and under noise.')
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @cli_option(EvaluateConfig, "target", "--target")
-@_lowering_options(EvaluateConfig)
-@click.option("--noise", "noise", multiple=True,
-              help="Noise as TYPE:LEVEL, level in [0, 1]: gaussian, uniform, salt_pepper, speckle, "
-                   "poisson (e.g. gaussian:0.1); repeatable. With --noise, .onnx teachers are accepted too.")
-@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
-              help="Override the checkpoint's dataset.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
-@click.option("--download", is_flag=True, help="Allow torchvision to download the dataset.")
-@click.option("--samples", type=int, default=None, help="Evaluate on the first N test samples (default: all).")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Samples per batch.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
-              help="Folder for robustness.json and the accuracy-vs-noise plot.")
-@click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
-              help="auto: bars on a terminal, else none; bars; lines; none.")
-@click.option("-q", "--quiet", is_flag=True, help="Same as --progress none.")
+@lowering_options(EvaluateConfig)
+@cli_option(EvaluateConfig, "noise", "--noise", multiple=True, default=None, show_default=False)
+@cli_option(EvaluateConfig, "dataset", "--dataset", type=click.Choice(DATASET_NAMES))
+@cli_option(EvaluateConfig, "data_dir", "--data-dir", type=click.Path(file_okay=False))
+@cli_option(EvaluateConfig, "download", "--download")
+@cli_option(EvaluateConfig, "samples", "--samples", type=int)
+@cli_option(EvaluateConfig, "batch_size", "--batch-size", type=int)
+@cli_option(EvaluateConfig, "device", "--device")
+@cli_option(EvaluateConfig, "seed", "--seed", type=int)
+@cli_option(EvaluateConfig, "as_json", "--json")
+@cli_option(EvaluateConfig, "output", "-o", "--output", type=click.Path(file_okay=False))
+@cli_option(EvaluateConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
+@cli_option(EvaluateConfig, "quiet", "-q", "--quiet")
 def evaluate(**opts) -> None:
     """Test accuracy of teacher or student checkpoints, clean and under noise.
 
@@ -254,6 +189,8 @@ def evaluate(**opts) -> None:
       kdsnn evaluate teacher.pt student_kd.pt student_nokd.pt --noise gaussian:0.2 -o rob/
       kdsnn evaluate runs/demo/student.pt --target intsim --hw loihi
     """
+    from kdsnn.distributed import is_main
+    from kdsnn.evaluate import evaluate_text
     from kdsnn.outlock import output_lock
     from kdsnn.progress import resolve
 
@@ -262,11 +199,13 @@ def evaluate(**opts) -> None:
         if opts["target"] is not None:
             from kdsnn.evaluate_deployed import evaluate_deployed
 
-            evaluate_deployed(**opts)
+            res = evaluate_deployed(**opts)
         else:
             from kdsnn.evaluate import evaluate_command
 
-            evaluate_command(**{**opts, "target": "float"})
+            res = evaluate_command(**{**opts, "target": "float"})
+    if is_main():
+        click.echo(evaluate_text(res, opts["as_json"], opts["output"]))
 
 
 # ------------------------------------------------ deployment (kdsnn/deploy.py, kdsnn/rerun.py)
@@ -277,8 +216,8 @@ def evaluate(**opts) -> None:
             default=None)
 @cli_option(ExportConfig, "samples", "--samples", type=int)
 @cli_option(ExportConfig, "eval_samples", "--eval-samples", type=int)
-@_lowering_options(ExportConfig)
-@_sample_options(ExportConfig)
+@lowering_options(ExportConfig)
+@sample_options(ExportConfig)
 @cli_option(ExportConfig, "expect", "--expect", type=click.Path(dir_okay=False))
 @cli_option(ExportConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
 @cli_option(ExportConfig, "quiet", "-q", "--quiet")
@@ -317,7 +256,7 @@ def export(**opts) -> None:
 @click.argument("artifact", type=click.Path(file_okay=False, exists=False))
 @cli_option(RunConfig, "target", "--target")
 @cli_option(RunConfig, "samples", "--samples", type=int)
-@_sample_options(RunConfig)
+@sample_options(RunConfig)
 @cli_option(RunConfig, "progress", "--progress", type=click.Choice(PROGRESS_MODES))
 @cli_option(RunConfig, "quiet", "-q", "--quiet")
 def run(**opts) -> None:

@@ -19,8 +19,17 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
-@dataclass(kw_only=True)
-class LoweringConfig:
+class _Short:
+    """A short repr: the class and the fields that differ from their defaults."""
+
+    def __repr__(self) -> str:
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)  # type: ignore[arg-type]
+                   if getattr(self, f.name) != default(type(self), f.name)]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+@dataclass(kw_only=True, repr=False)
+class LoweringConfig(_Short):
     """How the lowering chooses integer scales (kdsnn.compiler.lower; docs/design.md, "Lowering")."""
 
     input_bits: int | None = _f(None, "Graded input width in bits (default: the hardware spec's input_bits).")
@@ -34,7 +43,7 @@ class LoweringConfig:
         return {f.name: getattr(self, f.name) for f in fields(LoweringConfig)}
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, repr=False)
 class HardwareConfig(LoweringConfig):
     """The hardware spec a lowering is for, its calibration and its knobs (export, evaluate)."""
 
@@ -42,14 +51,24 @@ class HardwareConfig(LoweringConfig):
     calibration: int = _f(256, "Training samples used to choose the integer scales.")
 
 
-@dataclass(kw_only=True)
-class SampleConfig:
-    """Which test samples a backend runs and how (export, run)."""
+@dataclass(kw_only=True, repr=False)
+class DataConfig(_Short):
+    """The test data a command evaluates on and where it runs (export, run, evaluate)."""
 
     dataset: str | None = _f(None, "Dataset to run on (default: the student's or the graph's own; a .nir "
                                    "file without one needs it).")
     data_dir: str | None = _f(None, "Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
     download: bool = _f(False, "Allow torchvision to download the dataset.")
+    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
+                              "fewer where one layer's T-step spikes would pass 16 MiB).")
+    device: str = _f("cpu", "Device for the float stages and backends.")
+    seed: int = _f(0, "Seed of the test-sample selection.")
+
+
+@dataclass(kw_only=True, repr=False)
+class SampleConfig(DataConfig):
+    """Which test samples a backend runs and how (export, run)."""
+
     time_steps: int | None = _f(None, "Time steps per sample (default: the student's or the graph's own T).")
     dt: float | None = _f(None, "Seconds per step where the graph's metadata states none (snnTorch and "
                                 "SpikingJelly graphs: 1e-4, Norse and Rockpool: 1e-3).")
@@ -57,13 +76,9 @@ class SampleConfig:
                                  "(nir <= 1.0.5 files; snnTorch's subtractive reset).")
     input: str | None = _f(None, "Inputs FILE.npz: x (N, T, *input_shape) trains or (N, *input_shape), "
                                  "optional labels y (instead of --dataset).")
-    batch_size: int = _f(256, "Samples per batch on the float and intsim backends (intsim: at most, "
-                              "fewer where one layer's T-step spikes would pass 16 MiB).")
-    device: str = _f("cpu", "Device for the float stages and backends.")
-    seed: int = _f(0, "Seed of the test-sample selection.")
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, repr=False)
 class ExportConfig(HardwareConfig, SampleConfig):
     """`kdsnn export` / `kdsnn.export`: a source through the parity ladder onto a backend."""
 
@@ -90,7 +105,7 @@ class ExportConfig(HardwareConfig, SampleConfig):
         return self
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, repr=False)
 class RunConfig(SampleConfig):
     """`kdsnn run` / `kdsnn.run`: an exported folder again on a backend."""
 
@@ -105,16 +120,48 @@ class RunConfig(SampleConfig):
         return self
 
 
-@dataclass(kw_only=True)
-class EvaluateConfig(HardwareConfig):
-    """`kdsnn evaluate --target BACKEND`: students deployed to a backend beside their float model."""
+@dataclass(kw_only=True, repr=False)
+class EvaluateConfig(HardwareConfig, DataConfig):
+    """`kdsnn evaluate`: test accuracy of checkpoints, clean and under noise, float or deployed."""
 
+    checkpoints: tuple[str, ...] = _f((), "Teacher or student checkpoints (.pt; .onnx teachers with --noise).")
     target: str | None = _f(None, "Backend to deploy students to (any of `kdsnn targets`: an integer "
                                   "one runs the IntNet lowered for --hw); default: the float PyTorch models.")
+    noise: tuple[str, ...] = _f((), "Noise as TYPE:LEVEL, level in [0, 1]: gaussian, uniform, salt_pepper, "
+                                    "speckle, poisson (e.g. gaussian:0.1); repeatable. With --noise, .onnx "
+                                    "teachers are accepted too.")
+    dataset: str | None = _f(None, "Override the checkpoint's dataset.")
+    samples: int | None = _f(None, "Evaluate on the first N test samples (default: all).")
+    seed: int = _f(0, "Seed of the noise and of the test-sample selection.")
+    as_json: bool = _f(False, "Print JSON instead of a table.")
+    output: str | None = _f(None, "Folder for robustness.json and the accuracy-vs-noise plot.")
+    progress: str = _f("auto", "auto: bars on a terminal, else none; bars; lines; none.")
+    quiet: bool = _f(False, "Same as --progress none (the CLI still prints the table).")
 
 
-@dataclass(kw_only=True)
-class DistillConfig:
+@dataclass(kw_only=True, repr=False)
+class FinetuneConfig(HardwareConfig):
+    """`kdsnn finetune`: a student fine-tuned in the integer arithmetic of --hw (kdsnn.finetune)."""
+
+    student: str = _f("", "The student checkpoint (.pt) to fine-tune.")
+    output: str = _f("", "Output folder (student.pt with the plan, best.pt, last.pt, metrics.jsonl).")
+    hw: str = _f("loihi", "Hardware spec whose integer arithmetic the forward uses: a built-in name or a "
+                          "spec file (JSON/TOML).")
+    epochs: int = _f(1, "Fine-tuning epochs.")
+    lr: float | None = _f(None, "Peak learning rate (default: the student's / 10).")
+    kd: str | None = _f(None, "Distillation mode (default: the student's own).")
+    teacher: str | None = _f(None, "Teacher (default: the student's own).")
+    batch_size: int | None = _f(None, "Default: the student's.")
+    seed: int | None = _f(None, "Default: the student's.")
+    device: str | None = _f(None, "cpu or cuda (default: the student's).")
+    data_dir: str | None = _f(None, "Folder of the datasets (default $KDSNN_DATA_DIR or ~/.cache/kdsnn/data).")
+    download: bool = _f(False, "Allow torchvision to download the dataset.")
+    resume: bool = _f(False, "Continue the fine-tuning in OUTPUT from its last.pt.")
+    quiet: bool = _f(False, "No progress bars or per-epoch lines.")
+
+
+@dataclass(kw_only=True, repr=False)
+class DistillConfig(_Short):
     """`kdsnn distill` / `kdsnn.distill`: a spiking student trained with KD from a teacher.
 
     None means "the dataset's default" (kdsnn.train.DEFAULTS) or the optimizer's."""

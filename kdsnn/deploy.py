@@ -55,6 +55,7 @@ from kdsnn.progress import bars, mode_of, say, stage_done
 from kdsnn.stages import (
     Exported,
     Lowered,
+    Report,
     Samples,
     Setup,
     Source,
@@ -92,7 +93,7 @@ class Deployment:
     results: dict[str, RunResult] = field(default_factory=dict)   # "rung1", "reference", "intsim", ...
     rungs: list[Rung] = field(default_factory=list)
     lowered: Lowered | None = None
-    report: dict[str, Any] | None = None
+    report: Report | None = None
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

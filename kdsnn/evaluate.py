@@ -11,18 +11,20 @@ import json
 import os
 from typing import Any
 
-import click
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from kdsnn.config import EvaluateConfig
 from kdsnn.device import resolve_device
 from kdsnn.errors import KdsnnError
+
+_D = EvaluateConfig()   # the defaults of `kdsnn evaluate` (kdsnn.config)
 
 
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, dataset: str | Dataset,
-                   noise: Any = None, samples: int | None = None, batch_size: int = 256,
-                   device: str | torch.device = "cpu", seed: int = 0,
+                   noise: Any = None, samples: int | None = None, batch_size: int = _D.batch_size,
+                   device: str | torch.device = "cpu", seed: int = _D.seed,
                    data_dir: str | os.PathLike | None = None, download: bool = False,
                    quiet: bool = True) -> dict[str, Any]:
     """Accuracy of `model` on a test split.
@@ -76,12 +78,12 @@ def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, datase
 def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
                      noise: tuple[str, ...] = (), dataset: str | None = None,
                      data_dir: str | None = None, download: bool = False,
-                     samples: int | None = None, batch_size: int = 256, device: str = "cpu",
-                     seed: int = 0, as_json: bool = False, output: str | None = None,
+                     samples: int | None = None, batch_size: int = _D.batch_size, device: str = _D.device,
+                     seed: int = _D.seed, as_json: bool = False, output: str | None = None,
                      quiet: bool = False, **_: Any) -> list[dict[str, Any]]:
-    """`kdsnn evaluate CKPT...` (float): one line per checkpoint, or JSON with --json.
-
-    With --noise (or an .onnx model) the robustness evaluation (kdsnn.robustness) takes over.
+    """`kdsnn evaluate CKPT...` (float): a row per checkpoint; prints nothing (evaluate_text
+    says what the CLI prints). With --noise (or an .onnx model) the robustness evaluation
+    (kdsnn.robustness) takes over and returns its result.
     """
     from kdsnn.config import check_values
 
@@ -113,14 +115,25 @@ def evaluate_command(checkpoints: tuple[str, ...] = (), target: str = "float",
         row = {"checkpoint": str(path), "kind": cfg["kind"], "arch": cfg["arch"], "dataset": ds_name,
                "T": cfg.get("T") if cfg["kind"] == "student" else None, "kd": cfg.get("kd"), **r}
         rows.append(row)
-        if not as_json and distributed.is_main():
-            what = (f"student T={cfg.get('T')} kd={cfg.get('kd')}" if cfg["kind"] == "student"
-                    else "teacher (ANN)")
-            click.echo(f"{path}: {cfg['arch']} {what} on {ds_name} test: accuracy "
-                       f"{100 * r['accuracy']:.2f}% ({r['correct']}/{r['n']})")
-    if as_json and distributed.is_main():
-        click.echo(json.dumps(rows if len(rows) != 1 else rows[0], indent=2))
     return rows
+
+
+def evaluate_text(res: list[dict[str, Any]] | dict[str, Any], as_json: bool = False,
+                  output: str | None = None) -> str:
+    """What `kdsnn evaluate` prints for the result of evaluate_command or evaluate_deployed:
+    a line per checkpoint (float rows), the robustness table (a dict), or their JSON."""
+    if isinstance(res, dict):
+        from kdsnn.robustness import robustness_text
+
+        return robustness_text(res, as_json, output)
+    if as_json:
+        return json.dumps(res if len(res) != 1 else res[0], indent=2)
+    lines = []
+    for r in res:
+        what = f"student T={r['T']} kd={r['kd']}" if r["kind"] == "student" else "teacher (ANN)"
+        lines.append(f"{r['checkpoint']}: {r['arch']} {what} on {r['dataset']} test: accuracy "
+                     f"{100 * r['accuracy']:.2f}% ({r['correct']}/{r['n']})")
+    return "\n".join(lines)
 
 
 def _check_fits(path: str, cfg: dict[str, Any], ds_name: str) -> None:

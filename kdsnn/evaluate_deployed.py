@@ -25,21 +25,22 @@ from kdsnn.config import (
     LoweringConfig,
     RunConfig,
     check_values,
-    default,
     from_options,
 )
 from kdsnn.errors import KdsnnError
 from kdsnn.noise import parse_noise
 from kdsnn.plan import plan_for
-from kdsnn.robustness import RobustModel, load_models, report_robustness, run_robustness
+from kdsnn.robustness import RobustModel, load_models, run_robustness, write_robustness
 from kdsnn.stages import compile_backend, lower_for_target
+
+_D = EvaluateConfig()   # the defaults of `kdsnn evaluate` (kdsnn.config)
 
 
 def deployed_model(path: str | Path, target: str = "intsim", hw: str = "loihi",
-                   calibration: int = default(EvaluateConfig, "calibration"),
-                   data_dir: str | None = None, download: bool = False, batch_size: int = 256,
+                   calibration: int = _D.calibration,
+                   data_dir: str | None = None, download: bool = False, batch_size: int = _D.batch_size,
                    dataset: str | None = None, lowering: LoweringConfig | None = None,
-                   device: str = "cpu") -> tuple[Any, Any, dict[str, Any], Callable[[np.ndarray], np.ndarray]]:
+                   device: str = _D.device) -> tuple[Any, Any, dict[str, Any], Callable[[np.ndarray], np.ndarray]]:
     """(IntNet or NIR graph, executable, checkpoint config, predict) for a student checkpoint on
     any registered backend: an integer backend runs the IntNet lowered for `hw`, a NIR backend
     the exported graph. predict(x) gives float logits (an IntNet's scaled by its readout)."""
@@ -65,11 +66,12 @@ def deployed_model(path: str | Path, target: str = "intsim", hw: str = "loihi",
 
 def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", noise: Sequence[str] = (),
                       dataset: str | None = None, data_dir: str | None = None, download: bool = False,
-                      samples: int | None = None, batch_size: int = 256, device: str = "cpu",
-                      seed: int = 0, as_json: bool = False, output: str | None = None,
-                      quiet: bool = False, calibration: int = default(EvaluateConfig, "calibration"),
-                      hw: str = default(EvaluateConfig, "hw"), **lowering: Any) -> dict[str, Any]:
-    """Options as in cli.py's evaluate command; prints a table (or JSON), writes -o files."""
+                      samples: int | None = None, batch_size: int = _D.batch_size, device: str = _D.device,
+                      seed: int = _D.seed, as_json: bool = False, output: str | None = None,
+                      quiet: bool = False, calibration: int = _D.calibration,
+                      hw: str = _D.hw, **lowering: Any) -> dict[str, Any]:
+    """Options as in cli.py's evaluate command; writes the -o files and prints nothing (the CLI
+    prints kdsnn.evaluate.evaluate_text of the result)."""
     check_values({"samples": samples, "batch_size": batch_size, "device": device, "calibration": calibration,
                   **lowering})
     specs = [parse_noise(s) for s in noise]                   # bad specs fail before any work
@@ -102,7 +104,8 @@ def evaluate_deployed(checkpoints: Sequence[str] = (), target: str = "intsim", n
                                   fm.dataset, fm.input_shape, fm.num_classes))
     result = run_robustness(models, dataset, specs, samples, data_dir, download, batch_size, seed,
                             target=target, quiet=quiet or as_json)
-    report_robustness(result, as_json, output)
+    if output:
+        write_robustness(result, output)
     return result
 
 

@@ -30,10 +30,12 @@ __all__ = ["headroom_note", "is_exact", "lower_exact", "make_plan", "plan_target
 
 
 def make_plan(model: nn.Module, config: dict[str, Any], target: str | TargetSpec,
-              calibration_x: np.ndarray) -> dict[str, Any]:
-    """Lower the float student once and keep the lowering's choices (JSON-ready)."""
+              calibration_x: np.ndarray, **lowering: Any) -> dict[str, Any]:
+    """Lower the float student once and keep the lowering's choices (JSON-ready).
+
+    lowering: the fields of kdsnn.config.LoweringConfig (--min-weight-bits, --headroom, ...)."""
     graph = student_to_nir(model, {**config, "deploy_exact": None})
-    st = lowering_state(graph, target, calibration_x, T=int(model.T))
+    st = lowering_state(graph, target, calibration_x, T=int(model.T), **lowering)
     plan = plan_from_state(st)
     plan["target"] = target.name if isinstance(target, TargetSpec) else str(target)
     plan["calibration_samples"] = int(len(calibration_x))

@@ -1,4 +1,4 @@
-"""`kdsnn finetune STUDENT --deploy-exact HW`: short deployment-exact fine-tuning of a student.
+"""`kdsnn finetune STUDENT --hw HW`: short deployment-exact fine-tuning of a student.
 
 The float student is lowered once for HW (the plan: kdsnn.deploy_exact.make_plan); the
 plan is checked to reproduce intsim exactly on the calibration samples before any step
@@ -12,6 +12,7 @@ epochs at a small learning rate. OUTPUT/student.pt carries the plan in its confi
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,13 @@ import click
 from kdsnn.distributed import is_main
 from kdsnn.errors import KdsnnError
 
-DEFAULT_EPOCHS = 1
 LR_FACTOR = 0.1            # fine-tuning lr = the student's peak lr times this, unless --lr
 
 
 def finetune_command(**opts: Any) -> dict[str, Any]:
+    """Options: the fields of kdsnn.config.FinetuneConfig (None = the default)."""
     from kdsnn.checkpoint import load_model
-    from kdsnn.config import check_values
+    from kdsnn.config import FinetuneConfig, check_values, from_options
     from kdsnn.data import load_arrays
     from kdsnn.deploy_exact import ExactStudent
     from kdsnn.exact_plan import headroom_note, is_exact, lower_exact, make_plan
@@ -35,37 +36,32 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     from kdsnn.kd_loss import check_mode
     from kdsnn.train import train_loop
 
-    check_values({**opts, "exact_epochs": opts.get("epochs"), "epochs": None})
-    quiet = bool(opts.get("quiet"))
+    c = from_options(FinetuneConfig, opts)
+    check_values({**asdict(c), "exact_epochs": c.epochs, "epochs": None})
+    quiet = bool(c.quiet)
 
     def echo(msg: str) -> None:
         if is_main() and not quiet:
             click.echo(msg)
 
-    src = Path(opts["student"])
-    hw = str(opts.get("deploy_exact") or "loihi")
+    src = Path(c.student)
+    if not c.output:
+        raise KdsnnError("finetune needs an output folder (-o/--output)")
     model, cfg0 = load_model(src, device="cpu", kind="student")
     if is_exact(cfg0):
         echo(f"note: {src} is already deployment-exact (for {cfg0['deploy_exact']['target']}); "
              "its float weights are planned afresh")
-    out = Path(opts["output"])
+    out = Path(c.output)
     if out.exists() and not out.is_dir():
         raise KdsnnError(f"output {out} is a file; -o/--output must be a folder")
     if out.resolve() == src.parent.resolve():
         raise KdsnnError(f"-o {out} is the folder of {src}; fine-tune into another folder")
     ensure_dir(out)
-    n_cal = int(opts.get("calibration") or 256)
-    if n_cal < 1:
-        raise KdsnnError(f"--calibration must be positive, got {n_cal}")
+    n_cal, epochs = int(c.calibration), int(c.epochs)
     tr0 = dict(cfg0["train"])
-    epochs = int(opts["epochs"]) if opts.get("epochs") is not None else DEFAULT_EPOCHS
-    if epochs < 1:
-        raise KdsnnError(f"--epochs must be positive, got {epochs}")
-    lr = float(opts["lr"]) if opts.get("lr") is not None else float(tr0["lr"]) * LR_FACTOR
-    if not lr > 0:
-        raise KdsnnError(f"--lr must be positive, got {lr}")
-    kd = check_mode(opts.get("kd") or cfg0.get("kd") or "both")
-    teacher = opts.get("teacher") or cfg0.get("teacher")
+    lr = float(c.lr) if c.lr is not None else float(tr0["lr"]) * LR_FACTOR
+    kd = check_mode(c.kd or cfg0.get("kd") or "both")
+    teacher = c.teacher or cfg0.get("teacher")
     if kd != "none":
         if not teacher:
             raise KdsnnError(f"--kd {kd} needs a teacher and {src} names none; give --teacher or --kd none")
@@ -76,9 +72,9 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
         teacher = None
 
     t0 = time.perf_counter()
-    data_dir, download = opts.get("data_dir") or cfg0.get("data_dir"), bool(opts.get("download"))
+    data_dir, download = c.data_dir or cfg0.get("data_dir"), bool(c.download)
     x_cal, _ = load_arrays(cfg0["dataset"], "train", n_cal, data_dir, download, 0)
-    plan = make_plan(model, cfg0, hw, x_cal)
+    plan = make_plan(model, cfg0, c.hw, x_cal, **c.lowering_options())
     cfg_exact = {**cfg0, "deploy_exact": plan}
     net = lower_exact(model, cfg_exact, x_cal)
     check = compare_runs(ExactStudent(model, plan), net, x_cal)
@@ -92,10 +88,10 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
 
     cfg = {**cfg_exact, "kd": kd, "teacher": teacher, "init_weights": str(src),
            "train": {**tr0, "epochs": epochs, "lr": lr,
-                     "seed": int(opts["seed"]) if opts.get("seed") is not None else int(tr0.get("seed", 0)),
-                     "device": str(opts.get("device") or tr0.get("device") or "cpu"),
-                     "batch_size": int(opts.get("batch_size") or tr0["batch_size"])},
-           "output": str(out), "quiet": quiet, "download": download, "resume": bool(opts.get("resume")),
+                     "seed": int(c.seed) if c.seed is not None else int(tr0.get("seed", 0)),
+                     "device": str(c.device or tr0.get("device") or "cpu"),
+                     "batch_size": int(c.batch_size or tr0["batch_size"])},
+           "output": str(out), "quiet": quiet, "download": download, "resume": bool(c.resume),
            "stop_after": None, "data_dir": data_dir}
     echo(f"fine-tuning {src} deployment-exact for {plan['target']}: kd={kd}, {epochs} epoch(s), lr {lr:g} "
          f"-> {out / 'student.pt'}")

@@ -21,7 +21,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.parity import GRAPH_FILE, INTNET_FILE, scores
 from kdsnn.plan import plan_for
 from kdsnn.progress import bars, mode_of
-from kdsnn.stages import Samples, compile_backend, load_samples
+from kdsnn.stages import Report, Samples, compile_backend, load_samples
 
 __all__ = ["Rerun", "rerun", "run_command"]
 
@@ -39,7 +39,7 @@ class Rerun:
     dataset: str
     T: int
     wall_s: float
-    report: dict[str, Any] | None = None     # the folder's report.json, when it has one
+    report: Report | None = None     # the folder's report.json, when it has one
 
     @property
     def results(self) -> dict[str, RunResult]:
@@ -59,7 +59,7 @@ class Rerun:
 
     def __repr__(self) -> str:
         return (f"Rerun({self.target} on {self.dataset}, T={self.T}, {len(self.samples)} samples, "
-                f"accuracy {self.accuracy})")
+                f"accuracy {'n/a' if self.accuracy is None else f'{100 * self.accuracy:.2f} %'})")
 
 
 def rerun(cfg: RunConfig) -> Rerun:
@@ -109,7 +109,6 @@ def rerun(cfg: RunConfig) -> Rerun:
     report = None
     if (folder / "report.json").is_file():
         from kdsnn.compiler.profile.report import load_report
-        from kdsnn.stages import Report
 
         report = Report(load_report(folder))
     return Rerun(cfg, plan.target, graph, intnet, res, samples, str(dataset), int(T), wall, report)

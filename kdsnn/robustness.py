@@ -12,7 +12,7 @@ Entry points:
   load_models(paths, device, dataset)  -> list[RobustModel]  (kdsnn .pt checkpoints, .onnx)
   run_robustness(models, dataset, specs, ...) -> result dict (any predict function: a
                                compiled integer model plugs in the same way)
-  report_robustness(result, as_json, output)   print + write the files
+  write_robustness(result, output)   robustness.json + robustness.png; robustness_text: what the CLI prints
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ import numpy as np
 import torch
 
 from kdsnn import __version__
+from kdsnn.config import EvaluateConfig
 from kdsnn.errors import KdsnnError
 from kdsnn.io import atomic_path, ensure_dir, write_json
 
 CLEAN = "clean"
 Predict = Callable[[np.ndarray], np.ndarray]  # normalized (B, C, H, W) float32 -> logits (B, K)
+
+_D = EvaluateConfig()   # the defaults of `kdsnn evaluate` (kdsnn.config)
 
 
 @dataclass
@@ -61,7 +64,7 @@ def _torch_predict(fn: Callable[[torch.Tensor], torch.Tensor], device: torch.dev
     return predict
 
 
-def load_models(paths: Sequence[str | os.PathLike], device: torch.device | str = "cpu",
+def load_models(paths: Sequence[str | os.PathLike], device: torch.device | str = _D.device,
                 dataset: str | None = None) -> list[RobustModel]:
     """kdsnn checkpoints (teacher or student .pt) and ONNX teachers, ready to predict."""
     from kdsnn.checkpoint import load_model
@@ -129,7 +132,7 @@ def _resolve_dataset(models: list[RobustModel], dataset: str | None):
 def run_robustness(models: list[RobustModel], dataset: str | None = None,
                    noise: Sequence[Any] = (), samples: int | None = None,
                    data_dir: str | os.PathLike | None = None, download: bool = False,
-                   batch_size: int = 256, seed: int = 0, target: str = "float",
+                   batch_size: int = _D.batch_size, seed: int = _D.seed, target: str = "float",
                    quiet: bool = True) -> dict[str, Any]:
     """Accuracy of every model on the clean test set and under each noise spec.
 
@@ -236,26 +239,28 @@ def plot_robustness(result: dict[str, Any], path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def report_robustness(result: dict[str, Any], as_json: bool = False,
-                      output: str | os.PathLike | None = None) -> None:
-    """Print the table (or JSON) and, with an output folder, write robustness.json/.png."""
-    import click
+def write_robustness(result: dict[str, Any], output: str | os.PathLike) -> list[Path]:
+    """robustness.json and the accuracy-vs-noise plot robustness.png in `output`."""
+    out = ensure_dir(output)
+    write_json(out / "robustness.json", result)
+    return [out / "robustness.json", plot_robustness(result, out / "robustness.png")]
 
-    if output:
-        out = ensure_dir(output)
-        write_json(out / "robustness.json", result)
-        plot_robustness(result, out / "robustness.png")
+
+def robustness_text(result: dict[str, Any], as_json: bool = False,
+                    output: str | os.PathLike | None = None) -> str:
+    """What the CLI prints: the table (or JSON), and the files written to `output`."""
     if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        click.echo(format_table(result))
-        if output:
-            click.echo(f"wrote {Path(output) / 'robustness.json'} and {Path(output) / 'robustness.png'}")
+        return json.dumps(result, indent=2)
+    text = format_table(result)
+    if output:
+        text += f"\nwrote {Path(output) / 'robustness.json'} and {Path(output) / 'robustness.png'}"
+    return text
 
 
 def robustness_command(checkpoints: Sequence[str], noise: Sequence[str] = (), dataset: str | None = None,
                        data_dir: str | None = None, download: bool = False, samples: int | None = None,
-                       batch_size: int = 256, device: str = "cpu", seed: int = 0, as_json: bool = False,
+                       batch_size: int = _D.batch_size, device: str = _D.device, seed: int = _D.seed,
+                       as_json: bool = False,
                        output: str | None = None, quiet: bool = False, target: str = "float",
                        **_: Any) -> dict[str, Any]:
     """`kdsnn evaluate CKPT... [--noise TYPE:LEVEL ...]` for float models (PyTorch / ONNX)."""
@@ -270,6 +275,6 @@ def robustness_command(checkpoints: Sequence[str], noise: Sequence[str] = (), da
     models = load_models(checkpoints, dev, dataset)
     result = run_robustness(models, dataset, specs, samples, data_dir, download, batch_size, seed,
                             target=target, quiet=quiet or as_json)
-    if D.is_main():
-        report_robustness(result, as_json, output)
+    if output and D.is_main():
+        write_robustness(result, output)
     return result

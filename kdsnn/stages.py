@@ -299,7 +299,7 @@ def run_student(model: Any, x: np.ndarray, batch_size: int = 256, device: str = 
 
 
 def make_report(lowered: Lowered, res: RunResult, samples: Samples, source: Source, setup: Setup,
-                float_run: RunResult | None) -> dict[str, Any]:
+                float_run: RunResult | None) -> Report:
     """Spikes, operations, memory, energy and core mapping of the deployed run."""
     from kdsnn.compiler.profile.build import report_from_run
 

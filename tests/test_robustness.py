@@ -21,6 +21,7 @@ from kdsnn.robustness import (
     format_table,
     load_models,
     robustness_command,
+    robustness_text,
     run_robustness,
 )
 from kdsnn.zoo import build
@@ -108,16 +109,18 @@ def test_checkpoints_side_by_side_match_evaluate_model(ckpts, tmp_path, capsys):
             assert m["correct"][cond] == r["correct"], (p, cond)
     # the ONNX export of the teacher is evaluated through onnxruntime: same answers
     assert res["models"][3]["correct"] == res["models"][0]["correct"]
-    out = capsys.readouterr().out
+    assert capsys.readouterr().out == ""           # the library prints nothing; the CLI prints the text
+    out = robustness_text(res, output=str(tmp_path / "out"))
     assert "student kd=none" in out and "salt_pepper:0.1" in out and "robustness.json" in out
     on_disk = json.loads((tmp_path / "out" / "robustness.json").read_text())
     assert on_disk["models"][1]["correct"] == res["models"][1]["correct"]
     assert (tmp_path / "out" / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_json_mode_prints_only_json(ckpts, capsys):
-    robustness_command([str(ckpts["kd"])], noise=["gaussian:0.1"], samples=20, as_json=True)
-    parsed = json.loads(capsys.readouterr().out)
+def test_json_mode_text_is_the_result_as_json(ckpts, capsys):
+    res = robustness_command([str(ckpts["kd"])], noise=["gaussian:0.1"], samples=20, as_json=True)
+    assert capsys.readouterr().out == ""
+    parsed = json.loads(robustness_text(res, as_json=True))
     assert parsed["dataset"] == "digits" and parsed["noise"] == [{"spec": "gaussian:0.1", "type": "gaussian",
                                                                   "level": 0.1}]
 
