@@ -1,4 +1,4 @@
-"""Lower a canonical NIR graph to an IntNet for a hardware target (docs/design.md, "Integer semantics").
+"""Lower a canonical NIR graph to an IntNet for a hardware spec (docs/design.md, "Integer semantics").
 
     net = lower(graph, load_target("loihi"), calibration_x)        # x: (N, C, H, W) normalized
 
@@ -6,12 +6,13 @@ runs the passes of `kdsnn.compiler.passes.PASSES` in order (import, fold flatten
 connections, calibration, input quantization, per-layer scales, depth) and returns a
 validated IntNet whose metadata carries the per-layer choices (`metadata["lowering"]`).
 Options: the fields of kdsnn.config.LoweringConfig (input_bits, headroom,
-provable_budget_bits, min_weight_bits), with its defaults; unknown options are refused.
+provable_budget_bits, min_weight_bits); `lowering_state` builds the LoweringConfig (the one
+place their defaults live, unknown options refused) and the passes read it as `st.config`.
 
 A deployment-exact student (kdsnn.deploy_exact) carries, in the graph metadata
 (`deploy_exact`), the plan it was trained on: `plan_from_state` of an earlier lowering
 (input grid, per-population scale and bias exponent, per-connection weight exponent and
-sign mode). When its target and T match, the passes reuse those choices instead of
+sign mode). When its hardware spec and T match, the passes reuse those choices instead of
 making them, so the integer weights are those the student's forward used.
 """
 
@@ -84,22 +85,22 @@ def plan_from_state(st: LoweringState) -> dict[str, Any]:
             "populations": pops}
 
 
-def _plan_for(meta: dict[str, Any], tg: TargetSpec, T: int, options: dict[str, Any]) -> tuple[dict | None, str]:
+def _plan_for(meta: dict[str, Any], tg: TargetSpec, T: int, cfg: LoweringConfig) -> tuple[dict | None, str]:
     """The graph's deployment-exact plan when it applies to this lowering, else (None, why not)."""
     plan = meta.get("deploy_exact")
     if not isinstance(plan, dict) or plan.get("schema") != PLAN_SCHEMA:
         return None, ""
     if not plan_matches(plan, tg):
         if tg.name == plan.get("target_name", plan.get("target")):
-            raise KdsnnError(f"target {tg.name}: its arithmetic changed since the student was trained "
+            raise KdsnnError(f"hardware spec {tg.name}: its arithmetic changed since the student was trained "
                              f"deployment-exact for it ({arithmetic_changes(plan, tg)}); fine-tune again with "
                              f"`kdsnn finetune STUDENT --deploy-exact {tg.name}`, or name the changed spec differently "
                              "to deploy with a tolerance rung 3")
-        return None, (f"the student was trained deployment-exact for target {plan.get('target')!r}, not this "
+        return None, (f"the student was trained deployment-exact for hardware spec {plan.get('target')!r}, not this "
                       f"{tg.name!r} spec ({arithmetic_changes(plan, tg)}): scales chosen afresh, rung 3 is a tolerance")
     if int(plan.get("T", -1)) != T:
         return None, f"the student was trained deployment-exact at T={plan.get('T')}, not T={T}: scales chosen afresh"
-    if options.get("input_bits") and int(options["input_bits"]) != int(plan["input"]["bits"]):
+    if cfg.input_bits and int(cfg.input_bits) != int(plan["input"]["bits"]):
         return None, "input_bits differs from the deployment-exact plan: scales chosen afresh"
     return plan, f"deployment-exact plan for {tg.name} reused (the scales the student was trained on)"
 
@@ -116,9 +117,9 @@ def lowering_state(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibra
     T = int(T)
     if T < 1:
         raise KdsnnError(f"T must be >= 1, got {T}")
-    opts = from_options(LoweringConfig, options).lowering_options()   # defaults: kdsnn.config
-    st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), options=opts)
-    st.plan, note = _plan_for(meta, tg, T, st.options)
+    cfg = from_options(LoweringConfig, options)       # the one place the defaults live; unknown: refused
+    st = LoweringState(target=tg, T=T, meta=meta, calibration_x=np.asarray(calibration_x), config=cfg)
+    st.plan, note = _plan_for(meta, tg, T, cfg)
     if note:
         st.log.append(f"plan: {note}")
     for m in PASSES:
@@ -131,7 +132,7 @@ def lowering_state(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibra
 
 def lower(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibration_x: np.ndarray,
           T: int | None = None, **options: Any) -> IntNet:
-    """Canonical NIR graph + target + calibration images -> validated IntNet."""
+    """Canonical NIR graph + hardware spec + calibration images -> validated IntNet."""
     st = lowering_state(graph, target, calibration_x, T, **options)
     assert st.input_spec is not None
     class_names = [str(c) for c in (st.meta.get("class_names") or [])]
@@ -140,7 +141,7 @@ def lower(graph: nir.NIRGraph, target: TargetSpec | str | Path, calibration_x: n
                  metadata={"lowering": {"passes": [n for n, _ in describe()], "log": st.log,
                                         "calibration_samples": int(len(st.calibration_x)),
                                         "deploy_exact_plan": st.plan is not None,
-                                        "options": st.options, "layers": st.report},
+                                        "options": st.config.lowering_options(), "layers": st.report},
                            "arithmetic": st.target.arithmetic(),
                            "graph": {k: v for k, v in st.meta.items()
                                      if isinstance(v, (str, int, float, list, type(None)))}})

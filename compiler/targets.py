@@ -1,11 +1,13 @@
-"""Hardware target specs: the numbers a neuromorphic chip can hold (docs/design.md, "Integer semantics", "Hardware specs").
+"""Hardware specs: the numbers a neuromorphic chip can hold (docs/design.md, "Integer semantics", "Hardware specs").
 
 The lowering reads a `TargetSpec` to decide weight sets, exponents and state widths; the
 profiler reads the core/chip limits and the energy constants. Built in: `loihi`, Loihi as
 Lava 0.10 models it in its bit-accurate/fixed-point process models (reset to zero only),
 and `loihi2`, the same plus programmable neurons (subtractive reset). A user describes
 another chip in a JSON file (or TOML where `tomllib`/`tomli` is importable), either
-complete or as overrides of a built-in: {"name": "mychip", "base": "loihi", "vth_bits": 16}.
+complete or as overrides of a built-in: {"name": "mychip", "base": "loihi", "vth_bits": 16};
+`--hw` names one. A field nothing in kdsnn honours is refused when the spec is loaded
+(UNHONOURED; FIXED for the accumulator widths, which the lowering does not bound).
 
 Sources of the `loihi` numbers
   - arithmetic: lava-nc 0.10.0 `lava/proc/lif/models.py` (AbstractPyLifModelFixed,
@@ -39,6 +41,10 @@ ENERGY_KEYS = ("synaptic_op", "neuron_update_active", "neuron_update_idle")
 # Spec fields of earlier versions that nothing in kdsnn honours: refused by name, with why.
 UNHONOURED = {"max_fan_out_per_core": "the core mapping checks neurons, synaptic memory and fan-in "
                                       "per core, not fan-out"}
+# Fields kept at one value: the accumulator widths are Lava 0.10's (dense int32, conv 24-bit
+# wrap). The lowering bounds u and v, not the accumulators (in the worst case |a| < 2^17 anyway),
+# so a narrower accumulator could wrap where nothing checked it; a spec may only restate them.
+FIXED = {"dense_accum_bits": 32, "conv_accum_bits": 24}
 # The arithmetic intsim and the Lava backend implement (Lava 0.10's fixed-point models); a
 # spec that differs here can be lowered (for a plugin that implements it) but not simulated.
 SIMULATED = ("state_bits", "act_shift", "vth_shift", "decay_bits", "dense_accum_bits", "conv_accum_bits")
@@ -135,30 +141,34 @@ class TargetSpec:
                   "conv_accum_bits", "max_message_bits"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise KdsnnError(f"target {self.name}: {f} must be a positive integer, got {v!r}")
+                raise KdsnnError(f"hardware spec {self.name}: {f} must be a positive integer, got {v!r}")
+        for k, want in FIXED.items():
+            if getattr(self, k) != want:
+                raise KdsnnError(f"hardware spec {self.name}: {k} = {getattr(self, k)!r} is not honoured (the "
+                                 f"lowering does not bound the accumulators; kdsnn supports {k} = {want} only)")
         if self.num_weight_bits < 2:   # mixed sign drops one more bit: 1 would leave no positive weight
-            raise KdsnnError(f"target {self.name}: num_weight_bits must be at least 2, got {self.num_weight_bits}")
+            raise KdsnnError(f"hardware spec {self.name}: num_weight_bits must be at least 2, got {self.num_weight_bits}")
         if self.num_weight_bits > self.weight_bits:
-            raise KdsnnError(f"target {self.name}: num_weight_bits {self.num_weight_bits} > weight_bits {self.weight_bits}")
+            raise KdsnnError(f"hardware spec {self.name}: num_weight_bits {self.num_weight_bits} > weight_bits {self.weight_bits}")
         if self.weight_exp_min > self.weight_exp_max or self.bias_exp_min > self.bias_exp_max:
-            raise KdsnnError(f"target {self.name}: an exponent range is empty (min > max)")
+            raise KdsnnError(f"hardware spec {self.name}: an exponent range is empty (min > max)")
         if self.state_bits > 31 or self.vth_bits + self.vth_shift > 31:
-            raise KdsnnError(f"target {self.name}: state_bits and vth_bits + vth_shift must fit 31 bits")
+            raise KdsnnError(f"hardware spec {self.name}: state_bits and vth_bits + vth_shift must fit 31 bits")
         if not 2 <= self.input_bits <= self.max_message_bits:
-            raise KdsnnError(f"target {self.name}: input_bits must be in [2, max_message_bits={self.max_message_bits}]")
+            raise KdsnnError(f"hardware spec {self.name}: input_bits must be in [2, max_message_bits={self.max_message_bits}]")
         if "zero" not in self.reset_modes or any(m not in RESET_MODES for m in self.reset_modes):
-            raise KdsnnError(f"target {self.name}: reset_modes must include 'zero' and only {RESET_MODES}, "
+            raise KdsnnError(f"hardware spec {self.name}: reset_modes must include 'zero' and only {RESET_MODES}, "
                              f"got {list(self.reset_modes)}")
         bad = [m for m in self.sign_modes if m not in SIGN_MODES]
         if bad or "mixed" not in self.sign_modes:
-            raise KdsnnError(f"target {self.name}: sign_modes must include 'mixed' and only {SIGN_MODES}, got {list(self.sign_modes)}")
+            raise KdsnnError(f"hardware spec {self.name}: sign_modes must include 'mixed' and only {SIGN_MODES}, got {list(self.sign_modes)}")
         unknown = sorted(set(self.energy_pj) - set(ENERGY_KEYS))
         if unknown:
-            raise KdsnnError(f"target {self.name}: energy_pj key(s) {', '.join(unknown)} are not counted by "
+            raise KdsnnError(f"hardware spec {self.name}: energy_pj key(s) {', '.join(unknown)} are not counted by "
                              f"kdsnn's profiler (no spike-routing model); it prices {', '.join(ENERGY_KEYS)}")
         for k, v in self.energy_pj.items():
             if not isinstance(v, (int, float)) or v < 0:
-                raise KdsnnError(f"target {self.name}: energy_pj[{k!r}] must be a number >= 0, got {v!r}")
+                raise KdsnnError(f"hardware spec {self.name}: energy_pj[{k!r}] must be a number >= 0, got {v!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,7 +195,7 @@ def check_simulable(arithmetic: dict[str, int] | TargetSpec | None, backend: str
     bad += [f"{k}={got[k]} (simulated: at most {want[k]})" for k in ("weight_bits", "bias_mant_bits")
             if k in got and got[k] > want[k]]
     if bad:
-        raise KdsnnError(f"{backend} simulates Lava 0.10's fixed-point widths, but target {name} has "
+        raise KdsnnError(f"{backend} simulates Lava 0.10's fixed-point widths, but hardware spec {name} has "
                          f"{', '.join(bad)}; change those fields of the spec, or run on a backend "
                          "that implements them")
 
@@ -206,7 +216,7 @@ LOIHI = TargetSpec(
 # backend runs it as a kdsnn process model on Lava's bit-accurate LIF arithmetic.
 LOIHI2 = replace(
     LOIHI, name="loihi2", reset_modes=("zero", "subtract"),
-    description="Intel Loihi 2 as the loihi target plus programmable neurons (subtractive reset)",
+    description="Intel Loihi 2 as the loihi spec plus programmable neurons (subtractive reset)",
     references=(*LOIHI.references,
                 "G. Orchard et al., Efficient Neuromorphic Signal Processing with Loihi 2, "
                 "IEEE SiPS 2021 (programmable neuron microcode, graded spikes)"),
@@ -220,7 +230,7 @@ def available_targets() -> list[str]:
 
 
 def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
-    """A built-in target by name, or a user's JSON/TOML spec file."""
+    """A built-in hardware spec by name, or a user's JSON/TOML spec file (what --hw names)."""
     if isinstance(name_or_path, TargetSpec):
         return name_or_path.validate()
     key = str(name_or_path)
@@ -228,20 +238,23 @@ def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
         return BUILTIN[key]
     path = Path(key)
     if not path.is_file():
-        raise KdsnnError(f"unknown target {key!r}: not a built-in ({', '.join(available_targets())}) "
-                         "and no such spec file")
-    data = read_table(path, "target spec")
+        raise KdsnnError(f"unknown hardware spec {key!r} (--hw): a built-in name ({', '.join(available_targets())}) "
+                         "or a spec file (.json/.toml); see `kdsnn targets`")
+    data = read_table(path, "hardware spec")
     if not isinstance(data, dict):
-        raise KdsnnError(f"target spec {path}: expected a JSON/TOML object at the top level")
+        raise KdsnnError(f"hardware spec {path}: expected a JSON/TOML object at the top level")
     base_name = data.pop("base", None)
     if base_name is not None and base_name not in BUILTIN:
-        raise KdsnnError(f"target spec {path}: unknown base {base_name!r}; choose one of {', '.join(available_targets())}")
+        raise KdsnnError(f"hardware spec {path}: unknown base {base_name!r}; choose one of {', '.join(available_targets())}")
     valid = {f.name for f in fields(TargetSpec)}
     for k in sorted(set(data) & set(UNHONOURED)):
-        raise KdsnnError(f"target spec {path}: {k} is not honoured by kdsnn ({UNHONOURED[k]}); remove it")
+        raise KdsnnError(f"hardware spec {path}: {k} is not honoured by kdsnn ({UNHONOURED[k]}); remove it")
+    for k in sorted(k for k in set(data) & set(FIXED) if data[k] != FIXED[k]):
+        raise KdsnnError(f"hardware spec {path}: {k} = {data[k]!r} is not honoured (the lowering does not bound "
+                         f"the accumulators; kdsnn supports Lava's {k} = {FIXED[k]} only); remove the field")
     unknown = sorted(set(data) - valid)
     if unknown:
-        raise KdsnnError(f"target spec {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
+        raise KdsnnError(f"hardware spec {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
     if "name" not in data:
         data["name"] = path.stem
     # a user's chip cites what the user gives, never the base's papers
@@ -258,7 +271,7 @@ def load_target(name_or_path: str | Path | TargetSpec) -> TargetSpec:
     try:
         spec = replace(BUILTIN[base_name], **data) if base_name else TargetSpec(**data)
     except TypeError as e:
-        raise KdsnnError(f"target spec {path}: {e}") from None
+        raise KdsnnError(f"hardware spec {path}: {e}") from None
     if base_name and "energy_pj" in data:
         spec = replace(spec, energy_pj={**BUILTIN[base_name].energy_pj, **data["energy_pj"]})
     return spec.validate()

@@ -210,9 +210,30 @@ def test_layer_that_cannot_fit_names_layer_and_bits() -> None:
     rng = np.random.default_rng(0)
     g = conv_graph(0)
     g.nodes["act1"] = _if((4, 8, 8), theta=1e6)               # threshold >> weights: vth overflows
-    with pytest.raises(KdsnnError, match=r"layer act1 cannot fit the loihi target: \d+\.\d bit"):
+    with pytest.raises(KdsnnError, match=r"layer act1 cannot fit hardware spec loihi: \d+\.\d bit"):
         lower(g, "loihi", _x(g, 10))
     del rng
+
+
+def test_lowering_options_come_from_lowering_config() -> None:
+    """kdsnn.config.LoweringConfig is the one place the knobs' defaults live: no options lower
+    as LoweringConfig() does, an unknown one is refused with the known ones, and errors print
+    the value in use."""
+    from dataclasses import asdict
+
+    from kdsnn.config import LoweringConfig
+
+    g = conv_graph(0)
+    x = _x(g, 10)
+    st = lowering_state(g, "loihi", x)
+    assert st.config == LoweringConfig()
+    assert lower(g, "loihi", x).metadata["lowering"]["options"] == asdict(LoweringConfig())
+    with pytest.raises(KdsnnError, match="unknown LoweringConfig option.*headrom; known: headroom, input_bits"):
+        lower(g, "loihi", x, headrom=3.0)
+    g.nodes["act1"] = _if((4, 8, 8), theta=1e6)
+    with pytest.raises(KdsnnError, match=r"keeping 2\.5 weight bits.*--min-weight-bits \(an option of export, "
+                                         r"evaluate and finetune\)"):
+        lower(g, "loihi", x, min_weight_bits=2.5)
 
 
 def test_unsupported_nodes_are_refused_by_name() -> None:

@@ -90,7 +90,7 @@ def test_braille_rung4_exact_and_quantisation_stated(tmp_path, reset):
     kw = {"target": "lava", "dt": 1e-4, "reset": reset, "input": str(tmp_path / "x.npz"), "samples": 6,
           "eval_samples": 6, "calibration": 6}
     if reset == "subtract":   # Loihi 1 (as Lava models it) resets to zero only
-        with pytest.raises(KdsnnError, match=r"node lif1.lif: subtractive reset .* not available on target loihi.*"
+        with pytest.raises(KdsnnError, match=r"node lif1.lif: subtractive reset .* not available on hardware spec loihi.*"
                                              r"--hw loihi2"):
             flow.export_command(**_opts(BRAILLE[reset], tmp_path / "refused", **kw))
         kw["hw"] = "loihi2"

@@ -70,7 +70,8 @@ def test_bad_spec_files(tmp_path, content: str, match: str) -> None:
 
 
 def test_unknown_target_and_toml(tmp_path) -> None:
-    with pytest.raises(KdsnnError, match="unknown target 'spinnaker'"):
+    with pytest.raises(KdsnnError, match=r"unknown hardware spec 'spinnaker' \(--hw\): a built-in name "
+                                         r"\(loihi, loihi2\) or a spec file.*kdsnn targets"):
         load_target("spinnaker")
     p = tmp_path / "t.toml"
     p.write_text('base = "loihi"\nname = "t"\n')
@@ -108,7 +109,7 @@ def test_subtractive_reset_needs_programmable_neurons() -> None:
     g = nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:], strict=True)),
                      metadata={"T": 4, "dt": 1.0, "reset_modes": {"lif": "subtract"}}, type_check=False)
     x = rng.normal(size=(8, 6))
-    with pytest.raises(KdsnnError, match=r"node lif: subtractive reset .* not available on target loihi.*--hw loihi2"):
+    with pytest.raises(KdsnnError, match=r"node lif: subtractive reset .* not available on hardware spec loihi.*--hw loihi2"):
         lower(g, "loihi", x)
     net = lower(g, "loihi2", x)                 # the Input is named in_1: any name lowers
     assert net.population("lif").reset == "subtract" and net.target == "loihi2"
@@ -118,12 +119,27 @@ def test_subtractive_reset_needs_programmable_neurons() -> None:
 @pytest.mark.parametrize("content, match", [
     ('{"base": "loihi", "max_fan_out_per_core": 2048}', "max_fan_out_per_core is not honoured.*fan-in"),
     ('{"base": "loihi", "energy_pj": {"spike_per_hop": 3.5}}', "spike_per_hop are not counted"),
+    ('{"base": "loihi", "conv_accum_bits": 16}', r"chip.json: conv_accum_bits = 16 is not honoured .*"
+                                                 r"conv_accum_bits = 24 only\); remove the field"),
+    ('{"base": "loihi", "dense_accum_bits": 16}', r"chip.json: dense_accum_bits = 16 is not honoured"),
 ])
 def test_fields_nothing_honours_are_refused(tmp_path, content, match) -> None:
     p = tmp_path / "chip.json"
     p.write_text(content)
     with pytest.raises(KdsnnError, match=match):
         load_target(p)
+
+
+def test_accumulator_widths_may_only_be_restated(tmp_path) -> None:
+    """Lava's widths written out load (a complete spec may list every field); a spec built in
+    Python with another width is refused like a file."""
+    from dataclasses import replace
+
+    p = tmp_path / "chip.json"
+    p.write_text(json.dumps({"base": "loihi", "dense_accum_bits": 32, "conv_accum_bits": 24}))
+    assert load_target(p).conv_accum_bits == 24
+    with pytest.raises(KdsnnError, match="hardware spec x: conv_accum_bits = 20 is not honoured"):
+        load_target(replace(LOIHI, name="x", conv_accum_bits=20))
 
 
 def test_one_hardware_description(tmp_path) -> None:

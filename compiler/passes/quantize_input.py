@@ -18,9 +18,10 @@ NAME = "quantize_input"
 
 
 def run(st: LoweringState) -> None:
-    bits = int(st.options.get("input_bits") or st.target.input_bits)
+    bits = int(st.config.input_bits or st.target.input_bits)
     if not 2 <= bits <= st.target.max_message_bits:
-        raise KdsnnError(f"input_bits must be in [2, {st.target.max_message_bits}] for target {st.target.name}, got {bits}")
+        raise KdsnnError(f"input_bits must be in [2, {st.target.max_message_bits}] (the max_message_bits of hardware "
+                         f"spec {st.target.name}), got {bits}; choose --input-bits in that range")
     shape = next(n.shape for n in st.nodes.values() if n.op == "input")
     qmax = 2 ** (bits - 1) - 1
     xmax = st.stats["input"]["x_max"]

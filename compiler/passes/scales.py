@@ -7,10 +7,10 @@ graded scale, or 1 for binary spikes) gets weights W * sigma with sigma * 2^e * 
 e its weight exponent (dense only; Lava's Conv ignores it, so conv has e = 0).
 
 S is the largest value all of these allow (each is an upper bound, reported by name):
-  weights   sigma * max|W| <= the target's largest weight (254 mixed, 255 one-signed),
-            using the largest exponent the target allows for dense connections
-  threshold vth = round(S * theta) <= 2^17 - 1
-  bias      64 * S * max|b| <= 4095 << 7
+  weights   sigma * max|W| <= the spec's largest weight (loihi: 254 mixed, 255 one-signed),
+            using the largest exponent the spec allows for dense connections
+  threshold vth = round(S * theta) <= 2^vth_bits - 1 (loihi: 2^17 - 1)
+  bias      64 * S * max|b| <= bias_mant_max << bias_exp_max (loihi: 4095 << 7)
   state     u must not wrap and v must not clip (readout: must never reach its
             threshold). Bounded from the weights for *any* input ("worst-case", provable)
             when that costs at most `provable_budget_bits` of scale, else from calibration
@@ -22,11 +22,12 @@ bias). Finally the integer bounds are re-checked exactly with the integer weight
 rounding broke a worst-case bound, S shrinks by 2^-1/4 and the population is redone.
 A population is refused when S falls below what keeps `min_weight_bits` of weight
 magnitude (or a threshold >= 1): the error names the layer, the binding bound and the
-missing headroom in bits.
+missing headroom in bits. The knobs (`headroom`, `provable_budget_bits`, `min_weight_bits`)
+and their defaults are kdsnn.config.LoweringConfig's (`st.config`).
 
 Decays: du = round(alpha * 4096) - 1 (Lava decays u by du + 1), dv = round(beta * 4096),
 in [0, 4095]; the float decays they stand for and the error are in the layer's report
-(`decay`), and so in parity.json. Resets: a target without "subtract" in its reset_modes
+(`decay`), and so in parity.json. Resets: a hardware spec without "subtract" in its reset_modes
 (loihi) refuses a subtractive layer by name; a non-spiking readout (I, LI, CubaLI) gets
 the largest vth and provably never fires, a spiking one (IF, LIF, CubaLIF) is counted.
 """
@@ -178,7 +179,7 @@ class _Plan:
         U = math.ceil(A * geometric((self.du + 1) / one, st.T))
         Gv = geometric(self.dv / one, st.T)
         if U >= M:
-            return False, f"|u| can reach {U} >= 2^23 (u wraps)"
+            return False, f"|u| can reach {U} >= 2^{tg.state_bits - 1} (u wraps)"
         if p.reset == "none":
             lim = tg.vth_max << tg.vth_shift
             worst = math.ceil(Gv * (U + self.bias_int_max))
@@ -190,7 +191,7 @@ class _Plan:
         if p.reset == "zero":
             up = min(up, (self.vth << tg.vth_shift) + U + self.bias_pos)
         if max(up, down) > M - 1:
-            return False, f"v can reach {max(up, down)} > 2^23 - 1 (clips)"
+            return False, f"v can reach {max(up, down)} > 2^{tg.state_bits - 1} - 1 (clips)"
         return True, ""
 
 
@@ -199,7 +200,7 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
     tg = st.target
     ub: dict[str, float] = {}
     s_min = 0.0
-    min_bits = float(st.options.get("min_weight_bits", 3))
+    min_bits = float(st.config.min_weight_bits)
     a_wc = 0.0
     for c in conns:
         s_src = st.input_spec.scale if c.src == INPUT else 1.0
@@ -231,7 +232,7 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
         v_wc = max(geometric(p.beta, st.T) * u_wc, min(v_wc, p.theta + u_wc + bmax))
     s_wc = min(u_lim / u_wc if u_wc > 0 else math.inf, v_lim / v_wc if v_wc > 0 else math.inf)
     cal = st.stats[p.name]
-    h = float(st.options.get("headroom", 2.0))
+    h = float(st.config.headroom)
     v_cal = max(abs(cal["v_min"]), abs(cal["v_max"]))
     s_cal = min(u_lim / (h * cal["u_max"]) if cal["u_max"] > 0 else math.inf,
                 v_lim / (h * v_cal) if v_cal > 0 else math.inf)
@@ -241,10 +242,11 @@ def _bounds(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[dict[str, f
 def _check_target(st: LoweringState, p: FPop) -> None:
     tg = st.target
     if p.reset == "subtract" and "subtract" not in tg.reset_modes:
-        raise KdsnnError(f"node {p.name}: subtractive reset (v -= v_threshold) is not available on target "
-                         f"{tg.name}, whose neurons reset v to 0 ({tg.description or tg.name}); lower for a target "
-                         "with programmable neurons (--hw loihi2) or, if the network was trained with it, "
-                         "--reset zero")
+        raise KdsnnError(f"node {p.name}: subtractive reset (v -= v_threshold) is not available on hardware "
+                         f"spec {tg.name}, whose neurons reset v to 0 ({tg.description or tg.name}); lower for "
+                         "a spec with programmable neurons (--hw loihi2), or deploy a network that resets to "
+                         "zero (a .nir source trained that way: export --reset zero; a kdsnn student: distil "
+                         "it with --reset zero)")
     if p.reset == "none" and not p.readout:
         raise KdsnnError(f"node {p.name}: a non-spiking {p.kind} neuron feeds other layers with its voltage, "
                          "which spikes cannot carry on Loihi; only the readout may be non-spiking")
@@ -253,7 +255,7 @@ def _check_target(st: LoweringState, p: FPop) -> None:
 def _choose(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[float, str, _Plan, bool, str]:
     """The largest scale every bound allows (module docstring) and its integer plan."""
     tg = st.target
-    budget = float(st.options.get("provable_budget_bits", 1.0))
+    budget = float(st.config.provable_budget_bits)
     ub, s_wc, s_cal, s_min = _bounds(st, p, conns)
     s_prec = min(ub.values(), default=math.inf)
     provable = s_wc >= min(s_prec, s_cal) / 2.0 ** budget
@@ -274,10 +276,10 @@ def _choose(st: LoweringState, p: FPop, conns: list[FConn]) -> tuple[float, str,
     if S < s_min * (1 - 1e-9):
         missing = math.log2(s_min / S)
         raise KdsnnError(
-            f"layer {p.name} cannot fit the {tg.name} target: {missing:.1f} bit(s) of headroom missing "
-            f"({binding} limits the scale to {S:.4g}, keeping {st.options.get('min_weight_bits', 3)} weight "
+            f"layer {p.name} cannot fit hardware spec {tg.name}: {missing:.1f} bit(s) of headroom missing "
+            f"({binding} limits the scale to {S:.4g}, keeping {st.config.min_weight_bits:g} weight "
             f"bits and a threshold >= 1 needs >= {s_min:.4g}); retrain with smaller weights/thresholds "
-            "or lower --min-weight-bits (kdsnn export/evaluate)")
+            "or lower --min-weight-bits (an option of export, evaluate and finetune)")
     if not provable:
         ok, why = plan.provable(st, p)
     return S, binding, plan, ok, why

@@ -16,6 +16,8 @@ import numpy as np
 from kdsnn.compiler.intnet import Connection, InputSpec, Population
 from kdsnn.compiler.targets import TargetSpec
 
+from kdsnn.config import LoweringConfig
+
 SYN_OPS = ("conv", "dense")
 LINEAR_OPS = ("conv", "dense", "pool", "flatten")
 NEURON_OPS = ("neuron",)
@@ -86,7 +88,7 @@ class LoweringState:
     T: int
     meta: dict[str, Any]
     calibration_x: np.ndarray
-    options: dict[str, Any]
+    config: LoweringConfig = field(default_factory=LoweringConfig)   # the options and their defaults
     temporal: bool = False                                     # inputs are (N, T, *shape) trains
     nodes: dict[str, LNode] = field(default_factory=dict)      # topological order
     pops: list[FPop] = field(default_factory=list)
