@@ -109,7 +109,7 @@ class ExactStudent(nn.Module):
                 if (dv, mod.reset) != want:
                     raise KdsnnError(f"node {name}: the LIF leak/reset (dv={dv}, reset {mod.reset}) is not the "
                                      f"plan's (dv={want[0]}, reset {want[1]}); plan the student afresh with "
-                                     "`kdsnn finetune --deploy-exact`")
+                                     "`kdsnn finetune STUDENT --hw HW`")
         consumers: dict[str, list[str]] = {}
         for s in self.student.specs:
             for i in s.inputs:

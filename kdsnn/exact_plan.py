@@ -46,9 +46,9 @@ def plan_target(plan: dict[str, Any]) -> TargetSpec:
     """The target spec a plan was made for (refused if its arithmetic changed since)."""
     tg = load_target(plan["target"])
     if not plan_matches(plan, tg):
-        raise KdsnnError(f"target {plan['target']!r}: its arithmetic changed since this student was trained "
-                         f"deployment-exact for it ({arithmetic_changes(plan, tg)}); fine-tune again with "
-                         "`kdsnn finetune --deploy-exact`")
+        raise KdsnnError(f"hardware spec {plan['target']!r}: its arithmetic changed since this student was "
+                         f"trained deployment-exact for it ({arithmetic_changes(plan, tg)}); fine-tune again with "
+                         f"`kdsnn finetune STUDENT --hw {plan['target']}`")
     return tg
 
 
