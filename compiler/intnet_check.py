@@ -51,7 +51,7 @@ def check_intnet(net: Any, path: Path) -> None:
     where = f"IntNet {path}"
     lim = _limits(net)
     if lim.get("mismatch"):
-        raise KdsnnError(f"{where}: its recorded arithmetic differs from the built-in target {net.target!r}; "
+        raise KdsnnError(f"{where}: its recorded arithmetic differs from the built-in hardware spec {net.target!r}; "
                          "the file was edited, re-run `kdsnn export`")
     if not _int(net.T) or net.T < 1:
         raise KdsnnError(f"{where}: T must be an integer >= 1, got {net.T!r}")
@@ -84,7 +84,7 @@ def check_intnet(net: Any, path: Path) -> None:
         if not isinstance(p.out_scale, (int, float)) or not math.isfinite(p.out_scale):
             raise KdsnnError(f"{at}: out_scale must be a finite number, got {p.out_scale!r}")
         if p.reset not in lim["reset_modes"]:
-            raise KdsnnError(f"{at}: reset {p.reset!r} is not one of target {net.target}'s {list(lim['reset_modes'])}")
+            raise KdsnnError(f"{at}: reset {p.reset!r} is not one of hardware spec {net.target}'s {list(lim['reset_modes'])}")
     wb = lim["weight_bits"]
     for c in net.connections:
         at = f"{where}: connection {c.name}"

@@ -61,10 +61,10 @@ def target_limits(target: Any = None) -> dict[str, Any]:
             out["synaptic_memory_bits_per_core"] = int(v) * 8
             break
     refs = get("references", None) or get("source", None)
-    out["source"] = "; ".join(refs) if isinstance(refs, (list, tuple)) else str(refs or f"target {out['name']}")
+    out["source"] = "; ".join(refs) if isinstance(refs, (list, tuple)) else str(refs or f"hardware spec {out['name']}")
     for k in ("neurons_per_core", "synaptic_memory_bits_per_core", "max_fan_in_per_core",
               "cores_per_chip", "state_bits", "weight_bits", "bias_mant_bits", "bias_exp_bits"):
         out[k] = int(out[k])
         if out[k] <= 0:
-            raise KdsnnError(f"target {out['name']}: {k} must be positive, got {out[k]}")
+            raise KdsnnError(f"hardware spec {out['name']}: {k} must be positive, got {out[k]}")
     return out
