@@ -2,7 +2,8 @@
 
 It is rung 2 of the parity ladder (the exported graph, read back, must reproduce its
 source) and the float oracle of foreign graphs. Every neuron runs the one discretisation of
-`kdsnn.compiler.dynamics` (forward Euler at the graph's dt, resets "zero" / "subtract"):
+`kdsnn.compiler.dynamics` through its step on tensors, `TensorNeuron` (forward Euler at the
+graph's dt, resets "zero" / "subtract"):
 
     u[t] = (1 - alpha) u[t-1] + gain a[t];  v[t] = (1 - beta) v[t-1] + u[t] + bias
     s[t] = v[t] > v_threshold;  zero: v = v_reset where s;  subtract: v -= v_threshold where s
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from kdsnn.backends.base import Backend, Executable, RunResult
-from kdsnn.compiler.dynamics import DiscreteDelay, DiscreteNeuron, discretise_graph
+from kdsnn.compiler.dynamics import DiscreteDelay, DiscreteNeuron, TensorNeuron, discretise_graph
 from kdsnn.compiler.nir.canonicalize import canonicalize
 from kdsnn.compiler.nir.meta import graph_meta
 from kdsnn.compiler.nir.order import dag_order
@@ -47,38 +48,14 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
-class _Neuron:
-    """A DiscreteNeuron's arrays as tensors (broadcast against (B, *shape))."""
-
-    d: DiscreteNeuron
-    keep_u: torch.Tensor
-    keep_v: torch.Tensor
-    gain: torch.Tensor
-    bias: torch.Tensor
-    vth: torch.Tensor
-    v_reset: torch.Tensor
-
-    def step(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor):
-        u = self.keep_u * u + self.gain * a
-        v = self.keep_v * v + u + self.bias
-        if self.d.reset == "none":
-            return u, v, None
-        s = v > self.vth
-        if self.d.reset == "zero":
-            v = torch.where(s, self.v_reset, v)
-        else:
-            v = torch.where(s, v - self.vth, v)
-        return u, v, s
-
-
-@dataclass
 class _Step:
     name: str
     kind: str                      # "syn", "neuron", "delay", "output"
     preds: list[str]
     delayed: frozenset[str] = frozenset()   # preds whose edge closes a cycle (value of t-1)
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-    neuron: _Neuron | None = None
+    neuron: TensorNeuron | None = None
+    disc: DiscreteNeuron | None = None
     delay: np.ndarray | None = None
     shape: tuple[int, ...] = ()
     readout: bool = False
@@ -128,7 +105,7 @@ class ReferenceExecutable(Executable):
         self.order, self.closing = dag_order(graph.nodes, list(graph.edges), self.input_name)
         self.steps = self._plan()
         self.recurrent = bool(self.closing)
-        self.spiking_layers = [s.name for s in self.steps if s.kind == "neuron" and s.neuron.d.spiking]
+        self.spiking_layers = [s.name for s in self.steps if s.kind == "neuron" and s.neuron.spiking]
         self.if_layers = self.spiking_layers   # the name rung 2 and the driver use
 
     # ---------------------------------------------------------------- plan
@@ -157,9 +134,7 @@ class ReferenceExecutable(Executable):
             elif isinstance(dyn.get(name), DiscreteNeuron):
                 d = dyn[name]
                 assert isinstance(d, DiscreteNeuron)
-                tn = _Neuron(d, self._t(1 - d.alpha), self._t(1 - d.beta), self._t(d.gain), self._t(d.bias),
-                             self._t(d.v_threshold), self._t(d.v_reset))
-                steps.append(_Step(name, "neuron", ps, lt, neuron=tn, shape=d.shape,
+                steps.append(_Step(name, "neuron", ps, lt, neuron=d.tensors(self._t), disc=d, shape=d.shape,
                                    readout=out_name in [b for a, b in g.edges if a == name]))
             elif isinstance(dyn.get(name), DiscreteDelay):
                 dd = dyn[name]
@@ -207,7 +182,7 @@ class ReferenceExecutable(Executable):
             for s in self.steps:
                 if s.kind == "neuron":
                     rec.voltages[s.name] = np.zeros((n, self.T, *s.shape), np.float64)
-                    if s.neuron.d.spiking:
+                    if s.neuron.spiking:
                         rec.trains[s.name] = np.zeros((n, self.T, *s.shape), np.uint8)
         starts = range(0, n, self.batch_size)
         if progress:
@@ -255,7 +230,7 @@ class ReferenceExecutable(Executable):
                 vals[st.name] = (_shift(expand(h, T) if static else h, st.delay, T), False)
             elif st.kind == "neuron":
                 nr = st.neuron
-                if st.readout and static and not record and _plain_integrator(nr.d):
+                if st.readout and static and not record and _plain_integrator(st.disc):
                     vals[st.name] = (h * nr.gain, True)     # v[T]/T of I(gain) on a constant input
                     continue
                 ys = None if static else unfold(h, T)
@@ -268,7 +243,7 @@ class ReferenceExecutable(Executable):
                     outs[t] = v if s is None else s
                     if vrec is not None:
                         vrec[t] = v
-                got[st.name] = _summary(outs if nr.d.spiking else None, vrec, record)
+                got[st.name] = _summary(outs if nr.spiking else None, vrec, record)
                 if st.readout:
                     vals[st.name] = (v / T, True)
                 else:
@@ -322,7 +297,7 @@ class ReferenceExecutable(Executable):
         got = {}
         for st in self.steps:
             if st.kind == "neuron":
-                got[st.name] = _summary(outs[st.name] if st.neuron.d.spiking else None, vrec.get(st.name), record)
+                got[st.name] = _summary(outs[st.name] if st.neuron.spiking else None, vrec.get(st.name), record)
                 if st.readout:
                     out = state[st.name][1] / T
         assert out is not None

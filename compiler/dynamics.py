@@ -2,10 +2,10 @@
 
 NIR states its neurons in continuous time (nir/ir/neuron.py). kdsnn runs them in steps of
 `dt` seconds with ONE forward-Euler discretisation, the one snnTorch, Norse and Lava's CUBA
-LIF compute. Every backend takes it from here: the float reference executes a
-`DiscreteNeuron` directly, the integer lowering maps it 1:1 onto Lava's CUBA LIF
-(du = alpha, dv = beta, bias, vth), so float and integer cannot drift apart in their reading
-of a graph. All six NIR neurons take one common form, per neuron and step t (zero state at
+LIF compute. Every backend takes it from here: the float executors (the reference backend,
+the lowering's calibration) step it with `TensorNeuron`, its one implementation on torch
+tensors; the integer lowering maps a `DiscreteNeuron` 1:1 onto Lava's CUBA LIF (du = alpha,
+dv = beta, bias, vth), so float and integer cannot drift apart in their reading of a graph. All six NIR neurons take one common form, per neuron and step t (zero state at
 the start of a sample; a[t] = the summed synaptic input arriving at step t):
 
     u[t] = (1 - alpha) * u[t-1] + gain * a[t]          current     (alpha = 1: no current state)
@@ -53,13 +53,17 @@ y[t] = x[t - d/dt] (zero before the sample starts); any other delay is refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
+
+if TYPE_CHECKING:
+    import torch
 
 RESETS = ("zero", "subtract")
 NEURONS = (nir.IF, nir.I, nir.LIF, nir.LI, nir.CubaLIF, nir.CubaLI)
@@ -110,16 +114,60 @@ class DiscreteNeuron:
     def leaks(self) -> bool:
         return bool(np.any(self.beta != 0.0))
 
-    def step(self, u: np.ndarray, v: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One step of the common form on numpy arrays (batch first or not): (u, v, s).
-        The reference backend runs the same equations on torch tensors."""
-        u = (1.0 - self.alpha) * u + self.gain * a
-        v = (1.0 - self.beta) * v + u + self.bias
+    def tensors(self, tensor: Callable[[np.ndarray], torch.Tensor]) -> TensorNeuron:
+        """This neuron's step on torch tensors; `tensor` converts each float64 parameter
+        array (the caller's dtype and device)."""
+        return TensorNeuron(keep_u=tensor(1 - self.alpha), keep_v=tensor(1 - self.beta), gain=tensor(self.gain),
+                            bias=tensor(self.bias), v_threshold=tensor(self.v_threshold),
+                            v_reset=tensor(self.v_reset), reset=self.reset)
+
+
+@dataclass(frozen=True, eq=False)
+class TensorNeuron:
+    """The common form's step on torch tensors: the one implementation the float executors
+    run (the reference backend, via `DiscreteNeuron.tensors`; the lowering's calibration,
+    on its folded populations). Parameters broadcast against the (B, *shape) state, or are
+    one float for the layer; the dtype is the caller's (no conversion here).
+
+    keep_u, keep_v  1 - alpha, 1 - beta; keep_u None: u holds no state (u = gain * a)
+    gain            None: the input arrives weighted (u = keep_u * u + a)
+    reset           "zero" (v = v_reset), "subtract" (v -= v_threshold), "none" (never fires)
+    """
+
+    keep_u: torch.Tensor | float | None
+    keep_v: torch.Tensor | float
+    gain: torch.Tensor | None
+    bias: torch.Tensor | float
+    v_threshold: torch.Tensor | float
+    v_reset: torch.Tensor | float
+    reset: str
+
+    @property
+    def spiking(self) -> bool:
+        return self.reset != "none"
+
+    def charge(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u[t], v[t] before reset) from u[t-1], v[t-1] and the input a[t]."""
+        ga = a if self.gain is None else self.gain * a
+        u = ga if self.keep_u is None else self.keep_u * u + ga
+        return u, self.keep_v * v + u + self.bias
+
+    def fire(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(v after reset, spikes s = v > v_threshold as bool; None for a non-spiking neuron)."""
+        if self.reset == "none":
+            return v, None
+        import torch  # here, not at the top: reading and discretising a graph needs no torch
+
         s = v > self.v_threshold
         if self.reset == "zero":
-            v = np.where(s, self.v_reset, v)
-        elif self.reset == "subtract":
-            v = np.where(s, v - self.v_threshold, v)
+            return torch.where(s, self.v_reset, v), s
+        return torch.where(s, v - self.v_threshold, v), s
+
+    def step(self, u: torch.Tensor, v: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                             torch.Tensor | None]:
+        """One step of the common form: (u, v after reset, s)."""
+        u, v = self.charge(u, v, a)
+        v, s = self.fire(v)
         return u, v, s
 
 
@@ -133,10 +181,6 @@ class DiscreteDelay:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.steps.shape)
-
-    @property
-    def max_steps(self) -> int:
-        return int(self.steps.max()) if self.steps.size else 0
 
 
 # ------------------------------------------------------------------------------ dt

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kdsnn.compiler.dynamics import TensorNeuron
 from kdsnn.compiler.geometry import pool_factor
 from kdsnn.compiler.intnet import INPUT
 from kdsnn.compiler.passes.state import FConn, FPop, LoweringState
@@ -77,33 +78,31 @@ def _sum_pool(x: torch.Tensor, s: int) -> torch.Tensor:
 
 
 class _Neurons:
-    """One population's float state for a batch, stepped with the common form."""
+    """One population's float state for a batch, stepped by `dynamics.TensorNeuron` (the
+    reference backend's step, on the folded population: gain 1, reset to 0), with the
+    statistics taken between charge and reset."""
 
     def __init__(self, p: FPop, n: int, stats: dict[str, float]) -> None:
         self.p, self.stats = p, stats
         size = int(np.prod(p.shape))
         self.u = torch.zeros(n, size, dtype=torch.float64)
         self.v = torch.zeros_like(self.u)
-        self.b = torch.as_tensor(np.asarray(p.bias, np.float64).reshape(-1), dtype=torch.float64)
+        b = torch.as_tensor(np.asarray(p.bias, np.float64).reshape(-1), dtype=torch.float64)
+        fires = p.reset != "none" and bool(np.isfinite(p.theta))
+        self.nr = TensorNeuron(keep_u=1.0 - p.alpha if p.alpha != 1.0 else None, keep_v=1.0 - p.beta, gain=None,
+                               bias=b, v_threshold=p.theta, v_reset=0.0, reset=p.reset if fires else "none")
 
     def step(self, a: torch.Tensor) -> torch.Tensor:
-        p, ps = self.p, self.stats
+        ps = self.stats
         if a.numel():
             ps["a_max"] = max(ps["a_max"], float(a.abs().max()))
-        self.u = (1.0 - p.alpha) * self.u + a if p.alpha != 1.0 else a.clone()
-        self.v = (1.0 - p.beta) * self.v + self.u + self.b
+        self.u, self.v = self.nr.charge(self.u, self.v, a)
         if self.v.numel():
             ps["u_max"] = max(ps["u_max"], float(self.u.abs().max()))
             ps["v_max"] = max(ps["v_max"], float(self.v.max()))
             ps["v_min"] = min(ps["v_min"], float(self.v.min()))
-        if p.reset == "none" or not np.isfinite(p.theta):
-            return torch.zeros_like(self.v)
-        s = self.v > p.theta
-        if p.reset == "subtract":
-            self.v = torch.where(s, self.v - p.theta, self.v)
-        else:
-            self.v = torch.where(s, torch.zeros_like(self.v), self.v)
-        return s.to(torch.float64)
+        self.v, s = self.nr.fire(self.v)
+        return torch.zeros_like(self.v) if s is None else s.to(torch.float64)
 
 
 def _recurrent(st: LoweringState) -> bool:
