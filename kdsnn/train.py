@@ -162,7 +162,7 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
     cfg = make_config("teacher", opts)
     _check_data(cfg)
     _check_output(cfg["output"])
-    with output_lock(cfg["output"], "train-teacher"):   # one writer per folder (kdsnn.outlock)
+    with output_lock(cfg["output"], "train-teacher", quiet=cfg["silent"]):   # one writer per folder (kdsnn.outlock)
         return _train_teacher(cfg, opts)
 
 
@@ -192,7 +192,7 @@ def distill_command(**opts: Any) -> dict[str, Any]:
     cfg = make_config("student", opts)
     _check_data(cfg)
     out = _check_output(cfg["output"])
-    with output_lock(out, "distill"):   # one writer per folder (kdsnn.outlock), the default teacher's too
+    with output_lock(out, "distill", quiet=cfg["silent"]):   # one writer per folder (kdsnn.outlock), the default teacher's too
         return _distill(cfg, opts, out)
 
 
