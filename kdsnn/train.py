@@ -20,7 +20,8 @@ Output folder of a run:
                  last.pt holds the epoch; --resume cuts it back to last.pt's (kdsnn.metrics_log)
   result.json    the selected epoch, its validation and its (one) test accuracy
   training.png   weighted loss terms, train/validation accuracy per epoch, the test point
-All written atomically (kdsnn.io); a failure (NaN loss, Ctrl-C) leaves the earlier files.
+All written atomically (kdsnn.io; docs/design.md, "Outputs"); a failure (NaN loss, Ctrl-C)
+leaves the earlier files.
 """
 
 
