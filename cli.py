@@ -281,12 +281,12 @@ def targets(as_json: bool) -> None:
     Example:
       kdsnn targets
     """
-    from kdsnn.backends.registry import targets_command
+    from kdsnn.backends.registry import targets_text
 
-    targets_command(as_json)
+    click.echo(targets_text(as_json))
 
 
-# ---------------------------------------------------------- reports (compiler/profile/report.py)
+# ----------------------------------------------------------------- reports (kdsnn/reporting.py)
 @cli.command(short_help="Print and re-render an export's report; compare two runs.")
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--compare", "compare", type=click.Path(file_okay=False), default=None,
@@ -304,9 +304,9 @@ def report(**opts) -> None:
       kdsnn report /shared/runs/demo/export -o runs/demo-report
       kdsnn report runs/kd/export --compare runs/nokd/export -o runs/kd-vs-nokd
     """
-    from kdsnn.compiler.profile.report import report_command
+    from kdsnn.reporting import report_command
 
-    report_command(**opts)
+    click.echo("\n".join(report_command(**opts).summary_lines()))
 
 
 def main() -> None:

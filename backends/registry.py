@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-import click
 from kdsnn.backends.base import Backend
 
 from kdsnn.errors import KdsnnError
@@ -98,32 +97,32 @@ def get_backend(name: str) -> Backend:
     return backend_info(name).cls()
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
     n = len(rows[0]) - 1
     widths = [max(len(r[c]) for r in rows) for c in range(n)]
+    lines = []
     for j, r in enumerate(rows):
-        click.echo("  ".join(r[c].ljust(widths[c]) for c in range(n)) + "  " + r[n])
+        lines.append("  ".join(r[c].ljust(widths[c]) for c in range(n)) + "  " + r[n])
         if j == 0:
-            click.echo("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+    return lines
 
 
-def targets_command(as_json: bool = False) -> None:
-    """`kdsnn targets`: the backends (--target: status, what they accept, why not) and the
-    hardware specs (--hw) built in."""
+def targets_text(as_json: bool = False) -> str:
+    """What `kdsnn targets` prints: the backends (--target: status, what they accept, why not)
+    and the hardware specs (--hw) built in; JSON with `as_json`."""
     from kdsnn.compiler.targets import BUILTIN
 
     infos = list_backends()
     if as_json:
-        click.echo(json.dumps({"backends": [i.to_json() for i in infos],
-                               "hardware": [{"name": s.name, "description": s.description}
-                                            for s in BUILTIN.values()]}, indent=2))
-        return
+        return json.dumps({"backends": [i.to_json() for i in infos],
+                           "hardware": [{"name": s.name, "description": s.description}
+                                        for s in BUILTIN.values()]}, indent=2)
     rows = [("backend (--target)", "status", "accepts", "description / reason")]
     for i in infos:
         rows.append((i.name, "available" if i.available else "unavailable",
                      ACCEPTS.get(i.accepts or "", "-"),
                      i.description if i.available else i.reason))
-    _table(rows)
-    click.echo("")
-    _table([("hardware spec (--hw)", "description"), *((s.name, s.description) for s in BUILTIN.values())])
-    click.echo("(--hw also takes a spec file, JSON or TOML: {\"name\": \"mychip\", \"base\": \"loihi\", ...})")
+    hw = [("hardware spec (--hw)", "description"), *((s.name, s.description) for s in BUILTIN.values())]
+    return "\n".join([*_table(rows), "", *_table(hw),
+                      "(--hw also takes a spec file, JSON or TOML: {\"name\": \"mychip\", \"base\": \"loihi\", ...})"])

@@ -18,14 +18,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 PAPER = Path(os.environ.get("KDSNN_NIR_PAPER", "/work/shared/nir-paper"))
 CASES = {

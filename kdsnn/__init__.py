@@ -1,7 +1,7 @@
 """kdsnn: knowledge distillation into spiking students, deployed through NIR to Loihi.
 
 The Python API (docs/design.md, "Python API"), imported on first use so that `import kdsnn`
-stays light (kdsnn.compiler and kdsnn.backends import kdsnn.errors / kdsnn.io):
+stays light; the functions themselves are in kdsnn/api.py:
 
     import kdsnn
     s = kdsnn.distill("runs/nb", dataset="digits", kd="response", epochs=1, quiet=True)

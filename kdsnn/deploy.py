@@ -199,7 +199,7 @@ def export(cfg: ExportConfig) -> Deployment:
 
     cfg.check()
     plan = plan_for(cfg.target)
-    with output_lock(cfg.output, "export"):   # one writer per folder (kdsnn.outlock)
+    with output_lock(cfg.output, "export", quiet=cfg.quiet):   # one writer per folder (kdsnn.outlock)
         return _export(cfg, plan)
 
 

@@ -5,7 +5,8 @@ The lock is `filelock`'s flock on `.<name>.kdsnn.lock` next to the folder (besid
 it, so an export's staged folder can replace the folder while the lock stays held). The lock
 file records the owner (pid, host, start time, command); a second writer gets one line naming
 the folder and that owner. The kernel drops a flock when its process dies, so a lock file left
-by a killed run is taken over, with a note naming the dead owner. The lock file is removed on
+by a killed run is taken over, with a note naming the dead owner (none when the caller is
+quiet: library code prints nothing then). The lock file is removed on
 release (filelock re-checks, after locking, that the file it locked still has a name).
 """
 
@@ -60,9 +61,10 @@ def _alive(rec: dict[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | os.PathLike | None, command: str) -> Iterator[None]:
+def output_lock(folder: str | os.PathLike | None, command: str, *, quiet: bool = False) -> Iterator[None]:
     """Hold the lock on `folder` (created if missing) for the block; one KdsnnError naming
-    the folder and the owner when another process holds it. No folder (`None`): no lock."""
+    the folder and the owner when another process holds it. No folder (`None`): no lock.
+    `quiet`: the caller prints nothing (the Python API's quiet), so no take-over note either."""
     import filelock
 
     from kdsnn.distributed import is_main
@@ -91,7 +93,7 @@ def output_lock(folder: str | os.PathLike | None, command: str) -> Iterator[None
         raise KdsnnError(f"cannot lock output folder {folder} ({path}: {e.strerror}); choose a writable "
                          "-o/--output") from None
     try:
-        if previous is not None and not _alive(previous):
+        if previous is not None and not _alive(previous) and not quiet:
             print(f"note: took over the lock on {folder} left by {_describe(previous)}, which is no longer "
                   "running", file=sys.stderr)
         with open(path, "w") as f:

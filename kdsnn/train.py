@@ -20,7 +20,8 @@ Output folder of a run:
                  last.pt holds the epoch; --resume cuts it back to last.pt's (kdsnn.metrics_log)
   result.json    the selected epoch, its validation and its (one) test accuracy
   training.png   weighted loss terms, train/validation accuracy per epoch, the test point
-All written atomically (kdsnn.io); a failure (NaN loss, Ctrl-C) leaves the earlier files.
+All written atomically (kdsnn.io; docs/design.md, "Outputs"); a failure (NaN loss, Ctrl-C)
+leaves the earlier files.
 """
 
 
@@ -162,7 +163,7 @@ def train_teacher_command(**opts: Any) -> dict[str, Any]:
     cfg = make_config("teacher", opts)
     _check_data(cfg)
     _check_output(cfg["output"])
-    with output_lock(cfg["output"], "train-teacher"):   # one writer per folder (kdsnn.outlock)
+    with output_lock(cfg["output"], "train-teacher", quiet=cfg["silent"]):   # one writer per folder (kdsnn.outlock)
         return _train_teacher(cfg, opts)
 
 
@@ -192,7 +193,7 @@ def distill_command(**opts: Any) -> dict[str, Any]:
     cfg = make_config("student", opts)
     _check_data(cfg)
     out = _check_output(cfg["output"])
-    with output_lock(out, "distill"):   # one writer per folder (kdsnn.outlock), the default teacher's too
+    with output_lock(out, "distill", quiet=cfg["silent"]):   # one writer per folder (kdsnn.outlock), the default teacher's too
         return _distill(cfg, opts, out)
 
 

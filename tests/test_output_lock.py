@@ -69,3 +69,37 @@ def test_a_stale_lock_is_taken_over_with_a_note(student, tmp_path) -> None:
     assert code == 0, err
     assert f"took over the lock on {folder}" in err and f"pid {dead}" in err and "no longer running" in err
     assert (folder / "robustness.json").is_file() and not lock.exists()
+
+
+def _stale(folder: Path) -> int:
+    """A lock file on `folder` left by a dead owner: that owner's pid."""
+    from kdsnn.outlock import lock_path
+
+    dead = 2 ** 22 + 4322   # above the default pid_max: no such process
+    lock_path(folder).write_text(json.dumps({"pid": dead, "host": __import__("socket").gethostname(),
+                                             "started": 0, "command": "export"}))
+    return dead
+
+
+def test_a_quiet_take_over_prints_nothing(tmp_path, capfd) -> None:
+    from kdsnn.outlock import lock_path, output_lock
+
+    folder = tmp_path / "q"
+    _stale(folder)
+    with output_lock(folder, "export", quiet=True):
+        assert json.loads(lock_path(folder).read_text())["pid"] != 2 ** 22 + 4322   # taken over
+    assert capfd.readouterr() == ("", "")
+    dead = _stale(folder)
+    with output_lock(folder, "export"):
+        pass
+    assert f"pid {dead}" in capfd.readouterr().err   # the same take-over, not quiet: the note
+
+
+def test_the_quiet_api_prints_nothing_on_a_take_over(student, tmp_path, capfd) -> None:
+    import kdsnn
+
+    folder = tmp_path / "api"
+    _stale(folder)
+    kdsnn.export(student, folder, target="intsim", samples=20, calibration=16, quiet=True)
+    assert capfd.readouterr() == ("", "")
+    assert (folder / "intnet.kdsnn").is_file()

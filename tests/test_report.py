@@ -20,11 +20,11 @@ from kdsnn.compiler.profile.report import (
     render_compare,
     render_markdown,
     render_table,
-    report_command,
     write_reports,
 )
 
 from kdsnn.errors import KdsnnError
+from kdsnn.reporting import report_command
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -121,15 +121,16 @@ def two_runs(tmp_path_factory):
 def test_report_command_and_compare(two_runs, capsys, tmp_path):
     a, b = two_runs
     (a / "report.md").unlink()
-    report_command(a, None)
-    out = capsys.readouterr().out
+    out = "\n".join(report_command(a, None).summary_lines())
+    assert capsys.readouterr() == ("", "")     # library code prints nothing; the CLI prints the lines
     assert "kdsnn report: backend intsim" in out and (a / "report.md").is_file()
     assert "mean over the first 5 test samples" in out
     assert out.strip().splitlines()[-1].startswith(f"wrote {a.as_posix()}/: report.md, plots/firing_rate.png")
     with pytest.raises(KdsnnError, match="--compare needs -o DIR"):
         report_command(a, b)
-    written = report_command(a, b, tmp_path / "cmp")
-    out = capsys.readouterr().out
+    done = report_command(a, b, tmp_path / "cmp")
+    out, written = "\n".join(done.summary_lines()), done.written
+    assert capsys.readouterr() == ("", "")
     # the runs are named by what differs in their paths, and so are the columns
     assert "kd vs nokd" in out and "nokd / kd" in out and "firing rate" in out
     png = tmp_path / "cmp" / "compare.png"

@@ -1,4 +1,5 @@
-"""IntNet -> a graph of Lava processes, run with Loihi2SimCfg(select_tag="fixed_pt").
+"""IntNet -> a graph of Lava processes, run with Loihi2SimCfg(select_tag="fixed_pt"), bit-exact
+with the canonical integer semantics (docs/design.md, "Integer semantics").
 
 What each IntNet piece becomes (layouts: `layout.py`; timing: `schedule.py`):
   input             `GradedSource` (one per distinct input delay), graded int32 spikes

@@ -1,5 +1,6 @@
 """One foreign NIR node -> its canonical node and output shape, exactly or refused (the
-rules are listed in `kdsnn.compiler.nir.canonicalize`)."""
+rules are listed in `kdsnn.compiler.nir.canonicalize`; the dynamics they keep are
+docs/design.md, "Float semantics")."""
 
 from __future__ import annotations
 

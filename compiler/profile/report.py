@@ -1,19 +1,19 @@
-"""Report outputs: report.json (machines), report.md and a terminal table (people), plots.
+"""Report outputs: report.json (machines), report.md and a terminal table (people), plots
+(docs/design.md, "Reports").
 
-`kdsnn report out/ [--compare other/]` reads out/report.json, re-renders report.md and the
-plots, prints the table, and with --compare puts two runs side by side.
+Rendering, loading and comparing only; the `kdsnn report out/ [--compare other/]` driver
+that re-renders a folder and says what it wrote is `kdsnn.reporting`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from kdsnn.compiler.profile.definitions import SCHEMA, SCHEMA_VERSION
-from kdsnn.compiler.profile.plots import plot_compare, write_plots
+from kdsnn.compiler.profile.plots import write_plots
 
 from kdsnn.errors import KdsnnError
 from kdsnn.io import ensure_dir, write_json, write_text
@@ -342,48 +342,3 @@ def run_labels(a: Path, b: Path) -> tuple[str, str]:
     la = "/".join(pa[lead:len(pa) - trail]) or a.name
     lb = "/".join(pb[lead:len(pb) - trail]) or b.name
     return (la, lb) if la != lb else (str(a), str(b))
-
-
-def report_command(folder: str | Path, compare: str | Path | None = None,
-                   output: str | Path | None = None) -> list[Path]:
-    """`kdsnn report FOLDER [--compare OTHER -o DIR]`; returns the files written."""
-    import click
-
-    from kdsnn.outputs import echo_written
-
-    folder = Path(folder)
-    rep = load_report(folder)
-    if compare is not None and output is None:
-        raise KdsnnError("--compare needs -o DIR, the folder for compare.md and compare.png "
-                         "(e.g. -o runs/compare)")
-    other = load_report(Path(compare)) if compare is not None else None
-    from kdsnn.bundle import check_bundle
-
-    for f in (folder, *([Path(compare)] if compare is not None else [])):
-        check_bundle(f if f.is_dir() else f.parent)   # report.json, parity.json and the artifacts agree
-    if output is None and not os.access(folder, os.W_OK):
-        raise KdsnnError(f"{folder} is read-only, so report.md and plots/ cannot be re-rendered there; give "
-                         f"-o DIR to write them elsewhere: kdsnn report {folder} -o {_elsewhere(folder)}")
-    # -o DIR: the whole re-rendered report there (report.json too, which report.md describes)
-    dest = Path(output) if output is not None else folder
-    written = write_reports(rep, dest, json_too=output is not None)
-    click.echo(render_table(rep))
-    if other is not None:
-        out = ensure_dir(Path(output))
-        labels = run_labels(folder, Path(compare))
-        png = plot_compare(rep, other, labels, out / "compare.png")
-        text = render_compare(rep, other, labels)
-        md = write_text(out / "compare.md", f"# {labels[0]} vs {labels[1]}\n\n{folder} vs {compare}\n\n"
-                        f"```\n{text}\n```\n\n![compare]({png.name})\n")
-        written += [md, png]
-        click.echo("")
-        click.echo(text)
-    echo_written(written)
-    return written
-
-
-def _elsewhere(folder: Path) -> str:
-    """A suggestion for -o: a writable folder named after the run."""
-    import tempfile
-
-    return str(Path(tempfile.gettempdir()) / f"{folder.resolve().name or 'report'}-report")
