@@ -16,10 +16,6 @@ import numpy as np
 from kdsnn.compiler.intnet import Connection, InputSpec, Population
 from kdsnn.compiler.targets import TargetSpec
 
-SYN_OPS = ("conv", "dense")
-LINEAR_OPS = ("conv", "dense", "pool", "flatten")
-NEURON_OPS = ("neuron",)
-
 
 @dataclass
 class LNode:
