@@ -35,8 +35,6 @@ import torch.distributed as dist
 
 from kdsnn.errors import KdsnnError
 
-ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
 
 # ----------------------------------------------------------------------------- process group
 def launched() -> bool:

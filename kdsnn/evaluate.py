@@ -33,7 +33,7 @@ def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, datase
     before normalization, seeded by `seed`) or a ready torch Dataset. samples: only the
     first N test samples. Returns {"accuracy" (fraction), "correct", "n", "loss"}.
     """
-    from tqdm import tqdm
+    from kdsnn.progress import bar
 
     if isinstance(dataset, str):
         from kdsnn import data
@@ -62,7 +62,7 @@ def evaluate_model(model: torch.nn.Module, config: dict[str, Any] | None, datase
     was = model.training
     model.eval()
     correct, n, loss = 0, 0, 0.0
-    for x, y in tqdm(loader, desc="evaluate", leave=False, disable=quiet or not distributed.is_main()):
+    for x, y in bar(loader, "none" if quiet or not distributed.is_main() else "bars", desc="evaluate"):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         z = model(x)
         z = z[0] if isinstance(z, tuple) else z

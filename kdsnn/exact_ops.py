@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from kdsnn.backends.intsim.arith import STATE_MAX
+from kdsnn.backends.intsim.arith import ACT_SHIFT, DECAY_SHIFT, STATE_MAX, VTH_SHIFT
 from kdsnn.neurons import _surrogate_grad
 
 __all__ = ["IntNeurons", "absmax", "straight", "wrap"]
+
+_UNITY = 1 << DECAY_SHIFT             # decay d keeps (unity - d) / unity of u or v per step
+_GAIN = float(1 << ACT_SHIFT)         # a << act_shift enters u
 
 
 class _Straight(torch.autograd.Function):
@@ -50,12 +53,12 @@ def _wrap_once24(x: torch.Tensor) -> torch.Tensor:
 
 
 def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
-    """sign(x) * ((|x| * (4096 - d)) >> 12) on integer-valued floats (exact below 2^41)."""
+    """sign(x) * ((|x| * (unity - d)) >> decay_bits) on integer-valued floats (exact below 2^41)."""
     if d == 0:
         return x
-    if d >= 4096:
+    if d >= _UNITY:
         return torch.zeros_like(x)
-    return torch.sign(x) * torch.floor(x.abs() * float(4096 - d) / 4096.0)
+    return torch.sign(x) * torch.floor(x.abs() * float(_UNITY - d) / float(_UNITY))
 
 
 def absmax(t: torch.Tensor) -> float:
@@ -71,8 +74,9 @@ class IntNeurons(torch.autograd.Function):
     a: (T, B, n) or static (B, n) integer input currents; bias: (n,) integer bias.
     Returns spikes (T, B, n) float32 0/1 and v after the last step (B, n) float64.
     The reset sets v to 0 where it fired, or (`subtract`, loihi2's programmable neurons)
-    subtracts vth << 6.
-    An IF population whose |a| < 2^17 and |a << 6| + |bias| < 2^23 (checked on the batch)
+    subtracts vth << vth_shift.
+    An IF population whose |a| < state_max >> act_shift and |a << act_shift| + |bias| < state_max
+    (2^17 and 2^23 on loihi; checked on the batch)
     cannot wrap u or overflow 32 bits, so only the 24-bit clip of v remains: that case runs
     in float32, where every value is an integer below 2^24 (as intsim's fast path)."""
 
@@ -80,22 +84,22 @@ class IntNeurons(torch.autograd.Function):
     def forward(ctx, a: torch.Tensor, bias: torch.Tensor, T: int, static: bool, du: int, dv: int,  # type: ignore[override]
                 vth: int, norm: float, kind: int, slope: float, readout: bool, subtract: bool = False):
         lim = float(STATE_MAX - 1)
-        thr = float(vth << 6)
+        thr = float(vth << VTH_SHIFT)
         n_shape = a.shape if static else a.shape[1:]
         amax, bmax = absmax(a), absmax(bias)
-        fast = du == 4095 and dv == 0 and amax < (1 << 17) and amax * 64 + bmax < STATE_MAX
+        fast = du == _UNITY - 1 and dv == 0 and amax < (STATE_MAX >> ACT_SHIFT) and amax * _GAIN + bmax < STATE_MAX
         dt = torch.float32 if fast else torch.float64
         vs = torch.empty((T, *n_shape), dtype=dt, device=a.device)
         spikes = torch.empty((T, *n_shape), dtype=torch.float32, device=a.device)
         clipped = torch.zeros((T, *n_shape), dtype=torch.bool, device=a.device)
         if fast:
             b = bias.to(dt)
-            base = b if not static else a.to(dt) * 64.0 + b
+            base = b if not static else a.to(dt) * _GAIN + b
             v = torch.zeros(n_shape, dtype=dt, device=a.device)
             for t in range(T):
                 v += base
                 if not static:
-                    v.add_(a[t].to(dt), alpha=64.0)
+                    v.add_(a[t].to(dt), alpha=_GAIN)
                 lo, hi = torch.aminmax(v)
                 if float(hi) > lim or float(lo) < -lim:
                     clipped[t] = v.abs() > lim
@@ -114,7 +118,7 @@ class IntNeurons(torch.autograd.Function):
             v = torch.zeros_like(u)
             for t in range(T):
                 at = wrap(a.to(torch.float64) if static else a[t].to(torch.float64), 32)
-                u = _wrap_once24(wrap(_decay(u, du + 1) + wrap(at * 64.0, 32), 32))
+                u = _wrap_once24(wrap(_decay(u, du + 1) + wrap(at * _GAIN, 32), 32))
                 pre = wrap(_decay(v, dv) + u + b, 32)
                 v = pre.clamp(-lim, lim)
                 clipped[t] = v != pre
@@ -131,7 +135,7 @@ class IntNeurons(torch.autograd.Function):
     def backward(ctx, gs: torch.Tensor, gv_last: torch.Tensor):  # type: ignore[override]
         vs, spikes, clipped = ctx.saved_tensors
         T, static, du, dv, thr, norm, kind, slope, readout, a_dtype, subtract = ctx.args
-        kv, ku = (4096 - dv) / 4096.0, max(0, 4095 - du) / 4096.0
+        kv, ku = (_UNITY - dv) / float(_UNITY), max(0, _UNITY - 1 - du) / float(_UNITY)
         dt = vs.dtype
         if readout or gs is None:
             sg = None
@@ -150,7 +154,7 @@ class IntNeurons(torch.autograd.Function):
             if any_clip:
                 g_p.masked_fill_(clipped[t], 0.0)
             g_u = g_p if g_x_next is None or ku == 0.0 else g_p + g_x_next * ku
-            torch.mul(g_u, 64.0, out=ga[t])
+            torch.mul(g_u, _GAIN, out=ga[t])
             gb += g_p
             g_x_next = g_u
             g_r = g_p * kv if kv != 1.0 else g_p

@@ -25,10 +25,11 @@ import math
 import torch
 from torch import nn
 
+from kdsnn.compiler.targets import LOIHI
 from kdsnn.neurons import SURROGATES, spike
 
 RESETS = ("zero", "subtract")
-DECAY_UNIT = 4096          # 12-bit decays: beta = 1 - dv / 4096
+DECAY_UNIT = LOIHI.decay_unity   # 4096, the 12-bit decays: beta = 1 - dv / 4096
 
 
 def beta_on_grid(beta: float) -> float:

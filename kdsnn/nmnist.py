@@ -93,18 +93,3 @@ def load(data_dir: str | os.PathLike | None, split: str, n: int | None, T: int) 
     x = np.stack([to_frames(read_events(p), int(T), p) for p, _ in fl])
     return x, np.array([k for _, k in fl], np.int64)
 
-
-def write_events(path: str | os.PathLike, x: np.ndarray, y: np.ndarray, t_us: np.ndarray, p: np.ndarray) -> None:
-    """Write events in the dataset's 40-bit format (timestamps beyond 2^23 us use the
-    format's overflow markers); for tests and for exporting recordings."""
-    x, y, t, p = (np.asarray(a, np.int64) for a in (x, y, t_us, p))
-    order = np.argsort(t, kind="stable")
-    recs = []
-    base = 0
-    for i in order:
-        while t[i] - base >= 2**23:
-            recs.append((0, 240, 0, 0, 0))       # overflow marker: +2^13 us per tonic's reader
-            base += 2**13
-        ts = int(t[i] - base)
-        recs.append((int(x[i]), int(y[i]), (int(p[i]) << 7) | (ts >> 16), (ts >> 8) & 255, ts & 255))
-    Path(path).write_bytes(np.asarray(recs, np.uint8).tobytes())

@@ -139,9 +139,8 @@ def run_robustness(models: list[RobustModel], dataset: str | None = None,
     All models see the same noisy images (noise seeded by (seed, sample index)). Under
     torchrun each rank takes a contiguous shard of the samples; totals are summed exactly.
     """
-    from tqdm import tqdm
-
     from kdsnn import distributed as D
+    from kdsnn import progress as P
     from kdsnn.data import load_arrays
     from kdsnn.noise import NOISE_KINDS, parse_noise
 
@@ -154,8 +153,8 @@ def run_robustness(models: list[RobustModel], dataset: str | None = None,
     conditions = [CLEAN] + [str(s) for s in specs]
     correct: dict[str, dict[str, int]] = {m.label: {} for m in models}
     n = None
-    bar = tqdm(total=len(conditions) * len(models), desc="robustness", unit="eval",
-               disable=quiet or not D.is_main())
+    bar = P.bar(None, "none" if quiet or not D.is_main() else "bars", total=len(conditions) * len(models),
+                desc="robustness", unit="eval", leave=True)
     for cond, spec in zip(conditions, [None, *specs], strict=True):
         x, y = load_arrays(info.name, "test", samples, data_dir, download, seed=seed, noise=spec)
         n = len(y)

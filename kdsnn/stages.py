@@ -283,9 +283,9 @@ def run_student(model: Any, x: np.ndarray, batch_size: int = 256, device: str = 
     per_step = {k: np.zeros((n, T), np.int64) for k in ifs}
     starts = range(0, n, batch_size)
     if progress:
-        from tqdm import tqdm
+        from kdsnn.progress import bar
 
-        starts = tqdm(starts, desc="student", unit="batch", leave=False)
+        starts = bar(starts, "bars", desc="student", unit="batch")
     with torch.no_grad():
         for i in starts:
             xb = torch.as_tensor(x[i:i + batch_size], dtype=torch.float64, device=device)

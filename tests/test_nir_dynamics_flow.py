@@ -11,6 +11,7 @@ from kdsnn.backends.reference import ReferenceBackend
 from kdsnn.compiler.nir.canonicalize import canonicalize
 from kdsnn.compiler.nir.read import read_nir
 from nir_files import write_foreign
+from nmnist_files import write_events
 
 import kdsnn.deploy as flow
 from kdsnn import nmnist
@@ -135,7 +136,7 @@ def test_nmnist_real_format_roundtrip(tmp_path):
             n = 300
             xs, ys = RNG.integers(0, 34, n), RNG.integers(0, 34, n)
             ts, ps = np.sort(RNG.integers(0, 300_000, n)), RNG.integers(0, 2, n)
-            nmnist.write_events(d / f"{k:05d}.bin", xs, ys, ts, ps)
+            write_events(d / f"{k:05d}.bin", xs, ys, ts, ps)
     ev = nmnist.read_events(tmp_path / "NMNIST" / "Test" / "0" / "00000.bin")
     assert len(ev) == 300 and ev["x"].max() < 34 and set(np.unique(ev["p"])) <= {0, 1}
     x, y = nmnist.load(tmp_path, "test", None, 10)

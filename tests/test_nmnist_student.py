@@ -1,5 +1,5 @@
 """`--dataset nmnist`: students and teachers train on recordings in N-MNIST's real 40-bit
-format (written by kdsnn.nmnist.write_events, read back by tonic), and the student deploys."""
+format (written by tests/nmnist_files.write_events, read back by tonic), and the student deploys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+from nmnist_files import write_events
 
 from kdsnn import nmnist
 from kdsnn.cli import main
@@ -44,7 +45,7 @@ def write_recordings(root, per_digit: dict[str, int], seed: int = 0) -> None:
                 ts = np.sort(rng.integers(0, 300_000, m))
                 xs = np.clip(cx + rng.integers(-3, 4, m) + ts // 100_000, 0, 33)
                 ys = np.clip(cy + rng.integers(-3, 4, m), 0, 33)
-                nmnist.write_events(d / f"{k:05d}.bin", xs, ys, ts, rng.integers(0, 2, m))
+                write_events(d / f"{k:05d}.bin", xs, ys, ts, rng.integers(0, 2, m))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_missing_data_is_refused_before_training(tmp_path, monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "t").exists()
     root = tmp_path / "one"
     (root / "NMNIST" / "Train" / "3").mkdir(parents=True)
-    nmnist.write_events(root / "NMNIST" / "Train" / "3" / "a.bin", [1], [1], [5], [0])
+    write_events(root / "NMNIST" / "Train" / "3" / "a.bin", [1], [1], [5], [0])
     with pytest.raises(KdsnnError, match="at least 2"):
         split_files(root, "val")
     code, _, err = kdsnn(monkeypatch, capsys, "distill", "--dataset", "nmnist", "--data-dir", tmp_path,

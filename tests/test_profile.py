@@ -15,7 +15,7 @@ from kdsnn.compiler.profile.counting import RunCounts
 from kdsnn.compiler.profile.energy import HOROWITZ45, LOIHI, load_energy_model
 from kdsnn.compiler.profile.limits import target_limits
 from kdsnn.compiler.profile.mapping import map_population
-from kdsnn.compiler.profile.synapses import fan_in, fan_out, intnet_dense_macs
+from kdsnn.compiler.profile.synapses import fan_in, fan_out
 
 from kdsnn.errors import KdsnnError
 
@@ -307,10 +307,6 @@ def test_graphnet_profile_cnn_by_hand():
     assert prof["params"]["act1"] == 288 + 64 and prof["params"]["readout"] == 1290
     s = build("cnn", spiking=True, num_classes=10, input_shape=(1, 28, 28), T=4)
     assert graphnet_profile(s)["macs"] == prof["macs"]
-
-
-def test_intnet_dense_macs_is_one_mac_per_synapse():
-    assert intnet_dense_macs(conv_net()) == {"a": 98, "b": 2 * 2 * 9, "o": 4}
 
 
 def test_report_from_an_intsim_run_with_teacher_and_student():

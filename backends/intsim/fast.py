@@ -330,8 +330,9 @@ class IntSimExecutable(Executable):
         chunks = []
         it = range(0, len(xq_all), self.batch_size)
         if progress:
-            from tqdm import tqdm
-            it = tqdm(it, desc="intsim", unit="batch")
+            from kdsnn.progress import bar
+
+            it = bar(it, "bars", desc="intsim", unit="batch", leave=True)
         for i in it:
             xq = torch.from_numpy(xq_all[i:i + self.batch_size].astype(np.int64)).to(self.device)
             with torch.no_grad():

@@ -93,9 +93,10 @@ class LavaExecutable(Executable):
         scheds = [make_schedule(net, b - a, self.period) for a, b in parts]
         bar = None
         if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=sum(s.total_steps for s in scheds), unit="step",
-                       desc=f"lava ({n} samples)", leave=False)
+            from kdsnn.progress import bar as progress_bar
+
+            bar = progress_bar(None, "bars", total=sum(s.total_steps for s in scheds), unit="step",
+                               desc=f"lava ({n} samples)")
         logits, per_step, trains = [], {}, {}
         steps = 0
         prof = {"build_s": 0.0, "compile_s": 0.0, "run_s": 0.0, "stop_s": 0.0, "runs": 0}

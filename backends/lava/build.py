@@ -46,6 +46,7 @@ from kdsnn.backends.lava.interrupt import LavaSession
 from kdsnn.backends.lava.procs.processes import CountingLIF, GradedSource, PyConvModelFixedIm2col
 from kdsnn.backends.lava.schedule import Schedule, uses_delay_dense
 from kdsnn.compiler.intnet import INPUT, Connection, IntNet
+from kdsnn.compiler.targets import LOIHI as _LAVA
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
@@ -58,7 +59,8 @@ from kdsnn.errors import KdsnnError
 
 SIGN = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
         "inhibitory": SignMode.INHIBITORY}
-GRADED_BITS = 24
+GRADED_BITS = _LAVA.max_message_bits        # Lava's graded payload (24 bits)
+DECAY_MAX = _LAVA.decay_unity - 1           # du, dv in [0, 4095]
 CONV_MODELS = ("im2col", "lava")
 
 
@@ -73,15 +75,15 @@ def run_config(conv_model: str = "im2col") -> Loihi2SimCfg:
 def dense_effective_weight(c: Connection) -> np.ndarray:
     """The weights Lava's fixed-point Dense really uses: clipped to 8 bits, then truncated."""
     mode = SIGN[c.sign_mode]
-    w = clip_weights(np.asarray(c.weight, dtype=np.int32), mode, num_bits=8)
+    w = clip_weights(np.asarray(c.weight, dtype=np.int32), mode, num_bits=_LAVA.weight_bits)
     return truncate_weights(w, mode, int(c.num_weight_bits))
 
 
 def check(net: IntNet) -> None:
     """What Lava cannot hold without silently changing values: refuse it, name it."""
     for p in net.populations:
-        if not 0 <= p.du <= 4095 or not 0 <= p.dv <= 4095:
-            raise KdsnnError(f"population {p.name}: du/dv must be in [0, 4095] for Lava")
+        if not 0 <= p.du <= DECAY_MAX or not 0 <= p.dv <= DECAY_MAX:
+            raise KdsnnError(f"population {p.name}: du/dv must be in [0, {DECAY_MAX}] for Lava")
         if not -2 ** 15 <= p.bias_exp < 2 ** 15:
             raise KdsnnError(f"population {p.name}: bias_exp {p.bias_exp} out of range")
     for c in net.connections:
@@ -159,10 +161,10 @@ def build(net: IntNet, sched: Schedule, xq: np.ndarray, dump_dir: Path,
         prev = out_ports[src]
         for i in range(1, n_relays + 1):
             ident = sps.identity(n, dtype=np.int32, format="csr")
-            syn = Sparse(weights=ident, sign_mode=SignMode.EXCITATORY, num_weight_bits=8,
+            syn = Sparse(weights=ident, sign_mode=SignMode.EXCITATORY, num_weight_bits=_LAVA.weight_bits,
                          name=f"{src}_relay{i}_syn")
             _connect(prev, syn.s_in)
-            relay = LIF(shape=ls, du=4095, dv=0, vth=0, bias_mant=0, bias_exp=0,
+            relay = LIF(shape=ls, du=DECAY_MAX, dv=0, vth=0, bias_mant=0, bias_exp=0,
                         name=f"{src}_relay{i}")
             _connect(syn.a_out, relay.a_in)
             procs += [syn, relay]

@@ -14,7 +14,6 @@ on the connection they belong to. The Input node may have any name: it becomes "
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import nir
 import numpy as np
@@ -28,18 +27,6 @@ from kdsnn.errors import KdsnnError
 
 NAME = "import_nir"
 NEURONS = (nir.IF, nir.I, nir.LIF, nir.LI, nir.CubaLIF, nir.CubaLI)
-
-
-def _pair(v: Any, name: str, what: str) -> tuple[int, int]:
-    return pair(v, what, f"node {name}")
-
-
-def _uniform(v: Any, name: str, what: str) -> float:
-    a = np.ravel(np.asarray(v, dtype=np.float64))
-    if a.size == 0 or not np.all(a == a[0]):
-        raise KdsnnError(f"node {name}: {what} differs between neurons; an integer population "
-                         "holds one value per layer")
-    return float(a[0])
 
 
 def _end(e: str, nodes: dict) -> str:

@@ -18,10 +18,6 @@ from kdsnn.compiler.targets import TargetSpec
 
 from kdsnn.config import LoweringConfig
 
-SYN_OPS = ("conv", "dense")
-LINEAR_OPS = ("conv", "dense", "pool", "flatten")
-NEURON_OPS = ("neuron",)
-
 
 @dataclass
 class LNode:

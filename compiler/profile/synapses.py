@@ -4,7 +4,7 @@ fan-in of every destination neuron, including the borders of padded and strided 
 from __future__ import annotations
 
 import numpy as np
-from kdsnn.compiler.intnet import Connection, IntNet
+from kdsnn.compiler.intnet import Connection
 
 from kdsnn.errors import KdsnnError
 
@@ -81,14 +81,3 @@ def fan_in(c: Connection, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]
     per_pos = cin_g * ny[:, None] * nx[None, :]
     return np.broadcast_to(per_pos, (c_out, h_out, w_out)).astype(np.int64).copy()
 
-
-def synapse_count(c: Connection, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> int:
-    return int(fan_out(c, src_shape, dst_shape).sum())
-
-
-def intnet_dense_macs(net: IntNet) -> dict[str, int]:
-    """The student's weights run as an ANN: one MAC per synapse, per destination population."""
-    out: dict[str, int] = {p.name: 0 for p in net.populations}
-    for c in net.connections:
-        out[c.dst] += synapse_count(c, net.shape_of(c.src), net.shape_of(c.dst))
-    return out

@@ -1,4 +1,5 @@
-"""The two small Lava processes the backend adds; numpy only (they run in forked processes).
+"""The two small Lava processes the backend adds; their models compute with numpy only (they run
+in forked processes).
 
 - `GradedSource`: streams the quantized samples as graded spikes on the schedule of
   `schedule.py` (sample k, step t at Lava step k*P + 1 + delay + t; zeros otherwise); a
@@ -21,8 +22,9 @@ float64 sums as one BLAS product of an im2col matrix, then applies Lava's exact 
 (`astype(int32)`, 24-bit `signed_clamp`). Both sum exact integers, so they agree bit for
 bit whenever every partial sum is exactly representable: the model proves the bound
 max_k sum|w_k| * max|s| at the first step and then uses float32 (< 2^24), float64 (< 2^53)
-or else Lava's own conv. max|s| is 1 for binary spikes, else the builder's `s_max`
-proc_param (the input's qmax), else the port's 24-bit message width.
+(intsim's bounds, `kernels.F32_EXACT`, `F64_EXACT`) or else Lava's own conv. max|s| is 1 for
+binary spikes, else the builder's `s_max` proc_param (the input's qmax), else 2^num_message_bits
+(the port's message width; build.py sets 24).
 """
 
 # ruff: noqa: E402  (lava is imported after import_lava(), which must run first)
@@ -31,6 +33,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from kdsnn.backends.intsim.kernels import F32_EXACT, F64_EXACT
 from kdsnn.backends.lava.runtime import import_lava
 
 import_lava()                                    # before any lava import: see import_lava
@@ -176,9 +179,6 @@ class PyCountingLifModel(PyLifResetModelBitAcc):
 class PyConvModelFixedIm2col(PyConvModelFixed):
     """Lava's fixed-point Conv arithmetic, computed as im2col @ kernel (see module docstring)."""
 
-    F32_EXACT = 1 << 24
-    F64_EXACT = 1 << 53
-
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self._plan = None
@@ -187,12 +187,12 @@ class PyConvModelFixedIm2col(PyConvModelFixed):
         w = np.asarray(self.weight)
         bits = int(self.num_message_bits.item())
         params = getattr(self, "proc_params", None) or {}
-        s_max = int(params.get("s_max", 1 << 24)) if bits > 0 else 1
+        s_max = int(params.get("s_max", 1 << bits)) if bits > 0 else 1
         bound = int(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-        if bound * s_max >= self.F64_EXACT:
+        if bound * s_max >= F64_EXACT:
             self._plan = "lava"
             return
-        self._dtype = np.float32 if bound * s_max < self.F32_EXACT else np.float64
+        self._dtype = np.float32 if bound * s_max < F32_EXACT else np.float64
         kx, ky = (int(v) for v in self.kernel_size)
         g = int(self.groups[0])
         cout, cin_g = w.shape[0], w.shape[-1]
