@@ -186,9 +186,9 @@ class ReferenceExecutable(Executable):
                         rec.trains[s.name] = np.zeros((n, self.T, *s.shape), np.uint8)
         starts = range(0, n, self.batch_size)
         if progress:
-            from tqdm import tqdm
+            from kdsnn.progress import bar
 
-            starts = tqdm(starts, desc="reference", unit="batch", leave=False)
+            starts = bar(starts, "bars", desc="reference", unit="batch")
         with torch.no_grad():
             for i in starts:
                 xb = torch.as_tensor(x[i:i + self.batch_size], dtype=self.dtype, device=self.device)
