@@ -5,8 +5,9 @@ NIR states its neurons in continuous time (nir/ir/neuron.py). kdsnn runs them in
 LIF compute. Every backend takes it from here: the float executors (the reference backend,
 the lowering's calibration) step it with `TensorNeuron`, its one implementation on torch
 tensors; the integer lowering maps a `DiscreteNeuron` 1:1 onto Lava's CUBA LIF (du = alpha,
-dv = beta, bias, vth), so float and integer cannot drift apart in their reading of a graph. All six NIR neurons take one common form, per neuron and step t (zero state at
-the start of a sample; a[t] = the summed synaptic input arriving at step t):
+dv = beta, bias, vth), so float and integer cannot drift apart in their reading of a graph.
+All six NIR neurons take one common form, per neuron and step t (zero state at the start of
+a sample; a[t] = the summed synaptic input arriving at step t):
 
     u[t] = (1 - alpha) * u[t-1] + gain * a[t]          current     (alpha = 1: no current state)
     v[t] = (1 - beta)  * v[t-1] + u[t] + bias          voltage     (beta = 0: no leak)

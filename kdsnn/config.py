@@ -248,10 +248,6 @@ def from_options(cls: type, opts: dict[str, Any]) -> Any:
     return cls(**{k: (default(cls, k) if v is None else v) for k, v in opts.items()})
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return asdict(cfg)
-
-
 def cli_option(cls: type, name: str, *decls: str, **kw: Any):
     """A click option whose default and help come from the field `name` of `cls`."""
     import click

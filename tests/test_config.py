@@ -13,7 +13,6 @@ from kdsnn.config import (
     ExportConfig,
     FinetuneConfig,
     RunConfig,
-    from_options,
 )
 
 
@@ -47,7 +46,7 @@ def test_cli_defaults_are_the_config_defaults(command: str, cls: type) -> None:
     checked = 0
     for p in cmd.params:
         if isinstance(p, click.Option) and p.name in names and not p.required:
-            d = from_options(cls, {}).__getattribute__(p.name)
+            d = getattr(cls(), p.name)
             assert (p.default if not p.multiple else tuple(p.default or ())) == d, (command, p.name)
             checked += 1
     assert checked >= 8
