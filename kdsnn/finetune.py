@@ -27,6 +27,7 @@ LR_FACTOR = 0.1            # fine-tuning lr = the student's peak lr times this, 
 def finetune_command(**opts: Any) -> dict[str, Any]:
     """Options: the fields of kdsnn.config.FinetuneConfig (None = the default)."""
     from kdsnn.checkpoint import load_model
+    from kdsnn.compiler.targets import load_target
     from kdsnn.config import FinetuneConfig, check_values, from_options
     from kdsnn.data import load_arrays
     from kdsnn.deploy_exact import ExactStudent
@@ -47,6 +48,7 @@ def finetune_command(**opts: Any) -> dict[str, Any]:
     src = Path(c.student)
     if not c.output:
         raise KdsnnError("finetune needs an output folder (-o/--output)")
+    load_target(c.hw)                    # an unknown --hw is refused before anything is written
     model, cfg0 = load_model(src, device="cpu", kind="student")
     if is_exact(cfg0):
         echo(f"note: {src} is already deployment-exact (for {cfg0['deploy_exact']['target']}); "

@@ -61,3 +61,12 @@ def test_finetune_takes_hw_under_both_names() -> None:
     assert {"--hw", "--deploy-exact"} <= set(hw.opts)
     out = CliRunner().invoke(cli, ["finetune", "--help"]).output
     assert "--min-weight-bits" in out and "--headroom" in out      # the lowering's knobs, as in export
+
+
+def test_finetune_refuses_an_unknown_hw_before_writing(tmp_path) -> None:
+    from kdsnn.errors import KdsnnError
+    from kdsnn.finetune import finetune_command
+
+    with pytest.raises(KdsnnError, match=r"unknown hardware spec 'nochip' \(--hw\)"):
+        finetune_command(student=str(tmp_path / "student.pt"), output=str(tmp_path / "ft"), hw="nochip")
+    assert not (tmp_path / "ft").exists()
